@@ -1,0 +1,40 @@
+// createApp(deps): mounts the plugins and routes, nothing else.
+import { Elysia } from 'elysia'
+import type { Logger } from '../shared/log.ts'
+import type { ConfigStore } from './config-store.ts'
+import { errorResponse, toGatewayError } from './errors.ts'
+import { errorHandler } from './plugins/error-handler.ts'
+import { requestContext } from './plugins/request-context.ts'
+import { handleChatCompletions } from './routes/chat-completions.ts'
+import { healthRoutes } from './routes/health.ts'
+import { listModels } from './routes/models.ts'
+import type { UsageSink } from './usage.ts'
+
+export interface AppDeps {
+  store: ConfigStore
+  log: Logger
+  usage: UsageSink
+}
+
+export function createApp(deps: AppDeps) {
+  const chatDeps = {
+    usage: deps.usage,
+    onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
+  }
+  return new Elysia({ name: 'gateway' })
+    .use(errorHandler(deps.log))
+    .use(healthRoutes(deps.store))
+    .use(requestContext(deps.store))
+    .post('/v1/chat/completions', function chatCompletions({ request, requestId, snapshot, startedAt }) {
+      return handleChatCompletions({ request, requestId, snapshot, startedAt }, chatDeps)
+    })
+    .get('/v1/models', function models({ request, requestId, snapshot }) {
+      try {
+        return listModels(request.headers.get('authorization'), snapshot, requestId)
+      } catch (err) {
+        return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
+      }
+    })
+}
+
+export type App = ReturnType<typeof createApp>

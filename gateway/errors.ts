@@ -1,0 +1,120 @@
+// The one error type of the gateway, its status table, and the OpenAI error body it renders to.
+
+export type ErrorType = 'rate_limit' | 'context_length' | 'auth_error' | 'invalid_request' | 'server_error' | 'timeout'
+
+export type ErrorCode =
+  | 'invalid_json'
+  | 'invalid_parameter'
+  | 'unsupported_parameter'
+  | 'model_not_found'
+  | 'not_found'
+  | 'body_too_large'
+  | 'context_length_exceeded'
+  | 'missing_api_key'
+  | 'invalid_api_key'
+  | 'rate_limit_exceeded'
+  | 'upstream_error'
+  | 'upstream_unavailable'
+  | 'upstream_unreachable'
+  | 'upstream_auth_error'
+  | 'upstream_bad_response'
+  | 'provider_unavailable'
+  | 'upstream_timeout'
+  | 'stream_timeout'
+  | 'internal_error'
+
+interface CodeInfo {
+  status: number
+  type: ErrorType
+}
+
+// Every code has a status and a type: the compiler rejects a code missing here.
+export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
+  invalid_json: { status: 400, type: 'invalid_request' },
+  invalid_parameter: { status: 400, type: 'invalid_request' },
+  unsupported_parameter: { status: 400, type: 'invalid_request' },
+  model_not_found: { status: 404, type: 'invalid_request' },
+  not_found: { status: 404, type: 'invalid_request' },
+  body_too_large: { status: 413, type: 'invalid_request' },
+  context_length_exceeded: { status: 400, type: 'context_length' },
+  missing_api_key: { status: 401, type: 'auth_error' },
+  invalid_api_key: { status: 401, type: 'auth_error' },
+  rate_limit_exceeded: { status: 429, type: 'rate_limit' },
+  upstream_error: { status: 502, type: 'server_error' },
+  upstream_unavailable: { status: 503, type: 'server_error' },
+  upstream_unreachable: { status: 502, type: 'server_error' },
+  // The provider refused the gateway's own credentials: the caller's key is fine, so not a 401.
+  upstream_auth_error: { status: 502, type: 'server_error' },
+  upstream_bad_response: { status: 502, type: 'server_error' },
+  provider_unavailable: { status: 503, type: 'server_error' },
+  upstream_timeout: { status: 504, type: 'timeout' },
+  stream_timeout: { status: 504, type: 'timeout' },
+  internal_error: { status: 500, type: 'server_error' },
+}
+
+export interface GatewayErrorOptions {
+  param?: string | null
+  // Overrides the table's status where the code spans several (an upstream 4xx kept as it was).
+  status?: number
+  retryAfterSeconds?: number
+  upstreamStatus?: number
+  cause?: unknown
+}
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode
+  readonly type: ErrorType
+  readonly status: number
+  readonly param: string | null
+  readonly retryAfterSeconds: number | undefined
+  readonly upstreamStatus: number | undefined
+
+  constructor(code: ErrorCode, message: string, opts: GatewayErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'GatewayError'
+    this.code = code
+    this.type = ERROR_CODES[code].type
+    this.status = opts.status ?? ERROR_CODES[code].status
+    this.param = opts.param ?? null
+    this.retryAfterSeconds = opts.retryAfterSeconds
+    this.upstreamStatus = opts.upstreamStatus
+  }
+
+  toBody(): OpenAiErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } }
+  }
+
+  get retryable(): boolean {
+    return this.status === 429 || this.status >= 500
+  }
+}
+
+export interface OpenAiErrorBody {
+  error: { message: string; type: ErrorType; param: string | null; code: ErrorCode }
+}
+
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err
+  return new GatewayError('internal_error', 'internal error', { cause: err })
+}
+
+export function errorResponse(err: GatewayError, headers: Record<string, string> = {}): Response {
+  const h: Record<string, string> = { 'content-type': 'application/json', ...headers }
+  if (err.retryAfterSeconds !== undefined) h['retry-after'] = String(err.retryAfterSeconds)
+  return new Response(JSON.stringify(err.toBody()), { status: err.status, headers: h })
+}
+
+// An error after stream headers went out: one SSE frame the OpenAI SDKs raise as an APIError.
+export function errorFrame(err: GatewayError): string {
+  return `data: ${JSON.stringify(err.toBody())}\n\n`
+}
+
+// Strip anything key-shaped from provider messages before they reach a caller or a log.
+const KEY_PATTERNS = [/\bsk-[A-Za-z0-9_*\-]{6,}/g, /\bAIza[0-9A-Za-z_\-]{10,}/g, /\bBearer\s+[A-Za-z0-9._\-]+/gi]
+
+export function redactSecrets(message: string, secrets: readonly string[] = []): string {
+  let out = message
+  for (const s of secrets) if (s.length >= 4) out = out.split(s).join('[redacted]')
+  for (const re of KEY_PATTERNS) out = out.replace(re, '[redacted]')
+  return out
+}

@@ -1,0 +1,153 @@
+// OpenAI Chat Completions, and any OpenAI-compatible server (vLLM, Ollama, Groq, ...) by its base_url.
+import type { ProviderConfig } from '../../../shared/config/schema.ts'
+import type { Secret } from '../../../shared/secret.ts'
+import type { ChatRequest } from '../../chat-request.ts'
+import { GatewayError, redactSecrets } from '../../errors.ts'
+import type { SseEvent } from '../../upstream/sse.ts'
+import { countTextTokens, type Encoding } from '../tokenize.ts'
+import type { Completion, ProviderAdapter, StreamOptions, StreamTranslator, Target, UpstreamRequest, Usage } from '../types.ts'
+import { readErrorBody, readRetryAfter, toUsage } from './wire.ts'
+
+export const openAiAdapter: ProviderAdapter = {
+  kind: 'openai',
+
+  buildRequest(req: ChatRequest, target: Target, stream: boolean): UpstreamRequest {
+    const body: Record<string, unknown> = { ...req, model: target.upstreamModel }
+    // Always ask for the usage chunk: it is what the request is billed on. The translator
+    // hides it again from a caller who did not ask for it.
+    if (stream) body.stream_options = { ...req.stream_options, include_usage: true }
+    return {
+      url: `${trimSlash(target.provider.base_url)}/chat/completions`,
+      method: 'POST',
+      headers: headersFor(target.apiKey, true),
+      body: JSON.stringify(body),
+    }
+  },
+
+  readCompletion(text: string): Completion {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.')
+    }
+    if (typeof parsed !== 'object' || parsed === null || !Array.isArray((parsed as { choices?: unknown }).choices)) {
+      throw new GatewayError('upstream_bad_response', 'The provider returned a body without choices.')
+    }
+    return { body: text, usage: toUsage((parsed as { usage?: unknown }).usage) }
+  },
+
+  openStream(_target: Target, opts: StreamOptions): StreamTranslator {
+    return new OpenAiPassthrough(opts.callerWantsUsage)
+  },
+
+  readError(status: number, text: string, headers: Headers, target: Target): GatewayError {
+    const wire = readErrorBody(text)
+    const secrets = target.apiKey ? [target.apiKey.reveal()] : []
+    const said = wire?.message ? redactSecrets(wire.message, secrets) : ''
+    const message = (fallback: string) => (said ? `${target.provider.provider_id}: ${said}` : `${target.provider.provider_id}: ${fallback}`)
+    const opts = { upstreamStatus: status, param: wire?.param ?? null }
+    if (status === 429) {
+      return new GatewayError('rate_limit_exceeded', message('rate limited'), { ...opts, retryAfterSeconds: readRetryAfter(headers) })
+    }
+    if (status === 401 || status === 403) {
+      return new GatewayError('upstream_auth_error', message('the provider rejected the gateway credentials'), opts)
+    }
+    if (wire?.code === 'context_length_exceeded') return new GatewayError('context_length_exceeded', message('context length exceeded'), opts)
+    if (wire?.code === 'unsupported_parameter') return new GatewayError('unsupported_parameter', message('unsupported parameter'), opts)
+    if (status === 404) return new GatewayError('model_not_found', message('not found'), opts)
+    if (status >= 400 && status < 500) return new GatewayError('invalid_parameter', message(`request rejected (${status})`), { ...opts, status: status === 413 || status === 422 ? status : 400 })
+    if (status === 503) return new GatewayError('upstream_unavailable', message('service unavailable'), { ...opts, retryAfterSeconds: readRetryAfter(headers) })
+    return new GatewayError('upstream_error', message(`upstream error (${status})`), opts)
+  },
+
+  async countTokens(req: ChatRequest, target: Target): Promise<number> {
+    return countChatTokens(req, encodingFor(target))
+  },
+
+  healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest {
+    return { url: `${trimSlash(provider.base_url)}/models`, method: 'GET', headers: headersFor(apiKey, false) }
+  },
+}
+
+// OpenAI bytes go to the client untouched; the translator only reads usage and drops the
+// usage-only chunk the gateway asked for on the caller's behalf.
+class OpenAiPassthrough implements StreamTranslator {
+  usage: Usage | undefined
+  finished = false
+  contentChunks = 0
+
+  constructor(private readonly callerWantsUsage: boolean) {}
+
+  onEvent(event: SseEvent): Uint8Array | undefined {
+    const data = event.data
+    if (data === undefined) return event.raw
+    if (data === '[DONE]') {
+      this.finished = true
+      return event.raw
+    }
+    // `"usage":{` cannot occur inside a JSON string (its quotes would be escaped), so this finds
+    // the usage object without parsing every chunk.
+    if (data.includes('"usage":{')) {
+      const usage = parseUsageChunk(data)
+      if (usage) {
+        this.usage = usage.usage
+        if (!this.callerWantsUsage && usage.choicesEmpty) return undefined
+      }
+    }
+    if (data.includes('"content":"') || data.includes('"arguments":"') || data.includes('"refusal":"')) this.contentChunks++
+    return event.raw
+  }
+
+  end(): undefined {
+    return undefined
+  }
+}
+
+function parseUsageChunk(data: string): { usage: Usage; choicesEmpty: boolean } | undefined {
+  try {
+    const chunk = JSON.parse(data) as { usage?: unknown; choices?: unknown }
+    const usage = toUsage(chunk.usage)
+    if (!usage) return undefined
+    return { usage, choicesEmpty: Array.isArray(chunk.choices) && chunk.choices.length === 0 }
+  } catch {
+    return undefined
+  }
+}
+
+function headersFor(apiKey: Secret | undefined, json: boolean): Record<string, string> {
+  const h: Record<string, string> = {}
+  if (json) h['content-type'] = 'application/json'
+  if (apiKey) h.authorization = `Bearer ${apiKey.reveal()}`
+  return h
+}
+
+function trimSlash(url: string): string {
+  return url.endsWith('/') ? url.slice(0, -1) : url
+}
+
+// o200k_base for the GPT-4o generation and later; cl100k_base otherwise, and as the documented
+// approximation for models an OpenAI-compatible server hosts (Llama, Mistral, ...).
+export function encodingFor(target: Target): Encoding {
+  if (target.provider.kind === 'openai' && /^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o\d|chatgpt-4o)/.test(target.upstreamModel)) return 'o200k_base'
+  return 'cl100k_base'
+}
+
+// OpenAI's documented approximation: 3 tokens per message of framing, 1 per name, 3 to prime the reply.
+export async function countChatTokens(req: ChatRequest, encoding: Encoding): Promise<number> {
+  let total = 3
+  for (const m of req.messages) {
+    total += 3
+    total += await countTextTokens(m.role, encoding)
+    total += await countTextTokens(textOf(m.content), encoding)
+    if (m.name) total += 1 + (await countTextTokens(m.name, encoding))
+    for (const call of m.tool_calls ?? []) total += await countTextTokens(call.function.name + call.function.arguments, encoding)
+  }
+  return total
+}
+
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content
+  if (!Array.isArray(content)) return ''
+  return content.map((p: { type?: string; text?: unknown }) => (p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('')
+}

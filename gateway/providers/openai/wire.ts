@@ -1,0 +1,62 @@
+// OpenAI wire-format readers: usage objects and error bodies, from untrusted JSON.
+import type { Usage } from '../types.ts'
+
+export interface OpenAiUsage {
+  prompt_tokens?: number
+  completion_tokens?: number
+  prompt_tokens_details?: { cached_tokens?: number } | null
+  completion_tokens_details?: { reasoning_tokens?: number } | null
+}
+
+export interface OpenAiErrorWire {
+  message: string
+  type: string | null
+  param: string | null
+  code: string | null
+}
+
+export function toUsage(u: unknown): Usage | undefined {
+  if (typeof u !== 'object' || u === null) return undefined
+  const w = u as OpenAiUsage
+  if (typeof w.prompt_tokens !== 'number' || typeof w.completion_tokens !== 'number') return undefined
+  return {
+    input_tokens: w.prompt_tokens,
+    output_tokens: w.completion_tokens,
+    cached_input_tokens: num(w.prompt_tokens_details?.cached_tokens),
+    reasoning_tokens: num(w.completion_tokens_details?.reasoning_tokens),
+    estimated: false,
+  }
+}
+
+export function readErrorBody(text: string): OpenAiErrorWire | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  const e = (parsed as { error?: unknown } | null)?.error
+  if (typeof e !== 'object' || e === null) return undefined
+  const o = e as Record<string, unknown>
+  return {
+    message: typeof o.message === 'string' ? o.message : '',
+    type: typeof o.type === 'string' ? o.type : null,
+    param: typeof o.param === 'string' ? o.param : null,
+    code: typeof o.code === 'string' ? o.code : null,
+  }
+}
+
+// Seconds to wait from `retry-after` (seconds or an HTTP date) or `retry-after-ms`.
+export function readRetryAfter(headers: Headers, now = Date.now()): number | undefined {
+  const ms = headers.get('retry-after-ms')
+  if (ms && /^\d+(\.\d+)?$/.test(ms)) return Math.max(0, Math.ceil(Number(ms) / 1000))
+  const ra = headers.get('retry-after')
+  if (!ra) return undefined
+  if (/^\d+(\.\d+)?$/.test(ra)) return Math.ceil(Number(ra))
+  const at = Date.parse(ra)
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000))
+}
+
+function num(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0
+}

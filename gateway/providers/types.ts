@@ -1,0 +1,70 @@
+// The provider adapter contract: pure translation between OpenAI's wire format and a provider's; I/O lives in upstream/.
+import type { ModelConfig, ProviderConfig, ProviderKind } from '../../shared/config/schema.ts'
+import type { Price } from '../../shared/money.ts'
+import type { Secret } from '../../shared/secret.ts'
+import type { ChatRequest } from '../chat-request.ts'
+import type { GatewayError } from '../errors.ts'
+import type { SseEvent } from '../upstream/sse.ts'
+
+// One provider model a request can be sent to, resolved from config.
+export interface Target {
+  provider: ProviderConfig
+  model: ModelConfig
+  upstreamModel: string
+  apiKey: Secret | undefined
+  price: Price
+}
+
+export interface UpstreamRequest {
+  url: string
+  method: 'GET' | 'POST'
+  headers: Record<string, string>
+  body?: string
+}
+
+export interface Usage {
+  input_tokens: number
+  output_tokens: number
+  // Part of input_tokens served from the provider's prompt cache.
+  cached_input_tokens: number
+  // Part of output_tokens spent on hidden reasoning.
+  reasoning_tokens: number
+  // True when counted by the gateway because the provider did not report it.
+  estimated: boolean
+}
+
+export interface Completion {
+  // The OpenAI-format body for the client, as text (an OpenAI upstream's bytes unchanged).
+  body: string
+  usage: Usage | undefined
+}
+
+// Turns one upstream stream into OpenAI SSE bytes, event by event.
+export interface StreamTranslator {
+  // Bytes (or text) to send the client for this event; undefined sends nothing.
+  onEvent(event: SseEvent): Uint8Array | string | undefined
+  // Frames to send once the upstream ended cleanly.
+  end(): string | undefined
+  // Set once the upstream reported usage.
+  readonly usage: Usage | undefined
+  // Whether the upstream said the response is complete (OpenAI's [DONE]).
+  readonly finished: boolean
+  // Content-bearing chunks sent so far: the basis of an estimate when a stream is cut short.
+  readonly contentChunks: number
+}
+
+export interface StreamOptions {
+  // The caller asked for the final usage chunk (stream_options.include_usage).
+  callerWantsUsage: boolean
+}
+
+export interface ProviderAdapter {
+  readonly kind: ProviderKind
+  buildRequest(req: ChatRequest, target: Target, stream: boolean): UpstreamRequest
+  readCompletion(text: string, target: Target): Completion
+  openStream(target: Target, opts: StreamOptions): StreamTranslator
+  readError(status: number, text: string, headers: Headers, target: Target): GatewayError
+  countTokens(req: ChatRequest, target: Target): Promise<number>
+  // A cheap request whose success means the provider is up (e.g. listing models).
+  healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest
+}

@@ -1,0 +1,140 @@
+// POST /v1/chat/completions: authenticate, read and check the body, pick the target, call it, record usage.
+import type { Caller, Route, Snapshot } from '../config-store.ts'
+import { authenticate, mayUseModel } from '../auth.ts'
+import { parseChatRequest, wantsStream, wantsUsageChunk, type ChatRequest } from '../chat-request.ts'
+import { errorResponse, GatewayError, toGatewayError } from '../errors.ts'
+import type { Usage } from '../providers/types.ts'
+import { completeChat } from '../upstream/call.ts'
+import { openChatStream, type StreamOutcome } from '../upstream/relay.ts'
+import { buildUsageRecord, type RequestOutcome, type UsageSink } from '../usage.ts'
+import { readJsonBody } from '../read-body.ts'
+
+export interface ChatDeps {
+  usage: UsageSink
+  onInternalError(err: unknown, requestId: string): void
+}
+
+export interface RequestContext {
+  request: Request
+  requestId: string
+  snapshot: Snapshot
+  startedAt: number
+}
+
+export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
+  const { request, requestId, snapshot } = ctx
+  const baseHeaders: Record<string, string> = { 'x-request-id': requestId }
+  let caller: Caller
+  let req: ChatRequest
+  try {
+    caller = authenticate(request.headers.get('authorization'), snapshot)
+    req = parseChatRequest(await readJsonBody(request, snapshot.config.file.server.max_body_bytes))
+  } catch (err) {
+    return errorResponse(toGatewayError(err), baseHeaders)
+  }
+
+  const outcome: RequestOutcome = {
+    requestId,
+    caller,
+    model: req.model,
+    target: undefined,
+    usage: undefined,
+    error: undefined,
+    startedAt: ctx.startedAt,
+    createdAt: new Date(),
+    ttfbMs: undefined,
+    stream: wantsStream(req),
+    clientClosed: false,
+    attempts: 0,
+  }
+  const record = () => deps.usage.append(buildUsageRecord(outcome, performance.now()))
+
+  let route: Route
+  try {
+    route = pickRoute(snapshot, caller, req.model)
+  } catch (err) {
+    outcome.error = toGatewayError(err)
+    record()
+    return errorResponse(outcome.error, baseHeaders)
+  }
+  const { target, adapter } = route
+  outcome.target = target
+  outcome.attempts = 1
+  const headers: Record<string, string> = { ...baseHeaders, 'x-gateway-provider': target.provider.provider_id, 'x-gateway-model': target.upstreamModel }
+
+  if (!outcome.stream) {
+    try {
+      const { completion, upstreamRequestId } = await completeChat(adapter, target, req, request.signal)
+      outcome.usage = completion.usage ?? (await estimateUsage(route, req, undefined))
+      outcome.ttfbMs = performance.now() - ctx.startedAt
+      record()
+      if (upstreamRequestId) headers['x-upstream-request-id'] = upstreamRequestId
+      return new Response(completion.body, { headers: { ...headers, 'content-type': 'application/json' } })
+    } catch (err) {
+      outcome.error = toGatewayError(err)
+      if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
+      record()
+      return errorResponse(outcome.error, headers)
+    }
+  }
+
+  const onEnd = (s: StreamOutcome) => {
+    outcome.ttfbMs = s.ttfbMs
+    outcome.clientClosed = s.clientClosed
+    outcome.error = s.error
+    if (s.usage) {
+      outcome.usage = s.usage
+      record()
+      return
+    }
+    // No usage chunk (the stream was cut, or the server ignores include_usage): count it ourselves.
+    estimateUsage(route, req, s.contentChunks)
+      .then((u) => {
+        outcome.usage = u
+      })
+      .catch((err) => deps.onInternalError(err, requestId))
+      .finally(record)
+  }
+  try {
+    const { server } = snapshot.config.file
+    const opened = await openChatStream(adapter, target, req, {
+      callerWantsUsage: wantsUsageChunk(req),
+      timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
+      clientSignal: request.signal,
+      startedAt: ctx.startedAt,
+      onEnd,
+    })
+    if (opened.upstreamRequestId) headers['x-upstream-request-id'] = opened.upstreamRequestId
+    return new Response(opened.body, {
+      headers: { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },
+    })
+  } catch (err) {
+    outcome.error = toGatewayError(err)
+    if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
+    record()
+    return errorResponse(outcome.error, headers)
+  }
+}
+
+// Explicit routing: the first available provider serving the model, in config order.
+function pickRoute(snapshot: Snapshot, caller: Caller, model: string): Route {
+  const routes = snapshot.routes.get(model)
+  if (!routes || !mayUseModel(caller, model)) {
+    throw new GatewayError('model_not_found', `The model '${model}' does not exist or you do not have access to it.`, { param: 'model' })
+  }
+  const route = routes.find((r) => r.unavailable === undefined)
+  if (route) return route
+  const reasons = routes.map((r) => `${r.target.provider.provider_id}: ${r.unavailable}`).join('; ')
+  throw new GatewayError('provider_unavailable', `No provider can serve '${model}' now (${reasons}).`)
+}
+
+// Input counted locally; output from the chunks relayed (about one token each), or zero.
+async function estimateUsage(route: Route, req: ChatRequest, contentChunks: number | undefined): Promise<Usage> {
+  return {
+    input_tokens: await route.adapter.countTokens(req, route.target),
+    output_tokens: contentChunks ?? 0,
+    cached_input_tokens: 0,
+    reasoning_tokens: 0,
+    estimated: true,
+  }
+}

@@ -1,0 +1,62 @@
+// One non-streaming upstream attempt: fetch under a deadline, aborted when the client leaves, normalized errors.
+import { GatewayError } from '../errors.ts'
+import type { Completion, ProviderAdapter, Target, UpstreamRequest } from '../providers/types.ts'
+import type { ChatRequest } from '../chat-request.ts'
+
+// The abort reason used when the caller went away; never shown to anyone.
+export const CLIENT_CLOSED = new GatewayError('invalid_parameter', 'client closed the request', { status: 499 })
+
+export async function sendUpstream(req: UpstreamRequest, signal: AbortSignal, target: Target): Promise<Response> {
+  try {
+    return await fetch(req.url, { method: req.method, headers: req.headers, body: req.body, signal })
+  } catch (err) {
+    throw classifyFailure(err, signal, target)
+  }
+}
+
+// A failed fetch or body read: our own abort reasons win, anything else is the network.
+export function classifyFailure(err: unknown, signal: AbortSignal, target: Target): GatewayError {
+  if (signal.aborted && signal.reason instanceof GatewayError) return signal.reason
+  if (err instanceof GatewayError) return err
+  return new GatewayError('upstream_unreachable', `${target.provider.provider_id}: cannot reach the provider (${errorName(err)})`, { cause: err })
+}
+
+export interface CompleteResult {
+  completion: Completion
+  upstreamRequestId: string | null
+}
+
+export async function completeChat(
+  adapter: ProviderAdapter,
+  target: Target,
+  req: ChatRequest,
+  clientSignal: AbortSignal,
+): Promise<CompleteResult> {
+  const ac = new AbortController()
+  const timeoutMs = target.provider.timeout_ms
+  const timer = setTimeout(
+    () => ac.abort(new GatewayError('upstream_timeout', `${target.provider.provider_id}: no complete response within ${timeoutMs} ms`)),
+    timeoutMs,
+  )
+  const onClientAbort = () => ac.abort(CLIENT_CLOSED)
+  clientSignal.addEventListener('abort', onClientAbort, { once: true })
+  try {
+    const res = await sendUpstream(adapter.buildRequest(req, target, false), ac.signal, target)
+    let text: string
+    try {
+      text = await res.text()
+    } catch (err) {
+      throw classifyFailure(err, ac.signal, target)
+    }
+    if (!res.ok) throw adapter.readError(res.status, text, res.headers, target)
+    return { completion: adapter.readCompletion(text, target), upstreamRequestId: res.headers.get('x-request-id') }
+  } finally {
+    clearTimeout(timer)
+    clientSignal.removeEventListener('abort', onClientAbort)
+  }
+}
+
+function errorName(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code
+  return err instanceof Error ? err.name : 'error'
+}

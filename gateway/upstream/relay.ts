@@ -1,0 +1,155 @@
+// One streaming upstream attempt: open the SSE response, then relay it event by event to the client.
+import type { ChatRequest } from '../chat-request.ts'
+import { errorFrame, GatewayError } from '../errors.ts'
+import type { ProviderAdapter, Target, Usage } from '../providers/types.ts'
+import { CLIENT_CLOSED, classifyFailure, sendUpstream } from './call.ts'
+import { SseParser } from './sse.ts'
+
+export interface StreamTimeouts {
+  // Whole stream, from the request upstream to its last byte.
+  totalMs: number
+  // Longest silence before the first byte and between two chunks.
+  idleMs: number
+}
+
+export interface StreamOutcome {
+  usage: Usage | undefined
+  error: GatewayError | undefined
+  clientClosed: boolean
+  // Upstream said it was complete ([DONE]).
+  finished: boolean
+  contentChunks: number
+  ttfbMs: number | undefined
+}
+
+export interface OpenedStream {
+  body: ReadableStream<Uint8Array>
+  upstreamRequestId: string | null
+}
+
+export interface RelayOptions {
+  callerWantsUsage: boolean
+  timeouts: StreamTimeouts
+  clientSignal: AbortSignal
+  startedAt: number
+  // Called exactly once, when the stream ended for any reason.
+  onEnd(outcome: StreamOutcome): void
+}
+
+const encoder = new TextEncoder()
+
+// Resolves once upstream headers arrived with a 2xx; errors before that throw (nothing sent yet).
+export async function openChatStream(adapter: ProviderAdapter, target: Target, req: ChatRequest, opts: RelayOptions): Promise<OpenedStream> {
+  const id = target.provider.provider_id
+  const ac = new AbortController()
+  const total = setTimeout(
+    () => ac.abort(new GatewayError('stream_timeout', `${id}: stream exceeded ${opts.timeouts.totalMs} ms`)),
+    opts.timeouts.totalMs,
+  )
+  const idle = setTimeout(
+    () => ac.abort(new GatewayError('stream_timeout', `${id}: no data from the provider for ${opts.timeouts.idleMs} ms`)),
+    opts.timeouts.idleMs,
+  )
+  const onClientAbort = () => ac.abort(CLIENT_CLOSED)
+  opts.clientSignal.addEventListener('abort', onClientAbort, { once: true })
+  const stopTimers = () => {
+    clearTimeout(total)
+    clearTimeout(idle)
+    opts.clientSignal.removeEventListener('abort', onClientAbort)
+  }
+
+  let res: Response
+  try {
+    res = await sendUpstream(adapter.buildRequest(req, target, true), ac.signal, target)
+    if (!res.ok) {
+      const text = await res.text().catch(() => '')
+      throw adapter.readError(res.status, text, res.headers, target)
+    }
+    if (!res.body) throw new GatewayError('upstream_bad_response', `${id}: the provider sent no stream body`)
+  } catch (err) {
+    stopTimers()
+    throw err instanceof GatewayError ? err : classifyFailure(err, ac.signal, target)
+  }
+  idle.refresh()
+
+  const translator = adapter.openStream(target, { callerWantsUsage: opts.callerWantsUsage })
+  const parser = new SseParser()
+  const reader = res.body.getReader()
+  let ended = false
+  let ttfbMs: number | undefined
+
+  const finish = (error: GatewayError | undefined, clientClosed: boolean) => {
+    if (ended) return
+    ended = true
+    stopTimers()
+    opts.onEnd({ usage: translator.usage, error, clientClosed, finished: translator.finished, contentChunks: translator.contentChunks, ttfbMs })
+  }
+
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        for (;;) {
+          const { done, value } = await reader.read()
+          if (done) {
+            const out = collect(parser.end().map((e) => translator.onEvent(e)))
+            const tail = translator.end()
+            if (out) controller.enqueue(out)
+            if (tail) controller.enqueue(encoder.encode(tail))
+            const error = translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`)
+            if (error) controller.enqueue(encoder.encode(errorFrame(error)))
+            controller.close()
+            finish(error, false)
+            return
+          }
+          idle.refresh()
+          const hadPending = parser.bufferedBytes > 0
+          const events = parser.push(value)
+          // Fast path: the chunk held whole events only and all go out unchanged, so forward it as is.
+          const outputs = events.map((e) => translator.onEvent(e))
+          const out = !hadPending && parser.bufferedBytes === 0 && outputs.every((o, i) => o === events[i]?.raw) ? value : collect(outputs)
+          if (out && out.length > 0) {
+            if (ttfbMs === undefined) ttfbMs = performance.now() - opts.startedAt
+            controller.enqueue(out)
+            return
+          }
+        }
+      } catch (err) {
+        const reason = classifyFailure(err, ac.signal, target)
+        if (reason === CLIENT_CLOSED) return finish(undefined, true)
+        const error = reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke mid-stream`) : reason
+        try {
+          controller.enqueue(encoder.encode(errorFrame(error)))
+          controller.close()
+        } catch {
+          // The client is gone as well; nothing left to tell it.
+        }
+        finish(error, false)
+      }
+    },
+    cancel() {
+      ac.abort(CLIENT_CLOSED)
+      finish(undefined, true)
+    },
+  })
+  return { body, upstreamRequestId: res.headers.get('x-request-id') }
+}
+
+function collect(outputs: Array<Uint8Array | string | undefined>): Uint8Array | undefined {
+  const parts: Uint8Array[] = []
+  let size = 0
+  for (const o of outputs) {
+    if (o === undefined) continue
+    const bytes = typeof o === 'string' ? encoder.encode(o) : o
+    parts.push(bytes)
+    size += bytes.length
+  }
+  if (parts.length === 0) return undefined
+  if (parts.length === 1) return parts[0]
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}

@@ -1,0 +1,90 @@
+// Builds each request's UsageRecord and hands it to a sink off the response path.
+import { costPico, picoToUsd } from '../shared/money.ts'
+import type { Logger } from '../shared/log.ts'
+import type { UsageRecord } from '../shared/usage-event.ts'
+import type { Caller } from './config-store.ts'
+import type { GatewayError } from './errors.ts'
+import type { Target, Usage } from './providers/types.ts'
+
+export interface UsageSink {
+  append(record: UsageRecord): void
+}
+
+export interface RequestOutcome {
+  requestId: string
+  caller: Caller
+  model: string
+  target: Target | undefined
+  usage: Usage | undefined
+  error: GatewayError | undefined
+  startedAt: number
+  createdAt: Date
+  ttfbMs: number | undefined
+  stream: boolean
+  clientClosed: boolean
+  attempts: number
+}
+
+export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecord {
+  const u = o.usage
+  const pico = o.target && u ? costPico(o.target.price, u.input_tokens, u.output_tokens) : 0
+  return {
+    request_id: o.requestId,
+    client_id: o.caller.client.client_id,
+    team_id: o.caller.client.team_id,
+    provider_id: o.target?.provider.provider_id ?? '',
+    model: o.model,
+    upstream_model: o.target?.upstreamModel ?? '',
+    input_tokens: u?.input_tokens ?? 0,
+    output_tokens: u?.output_tokens ?? 0,
+    cached_input_tokens: u?.cached_input_tokens ?? 0,
+    reasoning_tokens: u?.reasoning_tokens ?? 0,
+    usage_estimated: u?.estimated ?? false,
+    cost_pico: pico,
+    cost_usd: picoToUsd(pico),
+    latency_ms: round3(endedAt - o.startedAt),
+    ttfb_ms: o.ttfbMs === undefined ? null : round3(o.ttfbMs),
+    status: o.error ? 'error' : 'success',
+    http_status: o.error ? o.error.status : 200,
+    error_type: o.error?.type ?? null,
+    error_code: o.error?.code ?? null,
+    stream: o.stream,
+    client_closed: o.clientClosed,
+    attempts: o.attempts,
+    created_at: o.createdAt.toISOString(),
+  }
+}
+
+// Until the usage pipeline lands, every record becomes the request's structured log line.
+export function logUsageSink(log: Logger): UsageSink {
+  return {
+    append(record) {
+      log.info('request', record)
+    },
+  }
+}
+
+// Keeps records in memory: for tests and the in-process pipeline.
+export class MemoryUsageSink implements UsageSink {
+  readonly records: UsageRecord[] = []
+  private waiters: Array<{ n: number; resolve: () => void }> = []
+
+  append(record: UsageRecord): void {
+    this.records.push(record)
+    this.waiters = this.waiters.filter((w) => {
+      if (this.records.length < w.n) return true
+      w.resolve()
+      return false
+    })
+  }
+
+  // Resolves once at least n records arrived.
+  waitFor(n: number): Promise<void> {
+    if (this.records.length >= n) return Promise.resolve()
+    return new Promise((resolve) => this.waiters.push({ n, resolve }))
+  }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000
+}

@@ -1,0 +1,133 @@
+// Reads the config file and the environment into a validated Config, or a ConfigError naming every bad path.
+import { readFileSync } from 'node:fs'
+import { extname } from 'node:path'
+import { Value } from '@sinclair/typebox/value'
+import { parse as parseYaml } from 'yaml'
+import { GatewayConfig, type LogLevel } from './schema.ts'
+import { Secret } from '../secret.ts'
+import { pricePerTokenPico } from '../money.ts'
+
+export const DEFAULT_CONFIG_PATH = 'config/gateway.sample.yaml'
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid config ${source}:\n  - ${problems.join('\n  - ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface Config {
+  source: string
+  file: GatewayConfig
+  // Provider secrets resolved from the environment, by provider_id; absent when the variable is unset.
+  secrets: ReadonlyMap<string, Secret>
+  // Why a provider cannot serve even though the file enables it (e.g. its key variable is unset).
+  unavailable: ReadonlyMap<string, string>
+  logLevel: LogLevel
+}
+
+export type Env = Record<string, string | undefined>
+
+export function loadConfig(env: Env = process.env): Config {
+  const source = env.GATEWAY_CONFIG || DEFAULT_CONFIG_PATH
+  let text: string
+  try {
+    text = readFileSync(source, 'utf8')
+  } catch (err) {
+    throw new ConfigError(source, [`cannot read file: ${(err as Error).message}`])
+  }
+  return parseConfig(text, source, env)
+}
+
+export function parseConfig(text: string, source: string, env: Env = {}): Config {
+  const raw = decodeText(text, source)
+  // Default fills optional settings; Check + Errors then report misspelled keys instead of
+  // dropping them (Value.Parse's Clean step would delete them silently).
+  const withDefaults = Value.Default(GatewayConfig, structuredClone(raw))
+  if (env.PORT !== undefined && isObject(withDefaults) && isObject(withDefaults.server)) {
+    withDefaults.server.port = /^\d+$/.test(env.PORT) ? Number(env.PORT) : env.PORT
+  }
+  if (!Value.Check(GatewayConfig, withDefaults)) {
+    const problems = [...Value.Errors(GatewayConfig, withDefaults)].map(
+      (e) => `${e.path || '/'}: ${e.message}${e.path.endsWith('/port') && env.PORT ? ' (from PORT)' : ''}`,
+    )
+    throw new ConfigError(source, dedupe(problems))
+  }
+  const file = withDefaults
+  const problems = checkReferences(file)
+  const logLevel = env.LOG_LEVEL ?? file.server.log_level ?? 'info'
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) problems.push(`LOG_LEVEL: unknown level "${logLevel}"`)
+  if (problems.length > 0) throw new ConfigError(source, problems)
+
+  const secrets = new Map<string, Secret>()
+  const unavailable = new Map<string, string>()
+  for (const p of file.providers) {
+    if (!p.enabled) unavailable.set(p.provider_id, 'disabled in config')
+    if (!p.api_key_secret) continue
+    const name = p.api_key_secret.slice('env:'.length)
+    const value = env[name]
+    if (value) secrets.set(p.provider_id, new Secret(value))
+    else if (p.enabled) unavailable.set(p.provider_id, `its key variable ${name} is not set`)
+  }
+  return { source, file, secrets, unavailable, logLevel: logLevel as LogLevel }
+}
+
+function decodeText(text: string, source: string): unknown {
+  const ext = extname(source).toLowerCase()
+  try {
+    if (ext === '.json') return JSON.parse(text)
+    if (ext === '.yaml' || ext === '.yml') return parseYaml(text)
+  } catch (err) {
+    throw new ConfigError(source, [`cannot parse ${ext.slice(1)}: ${(err as Error).message}`])
+  }
+  throw new ConfigError(source, [`unknown extension "${ext}": use .yaml, .yml or .json`])
+}
+
+// What a schema cannot say: uniqueness and references between sections.
+function checkReferences(file: GatewayConfig): string[] {
+  const problems: string[] = []
+  const providerIds = new Set<string>()
+  const modelNames = new Set<string>()
+  file.providers.forEach((p, i) => {
+    if (providerIds.has(p.provider_id)) problems.push(`/providers/${i}/provider_id: duplicate "${p.provider_id}"`)
+    providerIds.add(p.provider_id)
+    const own = new Set<string>()
+    p.models.forEach((m, j) => {
+      if (own.has(m.name)) problems.push(`/providers/${i}/models/${j}/name: duplicate "${m.name}" in this provider`)
+      own.add(m.name)
+      modelNames.add(m.name)
+      for (const field of ['cost_per_1k_input_tokens', 'cost_per_1k_output_tokens'] as const) {
+        try {
+          pricePerTokenPico(m[field])
+        } catch (err) {
+          problems.push(`/providers/${i}/models/${j}/${field}: ${(err as Error).message}`)
+        }
+      }
+    })
+  })
+  const clientIds = new Set<string>()
+  const hashes = new Set<string>()
+  file.clients.forEach((c, i) => {
+    if (clientIds.has(c.client_id)) problems.push(`/clients/${i}/client_id: duplicate "${c.client_id}"`)
+    clientIds.add(c.client_id)
+    c.models?.forEach((m, j) => {
+      if (!modelNames.has(m)) problems.push(`/clients/${i}/models/${j}: no provider serves model "${m}"`)
+    })
+    c.keys.forEach((k, j) => {
+      if (hashes.has(k.sha256)) problems.push(`/clients/${i}/keys/${j}/sha256: this key is already assigned`)
+      hashes.add(k.sha256)
+    })
+  })
+  return problems
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function dedupe(xs: string[]): string[] {
+  return [...new Set(xs)]
+}

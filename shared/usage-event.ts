@@ -1,0 +1,34 @@
+// The UsageRecord: one per request, whatever its outcome; the seed's fields plus what debugging needs.
+import { Type as t, type Static } from '@sinclair/typebox'
+
+export const UsageStatus = t.Union([t.Literal('success'), t.Literal('error'), t.Literal('fallback')])
+
+export const UsageRecord = t.Object({
+  request_id: t.String(),
+  client_id: t.String(),
+  team_id: t.String(),
+  provider_id: t.String(),
+  // The model the client asked for, and the provider's id it was served by.
+  model: t.String(),
+  upstream_model: t.String(),
+  input_tokens: t.Integer({ minimum: 0 }),
+  output_tokens: t.Integer({ minimum: 0 }),
+  cached_input_tokens: t.Integer({ minimum: 0 }),
+  reasoning_tokens: t.Integer({ minimum: 0 }),
+  // True when the gateway counted tokens itself (no usage from the provider, e.g. a cut stream).
+  usage_estimated: t.Boolean(),
+  // Exact integer cost in pico-dollars (1e-12 USD); cost_usd is the same as a float for display.
+  cost_pico: t.Integer({ minimum: 0 }),
+  cost_usd: t.Number({ minimum: 0 }),
+  latency_ms: t.Number({ minimum: 0 }),
+  ttfb_ms: t.Union([t.Number({ minimum: 0 }), t.Null()]),
+  status: UsageStatus,
+  http_status: t.Integer(),
+  error_type: t.Union([t.String(), t.Null()]),
+  error_code: t.Union([t.String(), t.Null()]),
+  stream: t.Boolean(),
+  client_closed: t.Boolean(),
+  attempts: t.Integer({ minimum: 0 }),
+  created_at: t.String(),
+})
+export type UsageRecord = Static<typeof UsageRecord>
