@@ -55,7 +55,7 @@ describe('SseParser', () => {
   })
 
   it('reassembles a recorded OpenAI stream byte for byte however it is split', () => {
-    const text = readFileSync(new URL('../../../shared/fixtures/openai/stream.tool_calls.single.include_usage.sse', import.meta.url), 'utf8')
+    const text = readFileSync(new URL('../../test/fixtures/openai/stream.tool_calls.single.include_usage.sse', import.meta.url), 'utf8')
     for (const split of [0, 1, 7, 64, 1000]) {
       const events = feed(new SseParser(), text, split)
       expect(events.map((e) => dec.decode(e.raw)).join('')).toBe(text)

@@ -95,13 +95,22 @@ class OpenAiPassthrough implements StreamTranslator {
         if (!this.callerWantsUsage && usage.choicesEmpty) return undefined
       }
     }
-    if (data.includes('"content":"') || data.includes('"arguments":"') || data.includes('"refusal":"')) this.contentChunks++
+    if (carriesText(data)) this.contentChunks++
     return event.raw
   }
 
   end(): undefined {
     return undefined
   }
+}
+
+// A delta with a non-empty content, refusal or tool-argument string (the role chunk's "" is not text).
+function carriesText(data: string): boolean {
+  for (const key of ['"content":"', '"arguments":"', '"refusal":"']) {
+    const at = data.indexOf(key)
+    if (at !== -1 && data.charCodeAt(at + key.length) !== 0x22) return true
+  }
+  return false
 }
 
 function parseUsageChunk(data: string): { usage: Usage; choicesEmpty: boolean } | undefined {

@@ -1,0 +1,145 @@
+import { afterAll, beforeEach, describe, expect, it } from 'bun:test'
+import { parseConfig } from '../shared/config/load.ts'
+import { createLogger } from '../shared/log.ts'
+import { startEmulator } from '../test/harness/emulator.ts'
+import { TEST_KEYS, testConfig } from '../test/harness/gateway-process.ts'
+import { createApp } from './app.ts'
+import { buildSnapshot, ConfigStore } from './config-store.ts'
+import { MemoryUsageSink } from './usage.ts'
+
+const emulator = startEmulator()
+afterAll(() => emulator.stop())
+
+function makeApp(server: Record<string, unknown> = {}) {
+  const config = parseConfig(JSON.stringify(testConfig({ upstreamBaseUrl: emulator.baseUrl, server })), 'test.json')
+  const usage = new MemoryUsageSink()
+  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log: createLogger('silent'), usage })
+  return { app, usage }
+}
+
+const chat = (body: unknown, key: string | null = TEST_KEYS.full, extra: Record<string, string> = {}) =>
+  new Request('http://localhost/v1/chat/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}), ...extra },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  })
+
+const hello = { model: 'test-model', messages: [{ role: 'user', content: 'Say hello' }] }
+
+beforeEach(() => emulator.reset())
+
+describe('auth', () => {
+  it('answers 401 in OpenAI shape without a key, with a wrong key, and with a malformed header', async () => {
+    const { app, usage } = makeApp()
+    for (const req of [chat(hello, null), chat(hello, 'sk-wrong'), chat(hello, null, { authorization: 'Basic abc' })]) {
+      const res = await app.handle(req)
+      expect(res.status).toBe(401)
+      const body = (await res.json()) as { error: { type: string } }
+      expect(body.error.type).toBe('auth_error')
+    }
+    expect(emulator.requests.length).toBe(0)
+    expect(usage.records.length).toBe(0)
+  })
+})
+
+describe('GET /v1/models', () => {
+  it('lists only the models the caller may use', async () => {
+    const { app } = makeApp()
+    const list = async (key: string) =>
+      ((await (await app.handle(new Request('http://localhost/v1/models', { headers: { authorization: `Bearer ${key}` } }))).json()) as { data: Array<{ id: string }> }).data.map((m) => m.id)
+    expect(await list(TEST_KEYS.full)).toEqual(['test-model', 'other-model'])
+    expect(await list(TEST_KEYS.limited)).toEqual(['test-model'])
+  })
+})
+
+describe('POST /v1/chat/completions', () => {
+  it('serves a completion with gateway headers and records its usage and cost', async () => {
+    const { app, usage } = makeApp()
+    const res = await app.handle(chat(hello, TEST_KEYS.full, { 'x-request-id': 'my-trace-1' }))
+    expect(res.status).toBe(200)
+    expect(res.headers.get('x-request-id')).toBe('my-trace-1')
+    expect(res.headers.get('x-gateway-provider')).toBe('emu')
+    expect(res.headers.get('x-gateway-model')).toBe('emu-upstream')
+    const body = (await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } }
+    expect((emulator.requests[0]?.body as { model: string }).model).toBe('emu-upstream')
+    const [rec] = usage.records
+    expect(rec).toMatchObject({ request_id: 'my-trace-1', client_id: 'full-client', team_id: 'team-a', provider_id: 'emu', status: 'success', stream: false })
+    expect(rec?.input_tokens).toBe(body.usage.prompt_tokens)
+    expect(rec?.output_tokens).toBe(body.usage.completion_tokens)
+    expect(rec?.cost_pico).toBe(body.usage.prompt_tokens * 150_000 + body.usage.completion_tokens * 600_000)
+  })
+
+  it('hides a model from a client that may not use it', async () => {
+    const { app } = makeApp()
+    const res = await app.handle(chat({ ...hello, model: 'other-model' }, TEST_KEYS.limited))
+    expect(res.status).toBe(404)
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('model_not_found')
+    expect(emulator.requests.length).toBe(0)
+  })
+
+  it('rejects bad input with a 4xx and sends nothing upstream', async () => {
+    const { app } = makeApp({ max_body_bytes: 2048 })
+    const cases: Array<[Request, number, string]> = [
+      [chat('{"model": "test-model", '), 400, 'invalid_json'],
+      [chat(''), 400, 'invalid_json'],
+      [chat({ model: 'test-model' }), 400, 'invalid_parameter'],
+      [chat({ ...hello, model: 'nope' }), 404, 'model_not_found'],
+      [chat({ ...hello, messages: [{ role: 'user', content: 'x'.repeat(4096) }] }), 413, 'body_too_large'],
+    ]
+    for (const [req, status, code] of cases) {
+      const res = await app.handle(req)
+      const body = (await res.json()) as { error: { code: string } }
+      expect({ status: res.status, code: body.error.code }).toEqual({ status, code })
+    }
+    expect(emulator.requests.length).toBe(0)
+  })
+
+  it('applies the size limit to a chunked body without a content-length', async () => {
+    const { app } = makeApp({ max_body_bytes: 2048 })
+    const big = new TextEncoder().encode(JSON.stringify({ ...hello, messages: [{ role: 'user', content: 'y'.repeat(8192) }] }))
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (let i = 0; i < big.length; i += 512) c.enqueue(big.slice(i, i + 512))
+        c.close()
+      },
+    })
+    const req = new Request('http://localhost/v1/chat/completions', { method: 'POST', headers: { authorization: `Bearer ${TEST_KEYS.full}` }, body })
+    expect(req.headers.get('content-length')).toBeNull()
+    expect((await app.handle(req)).status).toBe(413)
+  })
+
+  it('answers unknown routes with a 404 in OpenAI shape', async () => {
+    const { app } = makeApp()
+    const res = await app.handle(new Request('http://localhost/v1/embeddings', { method: 'POST' }))
+    expect(res.status).toBe(404)
+    expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request')
+  })
+
+  it('streams, hiding the usage chunk the caller did not ask for, and records the usage', async () => {
+    const { app, usage } = makeApp()
+    const res = await app.handle(chat({ ...hello, stream: true }))
+    expect(res.headers.get('content-type')).toContain('text/event-stream')
+    const text = await res.text()
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true)
+    expect(text).not.toContain('"choices":[]')
+    expect((emulator.requests[0]?.body as { stream_options: unknown }).stream_options).toEqual({ include_usage: true })
+    await usage.waitFor(1)
+    expect(usage.records[0]).toMatchObject({ stream: true, status: 'success', usage_estimated: false, output_tokens: 9 })
+  })
+
+  it('estimates usage when an upstream ignores include_usage', async () => {
+    const { app, usage } = makeApp()
+    emulator.setBehavior('emu-upstream', { omit_usage: true })
+    const res = await app.handle(chat({ ...hello, stream: true, stream_options: { include_usage: true } }))
+    await res.text()
+    await usage.waitFor(1)
+    expect(usage.records[0]).toMatchObject({ usage_estimated: true, output_tokens: 9, status: 'success' })
+    expect(usage.records[0]?.input_tokens).toBeGreaterThan(0)
+  })
+
+  it('answers health checks without auth', async () => {
+    const { app } = makeApp()
+    expect((await app.handle(new Request('http://localhost/healthz'))).status).toBe(200)
+    expect((await app.handle(new Request('http://localhost/readyz'))).status).toBe(200)
+  })
+})

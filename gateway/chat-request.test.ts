@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'bun:test'
+import { parseChatRequest } from './chat-request.ts'
+import { GatewayError } from './errors.ts'
+
+function errorOf(body: unknown): GatewayError {
+  try {
+    parseChatRequest(body)
+  } catch (err) {
+    if (err instanceof GatewayError) return err
+    throw err
+  }
+  throw new Error('expected a GatewayError')
+}
+
+describe('parseChatRequest', () => {
+  it('accepts a valid request and keeps parameters it does not know', () => {
+    const req = parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'hi' }], seed: 3, logit_bias: { '1': 2 } })
+    expect(req.seed).toBe(3)
+    expect(req.logit_bias).toEqual({ '1': 2 })
+  })
+
+  it('names a missing required parameter', () => {
+    const e = errorOf({ model: 'm' })
+    expect(e.status).toBe(400)
+    expect(e.param).toBe('messages')
+    expect(e.message).toBe("Missing required parameter: 'messages'.")
+  })
+
+  it('rejects empty messages', () => {
+    expect(errorOf({ model: 'm', messages: [] }).message).toContain('empty array')
+  })
+
+  it('names the exact nested parameter that is wrong', () => {
+    const e = errorOf({ model: 'm', messages: [{ role: 'user', content: 'a' }, { role: 'robot', content: 'b' }] })
+    expect(e.param).toBe('messages[1].role')
+    expect(e.message).toContain("'user'")
+  })
+
+  it('rejects wrong types with the parameter name', () => {
+    expect(errorOf({ model: 'm', messages: [{ role: 'user', content: 'a' }], stream: 'yes' }).param).toBe('stream')
+    expect(errorOf({ model: 'm', messages: [{ role: 'user', content: 'a' }], max_tokens: 0 }).param).toBe('max_tokens')
+    expect(errorOf({ model: 'm', messages: [{ role: 'user', content: 'a' }], temperature: 3 }).param).toBe('temperature')
+    expect(errorOf({ model: 5, messages: [{ role: 'user', content: 'a' }] }).param).toBe('model')
+  })
+
+  it('rejects a body that is not an object', () => {
+    expect(errorOf([1, 2]).code).toBe('invalid_parameter')
+    expect(errorOf('text').code).toBe('invalid_parameter')
+  })
+})

@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'bun:test'
+import { readFileSync } from 'node:fs'
+import { Secret } from '../../../shared/secret.ts'
+import { SseParser } from '../../upstream/sse.ts'
+import type { Target } from '../types.ts'
+import { openAiAdapter } from './adapter.ts'
+
+const fixture = (name: string) => readFileSync(new URL(`../../../test/fixtures/openai/${name}`, import.meta.url), 'utf8')
+const dec = new TextDecoder()
+
+const target: Target = {
+  provider: {
+    provider_id: 'openai',
+    name: 'OpenAI',
+    kind: 'openai',
+    base_url: 'https://api.openai.com/v1/',
+    models: [],
+    enabled: true,
+    timeout_ms: 1000,
+  },
+  model: { name: 'gpt-4o', cost_per_1k_input_tokens: 0.0025, cost_per_1k_output_tokens: 0.01 },
+  upstreamModel: 'gpt-4o-2024-08-06',
+  apiKey: new Secret('sk-proj-supersecretvalue'),
+  price: { input_pico_per_token: 2_500_000, output_pico_per_token: 10_000_000 },
+}
+
+function relay(sse: string, callerWantsUsage: boolean) {
+  const t = openAiAdapter.openStream(target, { callerWantsUsage })
+  const parser = new SseParser()
+  const out: string[] = []
+  for (const e of parser.push(new TextEncoder().encode(sse))) {
+    const o = t.onEvent(e)
+    if (o !== undefined) out.push(typeof o === 'string' ? o : dec.decode(o))
+  }
+  return { text: out.join(''), t }
+}
+
+describe('openAiAdapter.buildRequest', () => {
+  const req = { model: 'gpt-4o', messages: [{ role: 'user' as const, content: 'hi' }], temperature: 0.2, seed: 1 }
+
+  it('sends the upstream model id, the caller parameters and the key', () => {
+    const r = openAiAdapter.buildRequest(req, target, false)
+    expect(r.url).toBe('https://api.openai.com/v1/chat/completions')
+    expect(r.headers.authorization).toBe('Bearer sk-proj-supersecretvalue')
+    expect(JSON.parse(r.body ?? '')).toEqual({ ...req, model: 'gpt-4o-2024-08-06' })
+  })
+
+  it('always asks a stream for its usage chunk, keeping other stream options', () => {
+    const r = openAiAdapter.buildRequest({ ...req, stream: true, stream_options: { include_usage: false, extra: 1 } as never }, target, true)
+    expect(JSON.parse(r.body ?? '').stream_options).toEqual({ include_usage: true, extra: 1 })
+  })
+
+  it('sends no authorization header to a keyless server', () => {
+    expect(openAiAdapter.buildRequest(req, { ...target, apiKey: undefined }, false).headers.authorization).toBeUndefined()
+  })
+})
+
+describe('openAiAdapter.readCompletion', () => {
+  it('passes the body through untouched and reads usage, cached and reasoning tokens', () => {
+    const text = fixture('chat-completion.text.json')
+    const c = openAiAdapter.readCompletion(text, target)
+    expect(c.body).toBe(text)
+    expect(c.usage).toEqual({ input_tokens: 16, output_tokens: 363, cached_input_tokens: 0, reasoning_tokens: 0, estimated: false })
+  })
+
+  it('reads usage from every recorded completion', () => {
+    for (const f of ['chat-completion.n3.json', 'chat-completion.refusal.json', 'chat-completion.tool_calls.parallel.json', 'chat-completion.finish_length.json']) {
+      expect(openAiAdapter.readCompletion(fixture(f), target).usage?.estimated).toBe(false)
+    }
+  })
+
+  it('rejects a body that is not a completion', () => {
+    expect(() => openAiAdapter.readCompletion('<html>', target)).toThrow(/not JSON/)
+    expect(() => openAiAdapter.readCompletion('{"ok":true}', target)).toThrow(/without choices/)
+  })
+})
+
+describe('openAiAdapter.readError', () => {
+  const h = (init: Record<string, string> = {}) => new Headers(init)
+
+  it('maps recorded provider errors onto the taxonomy', () => {
+    const cases: Array<[number, string, string, number, string]> = [
+      [400, 'errors/400-context_length_exceeded.json', 'context_length_exceeded', 400, 'context_length'],
+      [400, 'errors/400-unsupported_parameter.json', 'unsupported_parameter', 400, 'invalid_request'],
+      [401, 'errors/401-invalid_api_key.json', 'upstream_auth_error', 502, 'server_error'],
+      [429, 'errors/429-rate_limit_exceeded.tokens.json', 'rate_limit_exceeded', 429, 'rate_limit'],
+      [429, 'errors/429-insufficient_quota.json', 'rate_limit_exceeded', 429, 'rate_limit'],
+      [500, 'errors/500-server_error.json', 'upstream_error', 502, 'server_error'],
+    ]
+    for (const [status, file, code, outStatus, type] of cases) {
+      const e = openAiAdapter.readError(status, fixture(file), h(), target)
+      expect({ file, code: e.code, status: e.status, type: e.type }).toEqual({ file, code, status: outStatus, type })
+      expect(e.message.startsWith('openai: ')).toBe(true)
+    }
+  })
+
+  it('keeps the provider message and param but not key material', () => {
+    const e = openAiAdapter.readError(401, fixture('errors/401-invalid_api_key.json'), h(), target)
+    expect(e.message).toContain('Incorrect API key provided')
+    expect(e.message).not.toContain('sk-VKMIs')
+    const ctx = openAiAdapter.readError(400, fixture('errors/400-context_length_exceeded.json'), h(), target)
+    expect(ctx.param).toBe('messages')
+  })
+
+  it('carries retry-after from a 429', () => {
+    expect(openAiAdapter.readError(429, '{}', h({ 'retry-after': '12' }), target).retryAfterSeconds).toBe(12)
+    expect(openAiAdapter.readError(429, '{}', h({ 'retry-after-ms': '1500' }), target).retryAfterSeconds).toBe(2)
+  })
+
+  it('survives a body that is not JSON', () => {
+    const e = openAiAdapter.readError(502, '<html>bad gateway</html>', h(), target)
+    expect(e.code).toBe('upstream_error')
+    expect(e.message).not.toContain('<html>')
+  })
+})
+
+describe('OpenAI stream passthrough', () => {
+  it('forwards every byte unchanged when the caller asked for usage', () => {
+    for (const f of ['stream.text.include_usage.sse', 'stream.tool_calls.single.include_usage.sse', 'stream.n3.include_usage.sse', 'stream.text.include_usage.obfuscation.sse']) {
+      const sse = fixture(f)
+      const { text, t } = relay(sse, true)
+      expect(text).toBe(sse)
+      expect(t.finished).toBe(true)
+      expect(t.usage?.estimated).toBe(false)
+    }
+  })
+
+  it('drops only the usage chunk when the caller did not ask for it, and still reads it', () => {
+    const sse = fixture('stream.text.include_usage.sse')
+    const { text, t } = relay(sse, false)
+    const usageEvent = sse.split('\n\n').find((e) => e.includes('"choices":[]'))
+    expect(usageEvent).toBeDefined()
+    expect(text).toBe(sse.replace(`${usageEvent}\n\n`, ''))
+    expect(t.usage).toEqual({ input_tokens: 14, output_tokens: 30, cached_input_tokens: 0, reasoning_tokens: 0, estimated: false })
+  })
+
+  it('is not finished without [DONE] and counts content chunks for an estimate', () => {
+    const sse = fixture('stream.text.include_usage.sse')
+    const cut = sse.slice(0, sse.indexOf('data: {', 2000))
+    const { t } = relay(cut, true)
+    expect(t.finished).toBe(false)
+    expect(t.usage).toBeUndefined()
+    expect(t.contentChunks).toBeGreaterThan(3)
+  })
+})
+
+describe('openAiAdapter.countTokens', () => {
+  it('counts a chat with the model encoding, close to what OpenAI reported', async () => {
+    // The recorded stream's request: OpenAI billed 14 prompt tokens for it.
+    const n = await openAiAdapter.countTokens({ model: 'gpt-4o', messages: [{ role: 'user', content: "What's the weather like in SF?" }] }, target)
+    expect(n).toBeGreaterThanOrEqual(12)
+    expect(n).toBeLessThanOrEqual(16)
+  })
+})

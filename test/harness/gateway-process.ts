@@ -1,0 +1,136 @@
+// Starts a real gateway process (bun gateway/main.ts) on a free port with a given config, for tests and bench.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { hashKey } from '../../gateway/auth.ts'
+
+const ROOT = resolve(import.meta.dir, '../..')
+
+export interface GatewayProcess {
+  url: string
+  port: number
+  pid: number
+  // Every stdout line so far (JSON logs).
+  readonly lines: string[]
+  // Resolves with the first log line (parsed) satisfying the predicate, past or future.
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>
+  stop(signal?: NodeJS.Signals): Promise<number>
+}
+
+export interface GatewayProcessOptions {
+  config: Record<string, unknown>
+  env?: Record<string, string>
+}
+
+export async function startGateway(opts: GatewayProcessOptions): Promise<GatewayProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-test-'))
+  const configPath = join(dir, 'gateway.json')
+  writeFileSync(configPath, JSON.stringify(opts.config))
+  const proc = Bun.spawn([process.execPath, join(ROOT, 'gateway/main.ts')], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', GATEWAY_CONFIG: configPath, PORT: '0', ...opts.env },
+    stdout: 'pipe',
+    stderr: 'pipe',
+  })
+  const lines: string[] = []
+  const waiters: Array<{ predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = []
+  const onLine = (line: string) => {
+    lines.push(line)
+    let parsed: Record<string, unknown>
+    try {
+      parsed = JSON.parse(line) as Record<string, unknown>
+    } catch {
+      return
+    }
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i]
+      if (w?.predicate(parsed)) {
+        waiters.splice(i, 1)
+        w.resolve(parsed)
+      }
+    }
+  }
+  void pumpLines(proc.stdout, onLine)
+  const stderr = new Response(proc.stderr).text()
+
+  const waitForLog = (predicate: (l: Record<string, unknown>) => boolean) => {
+    for (const line of lines) {
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>
+        if (predicate(parsed)) return Promise.resolve(parsed)
+      } catch {
+        // not JSON
+      }
+    }
+    return new Promise<Record<string, unknown>>((res) => waiters.push({ predicate, resolve: res }))
+  }
+
+  const listening = await Promise.race([
+    waitForLog((l) => l.msg === 'listening'),
+    proc.exited.then(async (code) => {
+      throw new Error(`gateway exited with ${code} before listening: ${await stderr}`)
+    }),
+  ])
+  const port = Number(listening.port)
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    pid: proc.pid,
+    lines,
+    waitForLog,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      proc.kill(signal)
+      const code = await proc.exited
+      rmSync(dir, { recursive: true, force: true })
+      return code
+    },
+  }
+}
+
+async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder()
+  let buf = ''
+  for await (const chunk of stream) {
+    buf += decoder.decode(chunk, { stream: true })
+    let nl = buf.indexOf('\n')
+    while (nl !== -1) {
+      onLine(buf.slice(0, nl))
+      buf = buf.slice(nl + 1)
+      nl = buf.indexOf('\n')
+    }
+  }
+}
+
+export interface TestConfigOptions {
+  upstreamBaseUrl: string
+  upstreamKeyEnv?: string
+  server?: Record<string, unknown>
+  extraModels?: Array<Record<string, unknown>>
+}
+
+export const TEST_KEYS = { full: 'sk-test-full-access', limited: 'sk-test-limited' } as const
+
+// A config with one emulator-backed provider and two clients: one may call everything, one only `test-model`.
+export function testConfig(o: TestConfigOptions): Record<string, unknown> {
+  return {
+    server: { log_level: 'info', ...o.server },
+    providers: [
+      {
+        provider_id: 'emu',
+        name: 'Emulator',
+        kind: 'openai-compatible',
+        base_url: o.upstreamBaseUrl,
+        ...(o.upstreamKeyEnv ? { api_key_secret: `env:${o.upstreamKeyEnv}` } : {}),
+        models: [
+          { name: 'test-model', upstream_model: 'emu-upstream', cost_per_1k_input_tokens: 0.00015, cost_per_1k_output_tokens: 0.0006 },
+          { name: 'other-model', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002 },
+          ...(o.extraModels ?? []),
+        ],
+      },
+    ],
+    clients: [
+      { client_id: 'full-client', team_id: 'team-a', keys: [{ name: 'k1', sha256: hashKey(TEST_KEYS.full) }] },
+      { client_id: 'limited-client', team_id: 'team-b', models: ['test-model'], keys: [{ name: 'k2', sha256: hashKey(TEST_KEYS.limited) }] },
+    ],
+  }
+}
