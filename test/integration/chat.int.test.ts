@@ -1,7 +1,7 @@
 // The real gateway process driven by the official openai SDK, against the upstream emulator.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'bun:test'
 import { readFileSync } from 'node:fs'
-import OpenAI from 'openai'
+import OpenAI, { APIError } from 'openai'
 import { startEmulator, type Emulator } from '../harness/emulator.ts'
 import { startGateway, TEST_KEYS, testConfig, type GatewayProcess } from '../harness/gateway-process.ts'
 
@@ -97,47 +97,47 @@ describe('errors the SDK raises as its typed errors', () => {
     const bad = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'sk-not-a-key', maxRetries: 0 })
     const err = await bad.chat.completions.create(ask).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(OpenAI.AuthenticationError)
-    expect((err as OpenAI.APIError).type).toBe('auth_error')
+    expect((err as APIError).type).toBe('auth_error')
   })
 
   it('404 for an unknown model', async () => {
     const err = await client.chat.completions.create({ ...ask, model: 'gpt-17' }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(OpenAI.NotFoundError)
-    expect((err as OpenAI.APIError).code).toBe('model_not_found')
+    expect((err as APIError).code).toBe('model_not_found')
   })
 
   it('429 from the provider, with its retry-after', async () => {
     emulator.setBehavior('emu-upstream', { status: 429, retry_after: 3 })
     const err = await client.chat.completions.create(ask).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(OpenAI.RateLimitError)
-    expect((err as OpenAI.APIError).headers?.get('retry-after')).toBe('3')
-    expect((err as OpenAI.APIError).type).toBe('rate_limit')
+    expect((err as APIError).headers?.get('retry-after')).toBe('3')
+    expect((err as APIError).type).toBe('rate_limit')
   })
 
   it('5xx from the provider', async () => {
     emulator.setBehavior('emu-upstream', { status: 500 })
     const err = await client.chat.completions.create(ask).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(OpenAI.InternalServerError)
-    expect((err as OpenAI.APIError).status).toBe(502)
+    expect((err as APIError).status).toBe(502)
   })
 
   it('400 context_length from the provider, keeping its message', async () => {
     emulator.setBehavior('emu-upstream', { status: 400 })
     const err = await client.chat.completions.create(ask).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(OpenAI.BadRequestError)
-    expect((err as OpenAI.APIError).type).toBe('context_length')
-    expect((err as OpenAI.APIError).message).toContain('maximum context length')
+    expect((err as APIError).type).toBe('context_length')
+    expect((err as APIError).message).toContain('maximum context length')
   })
 
   it('400 for a request missing its messages', async () => {
     const err = await client.chat.completions.create({ model: 'test-model' } as never).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(OpenAI.BadRequestError)
-    expect((err as OpenAI.APIError).param).toBe('messages')
+    expect((err as APIError).param).toBe('messages')
   })
 
   it('413 for a body over the limit, and the process keeps serving', async () => {
     const err = await client.chat.completions.create({ ...ask, messages: [{ role: 'user', content: 'z'.repeat(70_000) }] }).catch((e: unknown) => e)
-    expect((err as OpenAI.APIError).status).toBe(413)
+    expect((err as APIError).status).toBe(413)
     const res = await fetch(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEYS.full}` }, body: '{"model": [' })
     expect(res.status).toBe(400)
     expect((await client.chat.completions.create(ask)).choices.length).toBe(1)
@@ -150,7 +150,7 @@ describe('errors the SDK raises as its typed errors', () => {
     })
     try {
       const c = new OpenAI({ baseURL: `${wrong.url}/v1`, apiKey: TEST_KEYS.full, maxRetries: 0 })
-      const err = (await c.chat.completions.create(ask).catch((e: unknown) => e)) as OpenAI.APIError
+      const err = (await c.chat.completions.create(ask).catch((e: unknown) => e)) as APIError
       expect(err).toBeInstanceOf(OpenAI.InternalServerError)
       expect(err.status).toBe(502)
       expect(err.message).toContain('Incorrect API key provided')
@@ -172,7 +172,7 @@ describe('broken and slow streams', () => {
     })().catch((e: unknown) => e)
     expect(text).toBe('Hello from the')
     expect(err).toBeInstanceOf(OpenAI.APIError)
-    expect((err as OpenAI.APIError).message).toContain('mid-stream')
+    expect((err as APIError).message).toContain('mid-stream')
     const line = await gateway.waitForLog((l) => l.msg === 'request' && l.stream === true && l.error_code === 'upstream_error')
     expect(line).toMatchObject({ stream: true, usage_estimated: true, output_tokens: 3 })
   })
@@ -200,15 +200,15 @@ describe('broken and slow streams', () => {
         // drain
       }
     })().catch((e: unknown) => e)
-    expect((err as OpenAI.APIError).message).toContain('no data from the provider')
+    expect((err as APIError).message).toContain('no data from the provider')
     await emulator.waitFor('streams_cancelled', cancelled + 1)
   })
 
   it('answers 504 when the provider sends nothing before the idle timeout', async () => {
     emulator.setBehavior('emu-upstream', { hang: true })
     const err = await client.chat.completions.create({ ...ask, stream: true }).catch((e: unknown) => e)
-    expect((err as OpenAI.APIError).status).toBe(504)
-    expect((err as OpenAI.APIError).type).toBe('timeout')
+    expect((err as APIError).status).toBe(504)
+    expect((err as APIError).type).toBe('timeout')
   })
 
   it('aborts the upstream stream when the client disconnects, and still records usage', async () => {

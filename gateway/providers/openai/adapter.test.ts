@@ -89,7 +89,7 @@ describe('openAiAdapter.readError', () => {
     ]
     for (const [status, file, code, outStatus, type] of cases) {
       const e = openAiAdapter.readError(status, fixture(file), h(), target)
-      expect({ file, code: e.code, status: e.status, type: e.type }).toEqual({ file, code, status: outStatus, type })
+      expect({ file, code: e.code as string, status: e.status, type: e.type as string }).toEqual({ file, code, status: outStatus, type })
       expect(e.message.startsWith('openai: ')).toBe(true)
     }
   })
