@@ -1,4 +1,5 @@
 // Reads a JSON request body under a size limit, without buffering more than the limit.
+import { concatBytes } from '../shared/bytes.ts'
 import { GatewayError } from './errors.ts'
 
 export async function readJsonBody(request: Request, limit: number): Promise<unknown> {
@@ -24,13 +25,7 @@ async function readChunked(request: Request, limit: number): Promise<Uint8Array>
     if (size > limit) throw tooLarge(limit)
     parts.push(part)
   }
-  const out = new Uint8Array(size)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
+  return concatBytes(parts)
 }
 
 function tooLarge(limit: number): GatewayError {

@@ -4,6 +4,7 @@ import { errorFrame, GatewayError } from '../errors.ts'
 import type { ProviderAdapter, Target, Usage } from '../providers/types.ts'
 import { CLIENT_CLOSED, classifyFailure, sendUpstream } from './call.ts'
 import { SseParser } from './sse.ts'
+import { concatBytes } from '../../shared/bytes.ts'
 
 export interface StreamTimeouts {
   // Whole stream, from the request upstream to its last byte.
@@ -136,20 +137,6 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
 
 function collect(outputs: Array<Uint8Array | string | undefined>): Uint8Array | undefined {
   const parts: Uint8Array[] = []
-  let size = 0
-  for (const o of outputs) {
-    if (o === undefined) continue
-    const bytes = typeof o === 'string' ? encoder.encode(o) : o
-    parts.push(bytes)
-    size += bytes.length
-  }
-  if (parts.length === 0) return undefined
-  if (parts.length === 1) return parts[0]
-  const out = new Uint8Array(size)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
+  for (const o of outputs) if (o !== undefined) parts.push(typeof o === 'string' ? encoder.encode(o) : o)
+  return parts.length === 0 ? undefined : concatBytes(parts)
 }

@@ -2,6 +2,7 @@
 //
 // It works on bytes so an event can be forwarded exactly as it arrived (`raw`), and hands out
 // the decoded fields for the callers that need them.
+import { concatBytes } from '../../shared/bytes.ts'
 
 export interface SseEvent {
   // The event's bytes as received, terminating blank line included.
@@ -32,7 +33,7 @@ export class SseParser {
   }
 
   private scan(chunk: Uint8Array, final: boolean): SseEvent[] {
-    const buf = this.pending.length === 0 ? chunk : concat(this.pending, chunk)
+    const buf = this.pending.length === 0 ? chunk : concatBytes([this.pending, chunk])
     const events: SseEvent[] = []
     let eventStart = 0
     let lineStart = 0
@@ -88,11 +89,4 @@ function toEvent(buf: Uint8Array, start: number, end: number, lines: Array<[numb
     else if (field === 'id') id = value
   }
   return { raw: buf.subarray(start, end), data, event, id }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length)
-  out.set(a, 0)
-  out.set(b, a.length)
-  return out
 }
