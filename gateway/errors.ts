@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'upstream_timeout'
   | 'stream_timeout'
   | 'internal_error'
+  | 'client_closed'
 
 interface CodeInfo {
   status: number
@@ -50,6 +51,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   upstream_timeout: { status: 504, type: 'timeout' },
   stream_timeout: { status: 504, type: 'timeout' },
   internal_error: { status: 500, type: 'server_error' },
+  // The caller went away before the answer; only ever recorded, never sent (nginx's 499).
+  client_closed: { status: 499, type: 'invalid_request' },
 }
 
 export interface GatewayErrorOptions {

@@ -4,7 +4,7 @@ import { authenticate, mayUseModel } from '../auth.ts'
 import { parseChatRequest, wantsStream, wantsUsageChunk, type ChatRequest } from '../chat-request.ts'
 import { errorResponse, GatewayError, toGatewayError } from '../errors.ts'
 import type { Usage } from '../providers/types.ts'
-import { completeChat } from '../upstream/call.ts'
+import { CLIENT_CLOSED, completeChat } from '../upstream/call.ts'
 import { openChatStream, type StreamOutcome } from '../upstream/relay.ts'
 import { buildUsageRecord, type RequestOutcome, type UsageSink } from '../usage.ts'
 import { readJsonBody } from '../read-body.ts'
@@ -60,6 +60,15 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const { target, adapter } = route
   outcome.target = target
   outcome.attempts = 1
+  // Counting tokens may load a tokenizer: the record is written when it is done, off the response path.
+  const recordEstimated = (contentChunks: number) => {
+    estimateUsage(route, req, contentChunks)
+      .then((u) => {
+        outcome.usage = u
+      })
+      .catch((err) => deps.onInternalError(err, requestId))
+      .finally(record)
+  }
   const headers: Record<string, string> = { ...baseHeaders, 'x-gateway-provider': target.provider.provider_id, 'x-gateway-model': target.upstreamModel }
 
   if (!outcome.stream) {
@@ -73,7 +82,13 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     } catch (err) {
       outcome.error = toGatewayError(err)
       if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
-      record()
+      if (outcome.error === CLIENT_CLOSED) {
+        // The provider may still bill the prompt: record what we can count.
+        outcome.clientClosed = true
+        recordEstimated(0)
+      } else {
+        record()
+      }
       return errorResponse(outcome.error, headers)
     }
   }
@@ -88,12 +103,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       return
     }
     // No usage chunk (the stream was cut, or the server ignores include_usage): count it ourselves.
-    estimateUsage(route, req, s.contentChunks)
-      .then((u) => {
-        outcome.usage = u
-      })
-      .catch((err) => deps.onInternalError(err, requestId))
-      .finally(record)
+    recordEstimated(s.contentChunks)
   }
   try {
     const { server } = snapshot.config.file

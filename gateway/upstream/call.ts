@@ -4,7 +4,7 @@ import type { Completion, ProviderAdapter, Target, UpstreamRequest } from '../pr
 import type { ChatRequest } from '../chat-request.ts'
 
 // The abort reason used when the caller went away; never shown to anyone.
-export const CLIENT_CLOSED = new GatewayError('invalid_parameter', 'client closed the request', { status: 499 })
+export const CLIENT_CLOSED = new GatewayError('client_closed', 'client closed the request')
 
 export async function sendUpstream(req: UpstreamRequest, signal: AbortSignal, target: Target): Promise<Response> {
   try {

@@ -229,6 +229,20 @@ describe('broken and slow streams', () => {
   })
 })
 
+describe('a non-streaming caller that leaves', () => {
+  it('aborts the upstream call and records the request as client_closed', async () => {
+    emulator.setBehavior('emu-upstream', { latency_ms: 2000 })
+    const seen = emulator.stats.requests
+    const ac = new AbortController()
+    const pending = client.chat.completions.create(ask, { signal: ac.signal }).catch((e: unknown) => e)
+    await emulator.waitFor('requests', seen + 1)
+    ac.abort()
+    expect(await pending).toBeInstanceOf(OpenAI.APIUserAbortError)
+    const line = await gateway.waitForLog((l) => l.msg === 'request' && l.stream === false && l.client_closed === true)
+    expect(line).toMatchObject({ error_code: 'client_closed', usage_estimated: true, output_tokens: 0 })
+  })
+})
+
 describe('secrets and prompts stay out of the logs', () => {
   it('logs neither keys nor prompt text', async () => {
     await client.chat.completions.create(ask)
