@@ -1,0 +1,40 @@
+import { afterAll, describe, expect, it } from 'bun:test'
+import { Secret } from '../../shared/secret.ts'
+import { startEmulator } from '../../test/harness/emulator.ts'
+import { openAiAdapter } from '../providers/openai/adapter.ts'
+import { checkProviderHealth } from './health.ts'
+
+const emulator = startEmulator({ apiKey: 'sk-health-key' })
+afterAll(() => emulator.stop())
+
+const provider = (base_url: string) => ({
+  provider_id: 'emu',
+  name: 'Emulator',
+  kind: 'openai-compatible' as const,
+  base_url,
+  models: [{ name: 'm', cost_per_1k_input_tokens: 0, cost_per_1k_output_tokens: 0 }],
+  enabled: true,
+  timeout_ms: 1000,
+})
+
+describe('checkProviderHealth', () => {
+  it('is healthy when the provider lists its models with our key', async () => {
+    const r = await checkProviderHealth(openAiAdapter, provider(emulator.baseUrl), new Secret('sk-health-key'), 1000)
+    expect(r).toMatchObject({ healthy: true, detail: undefined })
+    expect(emulator.requests.length).toBe(0) // GET /models is not a chat request
+  })
+
+  it('is unhealthy, with the status only, when the provider refuses the key', async () => {
+    const r = await checkProviderHealth(openAiAdapter, provider(emulator.baseUrl), new Secret('sk-wrong'), 1000)
+    expect(r).toMatchObject({ healthy: false, detail: 'status 401' })
+  })
+
+  it('is unhealthy when nothing listens', async () => {
+    const closed = Bun.serve({ port: 0, fetch: () => new Response('') })
+    const url = `http://127.0.0.1:${closed.port}/v1`
+    await closed.stop(true)
+    const r = await checkProviderHealth(openAiAdapter, provider(url), undefined, 1000)
+    expect(r.healthy).toBe(false)
+    expect(r.detail).toBeDefined()
+  })
+})

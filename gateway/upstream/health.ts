@@ -1,0 +1,29 @@
+// isHealthy: one cheap provider call (the adapter says which) under a deadline.
+import type { ProviderConfig } from '../../shared/config/schema.ts'
+import type { Secret } from '../../shared/secret.ts'
+import type { ProviderAdapter } from '../providers/types.ts'
+
+export interface HealthResult {
+  healthy: boolean
+  latency_ms: number
+  // Status code or network error name when unhealthy; never a response body.
+  detail: string | undefined
+}
+
+export async function checkProviderHealth(
+  adapter: ProviderAdapter,
+  provider: ProviderConfig,
+  apiKey: Secret | undefined,
+  timeoutMs: number,
+): Promise<HealthResult> {
+  const req = adapter.healthRequest(provider, apiKey)
+  const started = performance.now()
+  try {
+    const res = await fetch(req.url, { method: req.method, headers: req.headers, body: req.body, signal: AbortSignal.timeout(timeoutMs) })
+    await res.arrayBuffer()
+    return { healthy: res.ok, latency_ms: performance.now() - started, detail: res.ok ? undefined : `status ${res.status}` }
+  } catch (err) {
+    const name = err instanceof Error ? err.name : 'error'
+    return { healthy: false, latency_ms: performance.now() - started, detail: name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : name }
+  }
+}
