@@ -1,15 +1,23 @@
-// Starts the bench's child processes: the upstream emulator (its own process, a free port) and the gateways.
-import { resolve } from 'node:path'
+// Starts the bench's child processes: the upstream emulator and the gateways, each its own process on a free 127.0.0.1 port.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Behavior } from '../test/harness/emulator.ts'
 import { startGateway, testConfig, type GatewayProcess } from '../test/harness/gateway-process.ts'
 
 const ROOT = resolve(import.meta.dir, '..')
 const START_TIMEOUT_MS = 15_000
 
-export interface EmulatorProcess {
+export interface ChildProcess {
   url: string
-  baseUrl: string
   pid: number
+  // stdout lines so far; the bench empties it between phases.
+  readonly lines: string[]
   stop(): Promise<number>
+}
+
+export interface EmulatorProcess extends ChildProcess {
+  baseUrl: string
 }
 
 // Bind port 0, note what the kernel gave, release it: emulator-main needs a concrete PORT.
@@ -23,64 +31,116 @@ export function pickFreePort(): number {
 
 export async function startEmulatorProcess(): Promise<EmulatorProcess> {
   const port = pickFreePort()
-  const proc = Bun.spawn([process.execPath, resolve(ROOT, 'test/harness/emulator-main.ts')], {
+  const child = spawnChild(['test/harness/emulator-main.ts'], { PORT: String(port) }, `http://127.0.0.1:${port}`)
+  await awaitReady(child, waitForLine(child.lines, (l) => l.includes('emulator listening'), readyDeadline()), 'emulator')
+  return { ...child, baseUrl: `${child.url}/v1` }
+}
+
+// Through the emulator's control endpoint; `undefined` clears every behavior.
+export async function setUpstreamBehavior(emulator: EmulatorProcess, model: string, behavior: Behavior | undefined): Promise<void> {
+  const url = `${emulator.url}/__emulator/behavior`
+  const res = behavior === undefined ? await fetch(url, { method: 'DELETE' }) : await fetch(url, { method: 'POST', body: JSON.stringify({ model, behavior }) })
+  if (!res.ok) throw new Error(`emulator control answered ${res.status}`)
+}
+
+// The headline gateway: the harness's startGateway with the default ('info') log level.
+export function startInfoGateway(upstreamBaseUrl: string): Promise<GatewayProcess> {
+  return startGateway({ config: testConfig({ upstreamBaseUrl }) })
+}
+
+// startGateway waits for the 'listening' log line, which a 'warn' logger never writes; so spawn it here and poll /healthz.
+export async function startQuietGateway(upstreamBaseUrl: string, logLevel: 'warn' | 'error'): Promise<ChildProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-bench-'))
+  const configPath = join(dir, 'gateway.json')
+  writeFileSync(configPath, JSON.stringify(testConfig({ upstreamBaseUrl, server: { log_level: logLevel } })))
+  const port = pickFreePort()
+  const child = spawnChild(['gateway/main.ts'], { GATEWAY_CONFIG: configPath, PORT: String(port) }, `http://127.0.0.1:${port}`)
+  const stop = async () => {
+    const code = await child.stop()
+    rmSync(dir, { recursive: true, force: true })
+    return code
+  }
+  await awaitReady({ ...child, stop }, pollHealthy(`${child.url}/healthz`, readyDeadline()), `gateway (${logLevel})`)
+  return { ...child, stop }
+}
+
+interface SpawnedChild extends ChildProcess {
+  stderr: Promise<string>
+  exited: Promise<number>
+}
+
+function spawnChild(args: string[], env: Record<string, string>, url: string): SpawnedChild {
+  const proc = Bun.spawn([process.execPath, ...args.map((a) => resolve(ROOT, a))], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', PORT: String(port) },
+    env: { PATH: process.env.PATH ?? '', ...env },
     stdout: 'pipe',
     stderr: 'pipe',
   })
-  const stop = async () => {
-    proc.kill('SIGTERM')
-    return proc.exited
-  }
-  try {
-    await withTimeout(waitForStdoutText(proc.stdout, 'emulator listening'), START_TIMEOUT_MS, 'emulator did not start')
-  } catch (err) {
-    proc.kill('SIGKILL')
-    const stderr = await new Response(proc.stderr).text()
-    throw new Error(`${err instanceof Error ? err.message : String(err)}: ${stderr.trim()}`)
-  }
-  return { url: `http://127.0.0.1:${port}`, baseUrl: `http://127.0.0.1:${port}/v1`, pid: proc.pid, stop }
-}
-
-// No timeout here: startGateway gives no handle to a gateway that never says 'listening', so a timeout would leak it.
-// It does reject if the process exits first, which is how a bad config shows up.
-export function startBenchGateway(upstreamBaseUrl: string, logLevel: 'info' | 'warn'): Promise<GatewayProcess> {
-  return startGateway({ config: testConfig({ upstreamBaseUrl, server: { log_level: logLevel } }) })
-}
-
-// Reads until `needle` appears, then keeps draining in the background so the child never blocks on a full pipe.
-async function waitForStdoutText(stream: ReadableStream<Uint8Array>, needle: string): Promise<void> {
-  const reader = stream.getReader()
-  const decoder = new TextDecoder()
-  let seen = ''
-  for (;;) {
-    const { value, done } = await reader.read()
-    if (done) throw new Error(`process exited before printing "${needle}"`)
-    seen += decoder.decode(value, { stream: true })
-    if (seen.includes(needle)) break
-  }
-  void drainReader(reader)
-}
-
-async function drainReader(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-  try {
-    while (!(await reader.read()).done) {
-      // discard
-    }
-  } catch {
-    // the child went away
+  const lines: string[] = []
+  void pumpLines(proc.stdout, (line) => lines.push(line))
+  return {
+    url,
+    pid: proc.pid,
+    lines,
+    stderr: new Response(proc.stderr).text(),
+    exited: proc.exited,
+    async stop() {
+      proc.kill('SIGTERM')
+      return proc.exited
+    },
   }
 }
 
-async function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+// Resolves when `ready` does; on early exit or timeout the child is killed and the error carries its stderr.
+async function awaitReady(child: SpawnedChild, ready: Promise<void>, what: string): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${message} within ${ms} ms`)), ms)
+  const failure = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} not ready within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS)
+    void child.exited.then((code) => reject(new Error(`${what} exited with ${code} before it was ready`)))
   })
   try {
-    return await Promise.race([work, timeout])
+    await Promise.race([ready, failure])
+  } catch (err) {
+    await child.stop()
+    const stderr = (await child.stderr).trim()
+    throw new Error(`${err instanceof Error ? err.message : String(err)}${stderr ? `: ${stderr}` : ''}`)
   } finally {
     clearTimeout(timer)
+  }
+}
+
+// The polls below stop at this deadline so a failed start leaves no timer looping; awaitReady reports the timeout.
+function readyDeadline(): number {
+  return performance.now() + START_TIMEOUT_MS
+}
+
+async function waitForLine(lines: readonly string[], predicate: (line: string) => boolean, deadline: number): Promise<void> {
+  while (!lines.some(predicate) && performance.now() < deadline) await Bun.sleep(10)
+  if (!lines.some(predicate)) throw new Error(`no ready line within ${START_TIMEOUT_MS} ms`)
+}
+
+async function pollHealthy(url: string, deadline: number): Promise<void> {
+  while (performance.now() < deadline) {
+    try {
+      if ((await fetch(url)).ok) return
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(20)
+  }
+  throw new Error(`${url} not healthy within ${START_TIMEOUT_MS} ms`)
+}
+
+async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder()
+  let buf = ''
+  for await (const chunk of stream) {
+    buf += decoder.decode(chunk, { stream: true })
+    let nl = buf.indexOf('\n')
+    while (nl !== -1) {
+      onLine(buf.slice(0, nl))
+      buf = buf.slice(nl + 1)
+      nl = buf.indexOf('\n')
+    }
   }
 }

@@ -1,0 +1,157 @@
+// The bench's measured phases: warm-up, c=1 latency, c=1 streaming and throughput, each priced in gateway CPU.
+import { computeMicrosPerRequest, createCpuMeter, type CpuMeter } from './cpu.ts'
+import { createSendCompletion, createSendStream, runAlternating, runClosedLoop, type Limits, type Samples, type Send, type Target } from './load.ts'
+import { summarizeLatencies, type LatencySummary } from './stats.ts'
+
+// A gateway process whose CPU and stdout lines the bench counts.
+export interface MeasuredProcess {
+  pid: number
+  readonly lines: string[]
+}
+
+// Something the bench sends requests to; `gateway` is set for targets whose process CPU is measured.
+export interface Subject {
+  target: Target
+  gateway: MeasuredProcess | undefined
+}
+
+export interface BenchContext {
+  subjects: readonly Subject[]
+  emulatorPid: number
+  ticksPerSecond: number
+}
+
+export interface TargetFigures {
+  target: string
+  requests: number
+  errors: number
+  first_error: string | null
+  total_ms: LatencySummary
+  ttfb_ms: LatencySummary | null
+  throughput_rps: number | null
+  gateway_cpu_us_per_request: number | null
+  // stdout lines the gateway wrote per request in this phase (info logging writes one per request).
+  gateway_log_lines_per_request: number | null
+}
+
+export interface PhaseResult {
+  phase: string
+  stream: boolean
+  concurrency: number
+  seconds: number
+  // Emulator CPU over every upstream request of the phase (direct and through gateways alike).
+  emulator_cpu_us_per_request: number
+  targets: TargetFigures[]
+}
+
+const THROUGHPUT_ROUNDS = 3
+// After a phase, let the gateways finish post-response work (the usage log line) before reading CPU and logs.
+const SETTLE_MS = 100
+
+// CPU a process spends with no requests at all, in µs per second: part of every phase's per-request figure.
+export async function measureIdleCpu(ctx: BenchContext, seconds: number): Promise<Record<string, number>> {
+  const meters = startMeters(ctx)
+  await Bun.sleep(seconds * 1000)
+  const perSecond = (ticks: number) => (ticks / ctx.ticksPerSecond / seconds) * 1e6
+  const out: Record<string, number> = { emulator: perSecond(meters.emulator.readTicks()) }
+  for (const [s, meter] of meters.gateways) out[s.target.name] = perSecond(meter.readTicks())
+  return out
+}
+
+export async function warmUp(ctx: BenchContext, limits: Limits): Promise<void> {
+  const targets = ctx.subjects.map((s) => s.target)
+  await runAlternating(targets, createSendCompletion(), limits)
+  await runAlternating(targets, createSendStream(), limits)
+  const send = createSendCompletion()
+  for (const t of targets) await runClosedLoop(t, send, 8, limits)
+}
+
+export async function measureAlternating(ctx: BenchContext, phase: string, stream: boolean, limits: Limits): Promise<PhaseResult> {
+  const send = stream ? createSendStream() : createSendCompletion()
+  discardLogLines(ctx)
+  const meters = startMeters(ctx)
+  const start = performance.now()
+  const bySubject = await runAlternating(
+    ctx.subjects.map((s) => s.target),
+    send,
+    limits,
+  )
+  const seconds = (performance.now() - start) / 1000
+  await Bun.sleep(SETTLE_MS)
+  const targets = ctx.subjects.map((s) => {
+    const samples = bySubject.get(s.target) ?? { ok: [], errors: 0, firstError: undefined }
+    return figureTarget(ctx, s, samples, meters, stream, null)
+  })
+  return { phase, stream, concurrency: 1, seconds, emulator_cpu_us_per_request: priceEmulator(ctx, meters, targets), targets }
+}
+
+// Time slices per target, rotated over a few rounds, so no target owns the quiet (or noisy) part of the run.
+export async function measureThroughput(ctx: BenchContext, concurrency: number, limits: Limits): Promise<PhaseResult> {
+  const send: Send = createSendCompletion()
+  const slice: Limits = {
+    maxSeconds: limits.maxSeconds / (THROUGHPUT_ROUNDS * ctx.subjects.length),
+    maxRequests: Math.max(1, Math.floor(limits.maxRequests / THROUGHPUT_ROUNDS)),
+  }
+  const pooled = new Map<Subject, { samples: Samples; seconds: number }>(ctx.subjects.map((s) => [s, { samples: { ok: [], errors: 0, firstError: undefined }, seconds: 0 }]))
+  discardLogLines(ctx)
+  const meters = startMeters(ctx)
+  const start = performance.now()
+  for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
+    for (let k = 0; k < ctx.subjects.length; k++) {
+      const subject = ctx.subjects[(round + k) % ctx.subjects.length]
+      const into = subject && pooled.get(subject)
+      if (!subject || !into) continue
+      const r = await runClosedLoop(subject.target, send, concurrency, slice)
+      into.samples.ok.push(...r.samples.ok)
+      into.samples.errors += r.samples.errors
+      into.samples.firstError ??= r.samples.firstError
+      into.seconds += r.elapsedSeconds
+    }
+  }
+  const seconds = (performance.now() - start) / 1000
+  await Bun.sleep(SETTLE_MS)
+  const targets = ctx.subjects.map((s) => {
+    const p = pooled.get(s)
+    if (!p) throw new Error('unreachable: every subject has a pool')
+    const requests = p.samples.ok.length + p.samples.errors
+    return figureTarget(ctx, s, p.samples, meters, false, p.seconds > 0 ? requests / p.seconds : 0)
+  })
+  return { phase: `throughput_c${concurrency}`, stream: false, concurrency, seconds, emulator_cpu_us_per_request: priceEmulator(ctx, meters, targets), targets }
+}
+
+interface Meters {
+  emulator: CpuMeter
+  gateways: Map<Subject, CpuMeter>
+}
+
+function startMeters(ctx: BenchContext): Meters {
+  const gateways = new Map<Subject, CpuMeter>()
+  for (const s of ctx.subjects) if (s.gateway) gateways.set(s, createCpuMeter(s.gateway.pid))
+  return { emulator: createCpuMeter(ctx.emulatorPid), gateways }
+}
+
+function figureTarget(ctx: BenchContext, s: Subject, samples: Samples, meters: Meters, stream: boolean, throughput: number | null): TargetFigures {
+  const requests = samples.ok.length + samples.errors
+  const meter = meters.gateways.get(s)
+  return {
+    target: s.target.name,
+    requests,
+    errors: samples.errors,
+    first_error: samples.firstError ?? null,
+    total_ms: summarizeLatencies(samples.ok.map((x) => x.totalMs)),
+    ttfb_ms: stream ? summarizeLatencies(samples.ok.map((x) => x.ttfbMs)) : null,
+    throughput_rps: throughput,
+    gateway_cpu_us_per_request: meter ? computeMicrosPerRequest(meter.readTicks(), requests, ctx.ticksPerSecond) : null,
+    gateway_log_lines_per_request: s.gateway && requests > 0 ? s.gateway.lines.length / requests : null,
+  }
+}
+
+// The harness keeps every stdout line; emptying it per phase lets us count a phase's lines and bounds the bench's memory.
+function discardLogLines(ctx: BenchContext): void {
+  for (const s of ctx.subjects) if (s.gateway) s.gateway.lines.length = 0
+}
+
+function priceEmulator(ctx: BenchContext, meters: Meters, targets: readonly TargetFigures[]): number {
+  const upstreamRequests = targets.reduce((n, t) => n + t.requests, 0)
+  return computeMicrosPerRequest(meters.emulator.readTicks(), upstreamRequests, ctx.ticksPerSecond)
+}

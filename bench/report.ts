@@ -1,0 +1,121 @@
+// Renders a bench result as plain-text tables: direct vs gateway, added latency, ratios, targets and the verdict.
+import type { PhaseResult, TargetFigures } from './phases.ts'
+import type { LatencySummary } from './stats.ts'
+import { DIRECT, diff, findFigures, findPhase, ratio, type Headline, type SeedCheck, type TargetCheck } from './verdict.ts'
+
+export interface ReportInput {
+  header: string[]
+  labels: Record<string, string>
+  phases: readonly PhaseResult[]
+  headline: Headline
+  headlineWarn: Headline | undefined
+  checks: readonly TargetCheck[]
+  seed: SeedCheck
+  notes: string[]
+}
+
+type Row = string[]
+
+export function renderReport(r: ReportInput): string {
+  const out: string[] = [...r.header, '']
+  const latency = findPhase(r.phases, 'latency_c1')
+  if (latency) out.push(`Non-streaming latency, concurrency 1, alternating (${latency.seconds.toFixed(1)} s)`, renderLatencyTable(latency, r.labels, 'total_ms'), '')
+  const stream = findPhase(r.phases, 'stream_c1')
+  if (stream) {
+    out.push(`Streaming time to first byte, concurrency 1, alternating (${stream.seconds.toFixed(1)} s)`, renderLatencyTable(stream, r.labels, 'ttfb_ms'), '')
+    out.push('Streaming total stream time, same requests', renderLatencyTable(stream, r.labels, 'total_ms'), '')
+  }
+  const throughput = r.phases.filter((p) => p.phase.startsWith('throughput_'))
+  if (throughput.length > 0) out.push('Throughput, closed loop, time-sliced per target over 3 rounds', renderThroughputTable(throughput, r.labels), '')
+  out.push('DESIGN.md targets (informational), gateway with default info logging', renderChecks(r.checks), '')
+  if (r.headlineWarn) {
+    const w = r.headlineWarn
+    out.push(
+      `Same with log_level 'warn' (no per-request log line): added p50 ${fmtSigned(w.added_p50_ms)} ms, p99 ${fmtSigned(w.added_p99_ms)} ms, ` +
+        `CPU ${fmt(w.gateway_cpu_us_per_request, 1)} µs/req at c=1, stream TTFB added p50 ${fmtSigned(w.stream_ttfb_added_p50_ms)} ms`,
+      '',
+    )
+  }
+  out.push(...r.notes.map((n) => `note: ${n}`))
+  out.push(`Seed budget (fatal): added p50 at c=1 ≤ ${r.seed.budget_added_p50_ms} ms → ${r.seed.pass ? 'PASS' : 'FAIL'}: ${r.seed.reason}`)
+  return out.join('\n')
+}
+
+function renderLatencyTable(phase: PhaseResult, labels: Record<string, string>, metric: 'total_ms' | 'ttfb_ms'): string {
+  const rows: Row[] = [['target', 'n', 'p50 ms', 'p95 ms', 'p99 ms', 'mean ms', 'max ms', 'errors', 'gw CPU µs/req']]
+  const direct = findFigures(phase, DIRECT)
+  const d = direct ? pick(direct, metric) : undefined
+  for (const t of phase.targets) {
+    const s = pick(t, metric)
+    rows.push([labels[t.target] ?? t.target, String(t.requests), fmt(s?.p50), fmt(s?.p95), fmt(s?.p99), fmt(s?.mean), fmt(s?.max), String(t.errors), fmtCpu(t.gateway_cpu_us_per_request)])
+    if (t.target === DIRECT || !d || !s) continue
+    rows.push(['  added (gw - direct)', '', fmtSigned(diff(s.p50, d.p50)), fmtSigned(diff(s.p95, d.p95)), fmtSigned(diff(s.p99, d.p99)), fmtSigned(diff(s.mean, d.mean)), '', '', ''])
+    rows.push(['  ratio (gw / direct)', '', fmtRatio(ratio(s.p50, d.p50)), fmtRatio(ratio(s.p95, d.p95)), fmtRatio(ratio(s.p99, d.p99)), fmtRatio(ratio(s.mean, d.mean)), '', '', ''])
+  }
+  rows.push(['emulator CPU µs/upstream req', '', '', '', '', '', '', '', fmt(phase.emulator_cpu_us_per_request, 1)])
+  return renderRows(rows)
+}
+
+function renderThroughputTable(phases: readonly PhaseResult[], labels: Record<string, string>): string {
+  const rows: Row[] = [['conc', 'target', 'req/s', 'p50 ms', 'p99 ms', 'req/s ratio', 'added p50', 'added p99', 'errors', 'gw CPU µs/req']]
+  for (const p of phases) {
+    const d = findFigures(p, DIRECT)
+    for (const t of p.targets) {
+      const isDirect = t.target === DIRECT
+      rows.push([
+        String(p.concurrency),
+        labels[t.target] ?? t.target,
+        fmt(t.throughput_rps ?? Number.NaN, 0),
+        fmt(t.total_ms.p50),
+        fmt(t.total_ms.p99),
+        isDirect ? '' : fmtRatio(ratio(t.throughput_rps ?? undefined, d?.throughput_rps ?? undefined)),
+        isDirect ? '' : fmtSigned(diff(t.total_ms.p50, d?.total_ms.p50)),
+        isDirect ? '' : fmtSigned(diff(t.total_ms.p99, d?.total_ms.p99)),
+        String(t.errors),
+        fmtCpu(t.gateway_cpu_us_per_request),
+      ])
+    }
+  }
+  return renderRows(rows, 2)
+}
+
+function renderChecks(checks: readonly TargetCheck[]): string {
+  const rows: Row[] = [['target', 'budget', 'measured', 'verdict']]
+  for (const c of checks) {
+    const digits = c.unit === 'µs' ? 1 : 3
+    rows.push([c.name, `≤ ${c.budget} ${c.unit}`, `${c.unit === 'µs' ? fmt(c.measured, digits) : fmtSigned(c.measured)} ${c.unit}`, c.verdict])
+  }
+  return renderRows(rows)
+}
+
+function pick(t: TargetFigures, metric: 'total_ms' | 'ttfb_ms'): LatencySummary | undefined {
+  return metric === 'total_ms' ? t.total_ms : (t.ttfb_ms ?? undefined)
+}
+
+// The first `leftColumns` columns are labels (left-aligned); the rest are figures (right-aligned).
+function renderRows(rows: readonly Row[], leftColumns = 1): string {
+  const widths: number[] = []
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
+  return rows
+    .map((row, r) => {
+      const line = row.map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ')
+      return r === 0 ? `${line}\n${'-'.repeat(line.length)}` : line
+    })
+    .join('\n')
+}
+
+function fmt(n: number | undefined, digits = 3): string {
+  return n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits)
+}
+
+function fmtSigned(n: number): string {
+  return Number.isNaN(n) ? '-' : `${n >= 0 ? '+' : ''}${n.toFixed(3)}`
+}
+
+function fmtRatio(n: number): string {
+  return Number.isNaN(n) ? '-' : `${n.toFixed(2)}x`
+}
+
+function fmtCpu(n: number | null): string {
+  return n === null ? '' : fmt(n, 1)
+}
