@@ -32,10 +32,10 @@ function start(): void {
   })
   const server = app.server
   if (!server) throw new Error('server did not start')
-  log.info('listening', { port: server.port, host: settings.host, config: config.source })
+  log.lifecycle('listening', { port: server.port, host: settings.host, config: config.source })
 
   const shutdown = (signal: string) => {
-    log.info('draining', { signal, pending_requests: server.pendingRequests })
+    log.lifecycle('draining', { signal, pending_requests: server.pendingRequests })
     // stop(false) refuses new connections and resolves once in-flight requests have finished.
     const force = setTimeout(() => process.exit(0), DRAIN_MS)
     void server.stop(false).then(() => {

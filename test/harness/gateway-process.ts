@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path'
 import { hashKey } from '../../gateway/auth.ts'
 
 const ROOT = resolve(import.meta.dir, '../..')
+const START_TIMEOUT_MS = 20_000
 
 export interface GatewayProcess {
   url: string
@@ -65,12 +66,19 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
     return new Promise<Record<string, unknown>>((res) => waiters.push({ predicate, resolve: res }))
   }
 
+  let timer: ReturnType<typeof setTimeout> | undefined
   const listening = await Promise.race([
     waitForLog((l) => l.msg === 'listening'),
     proc.exited.then(async (code) => {
       throw new Error(`gateway exited with ${code} before listening: ${await stderr}`)
     }),
-  ])
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        proc.kill('SIGKILL')
+        reject(new Error(`gateway did not log "listening" within ${START_TIMEOUT_MS} ms (log_level silent?)`))
+      }, START_TIMEOUT_MS)
+    }),
+  ]).finally(() => clearTimeout(timer))
   const port = Number(listening.port)
   return {
     url: `http://127.0.0.1:${port}`,
