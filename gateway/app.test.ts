@@ -137,6 +137,18 @@ describe('POST /v1/chat/completions', () => {
     expect(usage.records[0]?.input_tokens).toBeGreaterThan(0)
   })
 
+  it('cuts a stream that outlives stream_timeout_ms with a timeout frame, though chunks keep coming', async () => {
+    const { app, usage } = makeApp({ stream_timeout_ms: 300, stream_idle_timeout_ms: 5000 })
+    emulator.setBehavior('emu-upstream', { chunk_interval_ms: 40, reply: 'word '.repeat(50) })
+    const res = await app.handle(chat({ ...hello, stream: true }))
+    const text = await res.text()
+    expect(text).toContain('"code":"stream_timeout"')
+    expect(text).not.toContain('[DONE]')
+    await usage.waitFor(1)
+    expect(usage.records[0]).toMatchObject({ status: 'error', error_type: 'timeout', usage_estimated: true })
+    expect(usage.records[0]?.output_tokens).toBeGreaterThan(0)
+  })
+
   it('answers health checks without auth', async () => {
     const { app } = makeApp()
     expect((await app.handle(new Request('http://localhost/healthz'))).status).toBe(200)
