@@ -1,18 +1,18 @@
-// The bench's measured phases: warm-up, c=1 latency, c=1 streaming and throughput, each priced in gateway CPU.
+// The bench's measured phases: warm-up, c=1 latency, c=1 streaming and throughput, each priced in proxy CPU (bare proxy and gateway).
 import { computeMicrosPerRequest, createCpuMeter, type CpuMeter } from './cpu.ts'
 import { createSendCompletion, createSendStream, runAlternating, runClosedLoop, type Limits, type Samples, type Send, type Target } from './load.ts'
 import { summarizeLatencies, type LatencySummary } from './stats.ts'
 
-// A gateway process whose CPU and stdout lines the bench counts.
+// A proxy process (bare proxy or gateway) whose CPU and stdout lines the bench counts.
 export interface MeasuredProcess {
   pid: number
   readonly lines: string[]
 }
 
-// Something the bench sends requests to; `gateway` is set for targets whose process CPU is measured.
+// Something the bench sends requests to; `proxy` is set for targets whose process CPU is measured.
 export interface Subject {
   target: Target
-  gateway: MeasuredProcess | undefined
+  proxy: MeasuredProcess | undefined
 }
 
 export interface BenchContext {
@@ -29,9 +29,9 @@ export interface TargetFigures {
   total_ms: LatencySummary
   ttfb_ms: LatencySummary | null
   throughput_rps: number | null
-  gateway_cpu_us_per_request: number | null
-  // stdout lines the gateway wrote per request in this phase (info logging writes one per request).
-  gateway_log_lines_per_request: number | null
+  proxy_cpu_us_per_request: number | null
+  // stdout lines the proxy wrote per request in this phase (the gateway's info logging writes one per request).
+  proxy_log_lines_per_request: number | null
 }
 
 export interface PhaseResult {
@@ -39,13 +39,13 @@ export interface PhaseResult {
   stream: boolean
   concurrency: number
   seconds: number
-  // Emulator CPU over every upstream request of the phase (direct and through gateways alike).
+  // Emulator CPU over every upstream request of the phase (direct and through proxies alike).
   emulator_cpu_us_per_request: number
   targets: TargetFigures[]
 }
 
 const THROUGHPUT_ROUNDS = 3
-// After a phase, let the gateways finish post-response work (the usage log line) before reading CPU and logs.
+// After a phase, let the proxies finish post-response work (the usage log line) before reading CPU and logs.
 const SETTLE_MS = 100
 
 // CPU a process spends with no requests at all, in µs per second: part of every phase's per-request figure.
@@ -54,7 +54,7 @@ export async function measureIdleCpu(ctx: BenchContext, seconds: number): Promis
   await Bun.sleep(seconds * 1000)
   const perSecond = (ticks: number) => (ticks / ctx.ticksPerSecond / seconds) * 1e6
   const out: Record<string, number> = { emulator: perSecond(meters.emulator.readTicks()) }
-  for (const [s, meter] of meters.gateways) out[s.target.name] = perSecond(meter.readTicks())
+  for (const [s, meter] of meters.proxies) out[s.target.name] = perSecond(meter.readTicks())
   return out
 }
 
@@ -121,18 +121,18 @@ export async function measureThroughput(ctx: BenchContext, concurrency: number, 
 
 interface Meters {
   emulator: CpuMeter
-  gateways: Map<Subject, CpuMeter>
+  proxies: Map<Subject, CpuMeter>
 }
 
 function startMeters(ctx: BenchContext): Meters {
-  const gateways = new Map<Subject, CpuMeter>()
-  for (const s of ctx.subjects) if (s.gateway) gateways.set(s, createCpuMeter(s.gateway.pid))
-  return { emulator: createCpuMeter(ctx.emulatorPid), gateways }
+  const proxies = new Map<Subject, CpuMeter>()
+  for (const s of ctx.subjects) if (s.proxy) proxies.set(s, createCpuMeter(s.proxy.pid))
+  return { emulator: createCpuMeter(ctx.emulatorPid), proxies }
 }
 
 function figureTarget(ctx: BenchContext, s: Subject, samples: Samples, meters: Meters, stream: boolean, throughput: number | null): TargetFigures {
   const requests = samples.ok.length + samples.errors
-  const meter = meters.gateways.get(s)
+  const meter = meters.proxies.get(s)
   return {
     target: s.target.name,
     requests,
@@ -141,14 +141,14 @@ function figureTarget(ctx: BenchContext, s: Subject, samples: Samples, meters: M
     total_ms: summarizeLatencies(samples.ok.map((x) => x.totalMs)),
     ttfb_ms: stream ? summarizeLatencies(samples.ok.map((x) => x.ttfbMs)) : null,
     throughput_rps: throughput,
-    gateway_cpu_us_per_request: meter ? computeMicrosPerRequest(meter.readTicks(), requests, ctx.ticksPerSecond) : null,
-    gateway_log_lines_per_request: s.gateway && requests > 0 ? s.gateway.lines.length / requests : null,
+    proxy_cpu_us_per_request: meter ? computeMicrosPerRequest(meter.readTicks(), requests, ctx.ticksPerSecond) : null,
+    proxy_log_lines_per_request: s.proxy && requests > 0 ? s.proxy.lines.length / requests : null,
   }
 }
 
 // The harness keeps every stdout line; emptying it per phase lets us count a phase's lines and bounds the bench's memory.
 function discardLogLines(ctx: BenchContext): void {
-  for (const s of ctx.subjects) if (s.gateway) s.gateway.lines.length = 0
+  for (const s of ctx.subjects) if (s.proxy) s.proxy.lines.length = 0
 }
 
 function priceEmulator(ctx: BenchContext, meters: Meters, targets: readonly TargetFigures[]): number {

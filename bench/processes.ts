@@ -1,7 +1,5 @@
-// Starts the bench's child processes: the upstream emulator and the gateways, each its own process on a free 127.0.0.1 port.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+// Starts the bench's child processes: the upstream emulator, the bare proxy and the gateway, each its own process on a free 127.0.0.1 port.
+import { resolve } from 'node:path'
 import type { Behavior } from '../test/harness/emulator.ts'
 import { startGateway, testConfig, type GatewayProcess } from '../test/harness/gateway-process.ts'
 
@@ -20,7 +18,7 @@ export interface EmulatorProcess extends ChildProcess {
   baseUrl: string
 }
 
-// Bind port 0, note what the kernel gave, release it: emulator-main needs a concrete PORT.
+// Bind port 0, note what the kernel gave, release it: emulator-main and bare-proxy need a concrete PORT.
 export function pickFreePort(): number {
   const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response(null) })
   const port = probe.port
@@ -43,25 +41,17 @@ export async function setUpstreamBehavior(emulator: EmulatorProcess, model: stri
   if (!res.ok) throw new Error(`emulator control answered ${res.status}`)
 }
 
-// The headline gateway: the harness's startGateway with the default ('info') log level.
+// The headline gateway: the harness's startGateway with the default ('info') log level, which writes one usage line per request.
 export function startInfoGateway(upstreamBaseUrl: string): Promise<GatewayProcess> {
   return startGateway({ config: testConfig({ upstreamBaseUrl }) })
 }
 
-// startGateway waits for the 'listening' log line, which a 'warn' logger never writes; so spawn it here and poll /healthz.
-export async function startQuietGateway(upstreamBaseUrl: string, logLevel: 'warn' | 'error'): Promise<ChildProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-bench-'))
-  const configPath = join(dir, 'gateway.json')
-  writeFileSync(configPath, JSON.stringify(testConfig({ upstreamBaseUrl, server: { log_level: logLevel } })))
+// The floor: bench/bare-proxy.ts forwarding to `upstreamUrl`, the emulator's chat completions endpoint.
+export async function startBareProxy(upstreamUrl: string): Promise<ChildProcess> {
   const port = pickFreePort()
-  const child = spawnChild(['gateway/main.ts'], { GATEWAY_CONFIG: configPath, PORT: String(port) }, `http://127.0.0.1:${port}`)
-  const stop = async () => {
-    const code = await child.stop()
-    rmSync(dir, { recursive: true, force: true })
-    return code
-  }
-  await awaitReady({ ...child, stop }, pollHealthy(`${child.url}/healthz`, readyDeadline()), `gateway (${logLevel})`)
-  return { ...child, stop }
+  const child = spawnChild(['bench/bare-proxy.ts'], { PORT: String(port), UPSTREAM_URL: upstreamUrl }, `http://127.0.0.1:${port}`)
+  await awaitReady(child, waitForLine(child.lines, (l) => l.includes('bare proxy listening'), readyDeadline()), 'bare proxy')
+  return child
 }
 
 interface SpawnedChild extends ChildProcess {
@@ -117,18 +107,6 @@ function readyDeadline(): number {
 async function waitForLine(lines: readonly string[], predicate: (line: string) => boolean, deadline: number): Promise<void> {
   while (!lines.some(predicate) && performance.now() < deadline) await Bun.sleep(10)
   if (!lines.some(predicate)) throw new Error(`no ready line within ${START_TIMEOUT_MS} ms`)
-}
-
-async function pollHealthy(url: string, deadline: number): Promise<void> {
-  while (performance.now() < deadline) {
-    try {
-      if ((await fetch(url)).ok) return
-    } catch {
-      // not listening yet
-    }
-    await Bun.sleep(20)
-  }
-  throw new Error(`${url} not healthy within ${START_TIMEOUT_MS} ms`)
 }
 
 async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {

@@ -1,20 +1,24 @@
-// Renders a bench result as plain-text tables: direct vs gateway, added latency, ratios, targets and the verdict.
+// Renders a bench result as plain-text tables: direct, bare proxy and gateway, added latency, ratios, targets and the verdict.
 import type { PhaseResult, TargetFigures } from './phases.ts'
 import type { LatencySummary } from './stats.ts'
-import { DIRECT, diff, findFigures, findPhase, ratio, type Headline, type SeedCheck, type TargetCheck } from './verdict.ts'
+import { BARE_PROXY, diff, diffCpu, DIRECT, findFigures, findPhase, GATEWAY, ratio, type Headline, type SeedCheck, type TargetCheck } from './verdict.ts'
 
 export interface ReportInput {
   header: string[]
   labels: Record<string, string>
   phases: readonly PhaseResult[]
+  // Gateway against direct (the DESIGN.md targets), bare proxy against direct (the floor), gateway against bare proxy.
   headline: Headline
-  headlineWarn: Headline | undefined
+  floor: Headline
+  overFloor: Headline
   checks: readonly TargetCheck[]
   seed: SeedCheck
   notes: string[]
 }
 
 type Row = string[]
+
+const OVER_FLOOR_LABEL = '  gateway − bare proxy'
 
 export function renderReport(r: ReportInput): string {
   const out: string[] = [...r.header, '']
@@ -28,38 +32,48 @@ export function renderReport(r: ReportInput): string {
   const throughput = r.phases.filter((p) => p.phase.startsWith('throughput_'))
   if (throughput.length > 0) out.push('Throughput, closed loop, time-sliced per target over 3 rounds', renderThroughputTable(throughput, r.labels), '')
   out.push('DESIGN.md targets (informational), gateway with default info logging', renderChecks(r.checks), '')
-  if (r.headlineWarn) {
-    const w = r.headlineWarn
-    out.push(
-      `Same with log_level 'warn' (no per-request log line): added p50 ${fmtSigned(w.added_p50_ms)} ms, p99 ${fmtSigned(w.added_p99_ms)} ms, ` +
-        `CPU ${fmt(w.gateway_cpu_us_per_request, 1)} µs/req at c=1, stream TTFB added p50 ${fmtSigned(w.stream_ttfb_added_p50_ms)} ms`,
-      '',
-    )
-  }
+  out.push(renderHeadlineLine('Bare proxy over direct (the floor: what Bun itself costs to proxy)', r.floor))
+  out.push(renderHeadlineLine("Gateway over bare proxy (what the gateway's own logic costs)", r.overFloor), '')
   out.push(...r.notes.map((n) => `note: ${n}`))
   out.push(`Seed budget (fatal): added p50 at c=1 ≤ ${r.seed.budget_added_p50_ms} ms → ${r.seed.pass ? 'PASS' : 'FAIL'}: ${r.seed.reason}`)
   return out.join('\n')
 }
 
+function renderHeadlineLine(title: string, h: Headline): string {
+  return (
+    `${title}, c=1: added p50 ${fmtSigned(h.added_p50_ms)} / p95 ${fmtSigned(h.added_p95_ms)} / p99 ${fmtSigned(h.added_p99_ms)} ms, ` +
+    `CPU ${fmtSigned(h.added_cpu_us_per_request, 1)} µs/req (worst phase ${h.worst_cpu_phase || '-'}: ${fmtSigned(h.added_cpu_us_per_request_worst_phase, 1)}), ` +
+    `stream TTFB added p50 ${fmtSigned(h.stream_ttfb_added_p50_ms)} ms`
+  )
+}
+
 function renderLatencyTable(phase: PhaseResult, labels: Record<string, string>, metric: 'total_ms' | 'ttfb_ms'): string {
-  const rows: Row[] = [['target', 'n', 'p50 ms', 'p95 ms', 'p99 ms', 'mean ms', 'max ms', 'errors', 'gw CPU µs/req']]
+  const rows: Row[] = [['target', 'n', 'p50 ms', 'p95 ms', 'p99 ms', 'mean ms', 'max ms', 'errors', 'proxy CPU µs/req']]
   const direct = findFigures(phase, DIRECT)
   const d = direct ? pick(direct, metric) : undefined
+  const bare = findFigures(phase, BARE_PROXY)
+  const b = bare ? pick(bare, metric) : undefined
   for (const t of phase.targets) {
     const s = pick(t, metric)
-    rows.push([labels[t.target] ?? t.target, String(t.requests), fmt(s?.p50), fmt(s?.p95), fmt(s?.p99), fmt(s?.mean), fmt(s?.max), String(t.errors), fmtCpu(t.gateway_cpu_us_per_request)])
-    if (t.target === DIRECT || !d || !s) continue
-    rows.push(['  added (gw - direct)', '', fmtSigned(diff(s.p50, d.p50)), fmtSigned(diff(s.p95, d.p95)), fmtSigned(diff(s.p99, d.p99)), fmtSigned(diff(s.mean, d.mean)), '', '', ''])
-    rows.push(['  ratio (gw / direct)', '', fmtRatio(ratio(s.p50, d.p50)), fmtRatio(ratio(s.p95, d.p95)), fmtRatio(ratio(s.p99, d.p99)), fmtRatio(ratio(s.mean, d.mean)), '', '', ''])
+    rows.push([labels[t.target] ?? t.target, String(t.requests), fmt(s?.p50), fmt(s?.p95), fmt(s?.p99), fmt(s?.mean), fmt(s?.max), String(t.errors), fmtCpu(t.proxy_cpu_us_per_request)])
+    if (t.target === DIRECT || !s) continue
+    if (d) {
+      rows.push(['  added vs direct', '', fmtSigned(diff(s.p50, d.p50)), fmtSigned(diff(s.p95, d.p95)), fmtSigned(diff(s.p99, d.p99)), fmtSigned(diff(s.mean, d.mean)), '', '', ''])
+      rows.push(['  ratio vs direct', '', fmtRatio(ratio(s.p50, d.p50)), fmtRatio(ratio(s.p95, d.p95)), fmtRatio(ratio(s.p99, d.p99)), fmtRatio(ratio(s.mean, d.mean)), '', '', ''])
+    }
+    if (t.target === GATEWAY && b) {
+      rows.push([OVER_FLOOR_LABEL, '', fmtSigned(diff(s.p50, b.p50)), fmtSigned(diff(s.p95, b.p95)), fmtSigned(diff(s.p99, b.p99)), fmtSigned(diff(s.mean, b.mean)), '', '', fmtSigned(diffCpu(t, bare), 1)])
+    }
   }
   rows.push(['emulator CPU µs/upstream req', '', '', '', '', '', '', '', fmt(phase.emulator_cpu_us_per_request, 1)])
   return renderRows(rows)
 }
 
 function renderThroughputTable(phases: readonly PhaseResult[], labels: Record<string, string>): string {
-  const rows: Row[] = [['conc', 'target', 'req/s', 'p50 ms', 'p99 ms', 'req/s ratio', 'added p50', 'added p99', 'errors', 'gw CPU µs/req']]
+  const rows: Row[] = [['conc', 'target', 'req/s', 'p50 ms', 'p99 ms', 'req/s ratio', 'added p50', 'added p99', 'errors', 'proxy CPU µs/req']]
   for (const p of phases) {
     const d = findFigures(p, DIRECT)
+    const b = findFigures(p, BARE_PROXY)
     for (const t of p.targets) {
       const isDirect = t.target === DIRECT
       rows.push([
@@ -72,7 +86,20 @@ function renderThroughputTable(phases: readonly PhaseResult[], labels: Record<st
         isDirect ? '' : fmtSigned(diff(t.total_ms.p50, d?.total_ms.p50)),
         isDirect ? '' : fmtSigned(diff(t.total_ms.p99, d?.total_ms.p99)),
         String(t.errors),
-        fmtCpu(t.gateway_cpu_us_per_request),
+        fmtCpu(t.proxy_cpu_us_per_request),
+      ])
+      if (t.target !== GATEWAY || !b) continue
+      rows.push([
+        '',
+        OVER_FLOOR_LABEL,
+        '',
+        '',
+        '',
+        fmtRatio(ratio(t.throughput_rps ?? undefined, b.throughput_rps ?? undefined)),
+        fmtSigned(diff(t.total_ms.p50, b.total_ms.p50)),
+        fmtSigned(diff(t.total_ms.p99, b.total_ms.p99)),
+        '',
+        fmtSigned(diffCpu(t, b), 1),
       ])
     }
   }
@@ -108,8 +135,8 @@ function fmt(n: number | undefined, digits = 3): string {
   return n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits)
 }
 
-function fmtSigned(n: number): string {
-  return Number.isNaN(n) ? '-' : `${n >= 0 ? '+' : ''}${n.toFixed(3)}`
+function fmtSigned(n: number, digits = 3): string {
+  return Number.isNaN(n) ? '-' : `${n >= 0 ? '+' : ''}${n.toFixed(digits)}`
 }
 
 function fmtRatio(n: number): string {

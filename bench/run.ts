@@ -1,13 +1,13 @@
-// Bench entry: emulator and gateways as child processes, the same requests direct and through the gateway, report and verdict.
+// Bench entry: emulator, bare proxy and gateway as child processes, the same requests direct, through the bare proxy and through the gateway, report and verdict.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { TEST_KEYS } from '../test/harness/gateway-process.ts'
 import { readClockTicksPerSecond } from './cpu.ts'
 import { measureAlternating, measureIdleCpu, measureThroughput, warmUp, type BenchContext, type PhaseResult, type Subject } from './phases.ts'
-import { setUpstreamBehavior, startEmulatorProcess, startInfoGateway, startQuietGateway, type EmulatorProcess } from './processes.ts'
+import { setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, type EmulatorProcess } from './processes.ts'
 import { renderReport } from './report.ts'
-import { checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY, GATEWAY_WARN } from './verdict.ts'
+import { BARE_PROXY, checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY } from './verdict.ts'
 
 interface Settings {
   requests: number
@@ -19,7 +19,7 @@ const RESULT_PATH = resolve(import.meta.dir, 'results/latest.json')
 const UPSTREAM_MODEL = 'emu-upstream'
 // Streams are paced so the first chunk's arrival is distinct from the stream's end: a gateway that buffers shows up in TTFB.
 const STREAM_PACING = { chunk_interval_ms: 1, reply: 'Hello there, dear friend.' } as const
-const LABELS: Record<string, string> = { [DIRECT]: 'direct', [GATEWAY]: 'gateway (info log)', [GATEWAY_WARN]: 'gateway (warn log)' }
+const LABELS: Record<string, string> = { [DIRECT]: 'direct', [BARE_PROXY]: 'bare proxy', [GATEWAY]: 'gateway (info log)' }
 
 // The bench's only environment reads: BENCH_REQUESTS (per target per c=1 phase) and BENCH_SECONDS (per phase).
 function readSettings(env: NodeJS.ProcessEnv): Settings {
@@ -65,9 +65,9 @@ async function main(): Promise<number> {
   const machine = describeMachine(ticksPerSecond)
   const startedAt = new Date()
   let emulator: EmulatorProcess | undefined
-  const gateways: Array<{ stop(): Promise<number> }> = []
+  const proxies: Array<{ stop(): Promise<number> }> = []
   const stopChildren = async () => {
-    await Promise.allSettled([emulator?.stop(), ...gateways.map((g) => g.stop())])
+    await Promise.allSettled([emulator?.stop(), ...proxies.map((p) => p.stop())])
   }
   const onSignal = (signal: NodeJS.Signals) => {
     say(`${signal}: stopping child processes`)
@@ -77,33 +77,36 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal)
   try {
     emulator = await startEmulatorProcess()
-    const info = await startInfoGateway(emulator.baseUrl)
-    gateways.push(info)
-    const warn = await startQuietGateway(emulator.baseUrl, 'warn')
-    gateways.push(warn)
-    say(`emulator ${emulator.url} (pid ${emulator.pid}), gateway ${info.url} (pid ${info.pid}), gateway-warn ${warn.url} (pid ${warn.pid})`)
+    const upstreamUrl = `${emulator.baseUrl}/chat/completions`
+    const bare = await startBareProxy(upstreamUrl)
+    proxies.push(bare)
+    const gateway = await startInfoGateway(emulator.baseUrl)
+    proxies.push(gateway)
+    say(`emulator ${emulator.url} (pid ${emulator.pid}), bare proxy ${bare.url} (pid ${bare.pid}), gateway ${gateway.url} (pid ${gateway.pid})`)
     const json = { 'content-type': 'application/json' }
-    const viaGateway = (gw: { url: string }) => ({ url: `${gw.url}/v1/chat/completions`, model: 'test-model', headers: { ...json, authorization: `Bearer ${TEST_KEYS.full}` } })
+    // The bare proxy gets the very body direct gets: it forwards without rewriting the model.
     const subjects: Subject[] = [
-      { target: { name: DIRECT, url: `${emulator.baseUrl}/chat/completions`, model: UPSTREAM_MODEL, headers: json }, gateway: undefined },
-      { target: { name: GATEWAY, ...viaGateway(info) }, gateway: info },
-      { target: { name: GATEWAY_WARN, ...viaGateway(warn) }, gateway: warn },
+      { target: { name: DIRECT, url: upstreamUrl, model: UPSTREAM_MODEL, headers: json }, proxy: undefined },
+      { target: { name: BARE_PROXY, url: `${bare.url}/v1/chat/completions`, model: UPSTREAM_MODEL, headers: json }, proxy: bare },
+      { target: { name: GATEWAY, url: `${gateway.url}/v1/chat/completions`, model: 'test-model', headers: { ...json, authorization: `Bearer ${TEST_KEYS.full}` } }, proxy: gateway },
     ]
     const ctx: BenchContext = { subjects, emulatorPid: emulator.pid, ticksPerSecond }
     say(`idle CPU baseline, ${IDLE_SECONDS} s`)
     const idleCpu = await measureIdleCpu(ctx, IDLE_SECONDS)
     const phases = await runPhases(ctx, emulator, settings, say)
 
-    const headline = computeHeadline(phases)
-    const headlineWarn = computeHeadline(phases, GATEWAY_WARN)
-    const checks = checkDesignTargets(headline)
+    const headline = computeHeadline(phases, GATEWAY, DIRECT)
+    const floor = computeHeadline(phases, BARE_PROXY, DIRECT)
+    const overFloor = computeHeadline(phases, GATEWAY, BARE_PROXY)
+    const checks = checkDesignTargets(headline, overFloor)
     const seed = checkSeedBudget(headline)
     const errors = countErrors(phases)
-    const logLines = phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === GATEWAY)?.gateway_log_lines_per_request
+    const logLines = phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === GATEWAY)?.proxy_log_lines_per_request
     const notes = [
-      `gateway (info log) wrote ${logLines?.toFixed(2) ?? '-'} stdout lines per request (consumed by the bench); 'warn' writes none, so no usage record is emitted either`,
+      `gateway (info log) wrote ${logLines?.toFixed(2) ?? '-'} stdout lines per request (consumed by the bench), the usage record among them`,
+      'bare proxy: bench/bare-proxy.ts, a Bun.serve fetch proxy in its own process, forwarding the direct body unchanged (no auth, routing, parsing or logging)',
       'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); no Redis reservation in this gateway yet',
-      `added = gateway percentile minus direct percentile; CPU from /proc/<pid>/stat at ${ticksPerSecond} ticks/s, whole phase / requests (idle time included)`,
+      `added = target percentile minus direct percentile; gateway − bare proxy = gateway percentile minus bare proxy percentile, and CPU likewise; CPU from /proc/<pid>/stat at ${ticksPerSecond} ticks/s, whole phase / requests (idle time included)`,
       `idle CPU baseline over ${IDLE_SECONDS} s (µs per second): ${Object.entries(idleCpu).map(([k, v]) => `${LABELS[k] ?? k} ${v.toFixed(0)}`).join(', ')}`,
     ]
     if (errors.errors > 0) notes.push(`${errors.errors} failed requests; first: ${errors.first}`)
@@ -113,10 +116,10 @@ async function main(): Promise<number> {
       `settings: BENCH_REQUESTS=${settings.requests} (per target per c=1 phase; x4 per throughput level), BENCH_SECONDS=${settings.seconds} (per phase; x2 for streaming)`,
       `streams: emulator sends the first chunk at once, then one every ${STREAM_PACING.chunk_interval_ms} ms ("${STREAM_PACING.reply}", ${STREAM_PACING.reply.split(' ').length + 4} frames)`,
     ]
-    process.stdout.write(`${renderReport({ header, labels: LABELS, phases, headline, headlineWarn, checks, seed, notes })}\n`)
+    process.stdout.write(`${renderReport({ header, labels: LABELS, phases, headline, floor, overFloor, checks, seed, notes })}\n`)
 
     mkdirSync(resolve(RESULT_PATH, '..'), { recursive: true })
-    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, headline_warn_logging: headlineWarn, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases }
+    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, floor_bare_proxy_vs_direct: floor, gateway_vs_bare_proxy: overFloor, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases }
     writeFileSync(RESULT_PATH, `${JSON.stringify(result, null, 2)}\n`)
     process.stdout.write(`results written to ${RESULT_PATH}\n`)
 
