@@ -2,6 +2,7 @@
 import { resolve } from 'node:path'
 import type { Behavior } from '../test/harness/emulator.ts'
 import { startGateway, testConfig, type GatewayProcess } from '../test/harness/gateway-process.ts'
+import { LineLog } from '../test/harness/line-log.ts'
 
 const ROOT = resolve(import.meta.dir, '..')
 const START_TIMEOUT_MS = 15_000
@@ -30,7 +31,7 @@ export function pickFreePort(): number {
 export async function startEmulatorProcess(): Promise<EmulatorProcess> {
   const port = pickFreePort()
   const child = spawnChild(['test/harness/emulator-main.ts'], { PORT: String(port) }, `http://127.0.0.1:${port}`)
-  await awaitReady(child, waitForLine(child.lines, (l) => l.includes('emulator listening'), readyDeadline()), 'emulator')
+  await awaitReady(child, child.log.waitFor((l) => l.includes('emulator listening')).then(() => undefined), 'emulator')
   return { ...child, baseUrl: `${child.url}/v1` }
 }
 
@@ -50,11 +51,12 @@ export function startInfoGateway(upstreamBaseUrl: string): Promise<GatewayProces
 export async function startBareProxy(upstreamUrl: string): Promise<ChildProcess> {
   const port = pickFreePort()
   const child = spawnChild(['bench/bare-proxy.ts'], { PORT: String(port), UPSTREAM_URL: upstreamUrl }, `http://127.0.0.1:${port}`)
-  await awaitReady(child, waitForLine(child.lines, (l) => l.includes('bare proxy listening'), readyDeadline()), 'bare proxy')
+  await awaitReady(child, child.log.waitFor((l) => l.includes('bare proxy listening')).then(() => undefined), 'bare proxy')
   return child
 }
 
 interface SpawnedChild extends ChildProcess {
+  log: LineLog
   stderr: Promise<string>
   exited: Promise<number>
 }
@@ -66,12 +68,12 @@ function spawnChild(args: string[], env: Record<string, string>, url: string): S
     stdout: 'pipe',
     stderr: 'pipe',
   })
-  const lines: string[] = []
-  void pumpLines(proc.stdout, (line) => lines.push(line))
+  const log = new LineLog(proc.stdout)
   return {
     url,
     pid: proc.pid,
-    lines,
+    lines: log.lines,
+    log,
     stderr: new Response(proc.stderr).text(),
     exited: proc.exited,
     async stop() {
@@ -96,29 +98,5 @@ async function awaitReady(child: SpawnedChild, ready: Promise<void>, what: strin
     throw new Error(`${err instanceof Error ? err.message : String(err)}${stderr ? `: ${stderr}` : ''}`)
   } finally {
     clearTimeout(timer)
-  }
-}
-
-// The polls below stop at this deadline so a failed start leaves no timer looping; awaitReady reports the timeout.
-function readyDeadline(): number {
-  return performance.now() + START_TIMEOUT_MS
-}
-
-async function waitForLine(lines: readonly string[], predicate: (line: string) => boolean, deadline: number): Promise<void> {
-  while (!lines.some(predicate) && performance.now() < deadline) await Bun.sleep(10)
-  if (!lines.some(predicate)) throw new Error(`no ready line within ${START_TIMEOUT_MS} ms`)
-}
-
-async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
-  const decoder = new TextDecoder()
-  let buf = ''
-  for await (const chunk of stream) {
-    buf += decoder.decode(chunk, { stream: true })
-    let nl = buf.indexOf('\n')
-    while (nl !== -1) {
-      onLine(buf.slice(0, nl))
-      buf = buf.slice(nl + 1)
-      nl = buf.indexOf('\n')
-    }
   }
 }

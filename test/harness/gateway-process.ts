@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { hashKey } from '../../gateway/auth.ts'
+import { jsonLine, LineLog } from './line-log.ts'
 
 const ROOT = resolve(import.meta.dir, '../..')
 const START_TIMEOUT_MS = 20_000
@@ -33,38 +34,10 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
     stdout: 'pipe',
     stderr: 'pipe',
   })
-  const lines: string[] = []
-  const waiters: Array<{ predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = []
-  const onLine = (line: string) => {
-    lines.push(line)
-    let parsed: Record<string, unknown>
-    try {
-      parsed = JSON.parse(line) as Record<string, unknown>
-    } catch {
-      return
-    }
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      const w = waiters[i]
-      if (w?.predicate(parsed)) {
-        waiters.splice(i, 1)
-        w.resolve(parsed)
-      }
-    }
-  }
-  void pumpLines(proc.stdout, onLine)
+  const log = new LineLog(proc.stdout)
   const stderr = new Response(proc.stderr).text()
-
-  const waitForLog = (predicate: (l: Record<string, unknown>) => boolean) => {
-    for (const line of lines) {
-      try {
-        const parsed = JSON.parse(line) as Record<string, unknown>
-        if (predicate(parsed)) return Promise.resolve(parsed)
-      } catch {
-        // not JSON
-      }
-    }
-    return new Promise<Record<string, unknown>>((res) => waiters.push({ predicate, resolve: res }))
-  }
+  const waitForLog = async (predicate: (l: Record<string, unknown>) => boolean) =>
+    JSON.parse(await log.waitFor(jsonLine(predicate))) as Record<string, unknown>
 
   let timer: ReturnType<typeof setTimeout> | undefined
   const listening = await Promise.race([
@@ -84,7 +57,7 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
     url: `http://127.0.0.1:${port}`,
     port,
     pid: proc.pid,
-    lines,
+    lines: log.lines,
     waitForLog,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       proc.kill(signal)
@@ -92,20 +65,6 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
       rmSync(dir, { recursive: true, force: true })
       return code
     },
-  }
-}
-
-async function pumpLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
-  const decoder = new TextDecoder()
-  let buf = ''
-  for await (const chunk of stream) {
-    buf += decoder.decode(chunk, { stream: true })
-    let nl = buf.indexOf('\n')
-    while (nl !== -1) {
-      onLine(buf.slice(0, nl))
-      buf = buf.slice(nl + 1)
-      nl = buf.indexOf('\n')
-    }
   }
 }
 
