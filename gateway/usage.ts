@@ -38,6 +38,7 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     input_tokens: u?.input_tokens ?? 0,
     output_tokens: u?.output_tokens ?? 0,
     cached_input_tokens: u?.cached_input_tokens ?? 0,
+    cache_write_input_tokens: u?.cache_write_input_tokens ?? 0,
     reasoning_tokens: u?.reasoning_tokens ?? 0,
     usage_estimated: u?.estimated ?? false,
     cost_pico: pico,

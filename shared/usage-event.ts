@@ -14,6 +14,7 @@ export const UsageRecord = t.Object({
   input_tokens: t.Integer({ minimum: 0 }),
   output_tokens: t.Integer({ minimum: 0 }),
   cached_input_tokens: t.Integer({ minimum: 0 }),
+  cache_write_input_tokens: t.Integer({ minimum: 0 }),
   reasoning_tokens: t.Integer({ minimum: 0 }),
   // True when the gateway counted tokens itself (no usage from the provider, e.g. a cut stream).
   usage_estimated: t.Boolean(),

@@ -27,6 +27,8 @@ export interface Usage {
   output_tokens: number
   // Part of input_tokens served from the provider's prompt cache.
   cached_input_tokens: number
+  // Part of input_tokens written to the provider's prompt cache (Anthropic bills these apart).
+  cache_write_input_tokens: number
   // Part of output_tokens spent on hidden reasoning.
   reasoning_tokens: number
   // True when counted by the gateway because the provider did not report it.
@@ -51,7 +53,12 @@ export interface StreamTranslator {
   readonly finished: boolean
   // Content-bearing chunks sent so far: the basis of an estimate when a stream is cut short.
   readonly contentChunks: number
+  // An error the upstream reported inside the stream; the translator already framed it for the client.
+  readonly error: GatewayError | undefined
 }
+
+// Provider-specific body fields from the caller's x-gateway-options header (`provider_options`).
+export type ProviderOptions = Record<string, unknown>
 
 export interface StreamOptions {
   // The caller asked for the final usage chunk (stream_options.include_usage).
@@ -60,7 +67,8 @@ export interface StreamOptions {
 
 export interface ProviderAdapter {
   readonly kind: ProviderKind
-  buildRequest(req: ChatRequest, target: Target, stream: boolean): UpstreamRequest
+  // Throws a 400 GatewayError for what this provider cannot do; never drops a parameter silently.
+  buildRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): UpstreamRequest
   readCompletion(text: string, target: Target): Completion
   openStream(target: Target, opts: StreamOptions): StreamTranslator
   readError(status: number, text: string, headers: Headers, target: Target): GatewayError

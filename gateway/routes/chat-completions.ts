@@ -8,6 +8,7 @@ import { CLIENT_CLOSED, completeChat } from '../upstream/call.ts'
 import { openChatStream, type StreamOutcome } from '../upstream/relay.ts'
 import { buildUsageRecord, type RequestOutcome, type UsageSink } from '../usage.ts'
 import { readJsonBody } from '../read-body.ts'
+import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 
 export interface ChatDeps {
   usage: UsageSink
@@ -26,8 +27,10 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const baseHeaders: Record<string, string> = { 'x-request-id': requestId }
   let caller: Caller
   let req: ChatRequest
+  let options: GatewayOptions
   try {
     caller = authenticate(request.headers.get('authorization'), snapshot)
+    options = parseGatewayOptions(request.headers.get('x-gateway-options'))
     req = parseChatRequest(await readJsonBody(request, snapshot.config.file.server.max_body_bytes))
   } catch (err) {
     return errorResponse(toGatewayError(err), baseHeaders)
@@ -73,7 +76,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
 
   if (!outcome.stream) {
     try {
-      const { completion, upstreamRequestId } = await completeChat(adapter, target, req, request.signal)
+      const { completion, upstreamRequestId } = await completeChat(adapter, target, req, options.provider_options ?? {}, request.signal)
       outcome.usage = completion.usage ?? (await estimateUsage(route, req, undefined))
       outcome.ttfbMs = performance.now() - ctx.startedAt
       record()
@@ -109,6 +112,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const { server } = snapshot.config.file
     const opened = await openChatStream(adapter, target, req, {
       callerWantsUsage: wantsUsageChunk(req),
+      providerOptions: options.provider_options ?? {},
       timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
       clientSignal: request.signal,
       startedAt: ctx.startedAt,
@@ -144,6 +148,7 @@ async function estimateUsage(route: Route, req: ChatRequest, contentChunks: numb
     input_tokens: await route.adapter.countTokens(req, route.target),
     output_tokens: contentChunks ?? 0,
     cached_input_tokens: 0,
+    cache_write_input_tokens: 0,
     reasoning_tokens: 0,
     estimated: true,
   }

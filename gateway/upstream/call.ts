@@ -1,6 +1,6 @@
 // One non-streaming upstream attempt: fetch under a deadline, aborted when the client leaves, normalized errors.
 import { GatewayError } from '../errors.ts'
-import type { Completion, ProviderAdapter, Target, UpstreamRequest } from '../providers/types.ts'
+import type { Completion, ProviderAdapter, ProviderOptions, Target, UpstreamRequest } from '../providers/types.ts'
 import type { ChatRequest } from '../chat-request.ts'
 
 // The abort reason used when the caller went away; never shown to anyone.
@@ -30,6 +30,7 @@ export async function completeChat(
   adapter: ProviderAdapter,
   target: Target,
   req: ChatRequest,
+  options: ProviderOptions,
   clientSignal: AbortSignal,
 ): Promise<CompleteResult> {
   const ac = new AbortController()
@@ -41,7 +42,7 @@ export async function completeChat(
   const onClientAbort = () => ac.abort(CLIENT_CLOSED)
   clientSignal.addEventListener('abort', onClientAbort, { once: true })
   try {
-    const res = await sendUpstream(adapter.buildRequest(req, target, false), ac.signal, target)
+    const res = await sendUpstream(adapter.buildRequest(req, target, false, options), ac.signal, target)
     let text: string
     try {
       text = await res.text()

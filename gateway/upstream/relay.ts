@@ -1,7 +1,7 @@
 // One streaming upstream attempt: open the SSE response, then relay it event by event to the client.
 import type { ChatRequest } from '../chat-request.ts'
 import { errorFrame, GatewayError } from '../errors.ts'
-import type { ProviderAdapter, Target, Usage } from '../providers/types.ts'
+import type { ProviderAdapter, ProviderOptions, Target, Usage } from '../providers/types.ts'
 import { CLIENT_CLOSED, classifyFailure, sendUpstream } from './call.ts'
 import { SseParser } from './sse.ts'
 import { concatBytes } from '../../shared/bytes.ts'
@@ -30,6 +30,7 @@ export interface OpenedStream {
 
 export interface RelayOptions {
   callerWantsUsage: boolean
+  providerOptions: ProviderOptions
   timeouts: StreamTimeouts
   clientSignal: AbortSignal
   startedAt: number
@@ -61,7 +62,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
 
   let res: Response
   try {
-    res = await sendUpstream(adapter.buildRequest(req, target, true), ac.signal, target)
+    res = await sendUpstream(adapter.buildRequest(req, target, true, opts.providerOptions), ac.signal, target)
     if (!res.ok) {
       const text = await res.text().catch(() => '')
       throw adapter.readError(res.status, text, res.headers, target)
@@ -96,8 +97,9 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
             const tail = translator.end()
             if (out) controller.enqueue(out)
             if (tail) controller.enqueue(encoder.encode(tail))
-            const error = translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`)
-            if (error) controller.enqueue(encoder.encode(errorFrame(error)))
+            // A translator that framed an in-stream provider error already told the client.
+            const error = translator.error ?? (translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`))
+            if (error && !translator.error) controller.enqueue(encoder.encode(errorFrame(error)))
             controller.close()
             finish(error, false)
             return

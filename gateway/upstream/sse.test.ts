@@ -63,6 +63,14 @@ describe('SseParser', () => {
     }
   })
 
+  it('completes a final event that lacks its blank line at end of stream', () => {
+    for (const tail of ['data: last', 'data: last\n', 'data: last\r']) {
+      const p = new SseParser()
+      expect(feed(p, `data: first\n\n${tail}`).map((e) => e.data)).toEqual(['first'])
+      expect(p.end().map((e) => e.data)).toEqual(['last'])
+    }
+  })
+
   it('decodes multi-byte UTF-8 split across chunks', () => {
     const events = feed(new SseParser(), 'data: {"c":"héllo — ✓"}\n\n', 1)
     expect(JSON.parse(events[0]?.data ?? '')).toEqual({ c: 'héllo — ✓' })

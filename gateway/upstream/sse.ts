@@ -25,9 +25,19 @@ export class SseParser {
     return this.scan(chunk, false)
   }
 
-  // At end of stream: settles a trailing CR; what is still incomplete after that is dropped, as the spec says.
+  // At end of stream the last event is taken even without its blank line (some servers, and
+  // recordings, end right after the final data line): a stream's last event is often its most
+  // important one (message_stop, the usage chunk).
   end(): SseEvent[] {
     const events = this.scan(new Uint8Array(0), true)
+    const tail = this.pending
+    if (tail.length > 0) {
+      // Close the open line if needed, then add the blank line; after a CR another CR, since an
+      // LF there would merge into one CRLF line end.
+      const last = tail[tail.length - 1]
+      const ending = last === LF ? [LF] : last === CR ? [CR] : [LF, LF]
+      events.push(...this.scan(new Uint8Array(ending), true))
+    }
     this.pending = new Uint8Array(0)
     return events
   }

@@ -39,19 +39,19 @@ describe('openAiAdapter.buildRequest', () => {
   const req = { model: 'gpt-4o', messages: [{ role: 'user' as const, content: 'hi' }], temperature: 0.2, seed: 1 }
 
   it('sends the upstream model id, the caller parameters and the key', () => {
-    const r = openAiAdapter.buildRequest(req, target, false)
+    const r = openAiAdapter.buildRequest(req, target, false, {})
     expect(r.url).toBe('https://api.openai.com/v1/chat/completions')
     expect(r.headers.authorization).toBe('Bearer sk-proj-supersecretvalue')
     expect(JSON.parse(r.body ?? '')).toEqual({ ...req, model: 'gpt-4o-2024-08-06' })
   })
 
   it('always asks a stream for its usage chunk, keeping other stream options', () => {
-    const r = openAiAdapter.buildRequest({ ...req, stream: true, stream_options: { include_usage: false, extra: 1 } as never }, target, true)
+    const r = openAiAdapter.buildRequest({ ...req, stream: true, stream_options: { include_usage: false, extra: 1 } as never }, target, true, {})
     expect(JSON.parse(r.body ?? '').stream_options).toEqual({ include_usage: true, extra: 1 })
   })
 
   it('sends no authorization header to a keyless server', () => {
-    expect(openAiAdapter.buildRequest(req, { ...target, apiKey: undefined }, false).headers.authorization).toBeUndefined()
+    expect(openAiAdapter.buildRequest(req, { ...target, apiKey: undefined }, false, {}).headers.authorization).toBeUndefined()
   })
 })
 
@@ -60,7 +60,7 @@ describe('openAiAdapter.readCompletion', () => {
     const text = fixture('chat-completion.text.json')
     const c = openAiAdapter.readCompletion(text, target)
     expect(c.body).toBe(text)
-    expect(c.usage).toEqual({ input_tokens: 16, output_tokens: 363, cached_input_tokens: 0, reasoning_tokens: 0, estimated: false })
+    expect(c.usage).toEqual({ input_tokens: 16, output_tokens: 363, cached_input_tokens: 0, cache_write_input_tokens: 0, reasoning_tokens: 0, estimated: false })
   })
 
   it('reads usage from every recorded completion', () => {
@@ -131,7 +131,7 @@ describe('OpenAI stream passthrough', () => {
     const usageEvent = sse.split('\n\n').find((e) => e.includes('"choices":[]'))
     expect(usageEvent).toBeDefined()
     expect(text).toBe(sse.replace(`${usageEvent}\n\n`, ''))
-    expect(t.usage).toEqual({ input_tokens: 14, output_tokens: 30, cached_input_tokens: 0, reasoning_tokens: 0, estimated: false })
+    expect(t.usage).toEqual({ input_tokens: 14, output_tokens: 30, cached_input_tokens: 0, cache_write_input_tokens: 0, reasoning_tokens: 0, estimated: false })
   })
 
   it('is not finished without [DONE] and counts content chunks for an estimate', () => {

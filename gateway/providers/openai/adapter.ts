@@ -5,19 +5,20 @@ import type { ChatRequest } from '../../chat-request.ts'
 import { GatewayError, redactSecrets } from '../../errors.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import { countTextTokens, type Encoding } from '../tokenize.ts'
-import type { Completion, ProviderAdapter, StreamOptions, StreamTranslator, Target, UpstreamRequest, Usage } from '../types.ts'
+import type { Completion, ProviderAdapter, ProviderOptions, StreamOptions, StreamTranslator, Target, UpstreamRequest, Usage } from '../types.ts'
 import { readErrorBody, readRetryAfter, toUsage } from './wire.ts'
+import { joinUrl } from '../url.ts'
 
 export const openAiAdapter: ProviderAdapter = {
   kind: 'openai',
 
-  buildRequest(req: ChatRequest, target: Target, stream: boolean): UpstreamRequest {
-    const body: Record<string, unknown> = { ...req, model: target.upstreamModel }
+  buildRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): UpstreamRequest {
+    const body: Record<string, unknown> = { ...req, ...options, model: target.upstreamModel }
     // Always ask for the usage chunk: it is what the request is billed on. The translator
     // hides it again from a caller who did not ask for it.
     if (stream) body.stream_options = { ...req.stream_options, include_usage: true }
     return {
-      url: `${trimSlash(target.provider.base_url)}/chat/completions`,
+      url: joinUrl(target.provider.base_url, '/chat/completions'),
       method: 'POST',
       headers: headersFor(target.apiKey, true),
       body: JSON.stringify(body),
@@ -66,7 +67,7 @@ export const openAiAdapter: ProviderAdapter = {
   },
 
   healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest {
-    return { url: `${trimSlash(provider.base_url)}/models`, method: 'GET', headers: headersFor(apiKey, false) }
+    return { url: joinUrl(provider.base_url, '/models'), method: 'GET', headers: headersFor(apiKey, false) }
   },
 }
 
@@ -76,6 +77,8 @@ class OpenAiPassthrough implements StreamTranslator {
   usage: Usage | undefined
   finished = false
   contentChunks = 0
+  // OpenAI's in-stream errors pass through as they are; the client's SDK raises them.
+  readonly error = undefined
 
   constructor(private readonly callerWantsUsage: boolean) {}
 
@@ -129,10 +132,6 @@ function headersFor(apiKey: Secret | undefined, json: boolean): Record<string, s
   if (json) h['content-type'] = 'application/json'
   if (apiKey) h.authorization = `Bearer ${apiKey.reveal()}`
   return h
-}
-
-function trimSlash(url: string): string {
-  return url.endsWith('/') ? url.slice(0, -1) : url
 }
 
 // o200k_base for the GPT-4o generation and later; cl100k_base otherwise, and as the documented

@@ -23,6 +23,7 @@ export function toUsage(u: unknown): Usage | undefined {
     input_tokens: w.prompt_tokens,
     output_tokens: w.completion_tokens,
     cached_input_tokens: num(w.prompt_tokens_details?.cached_tokens),
+    cache_write_input_tokens: 0,
     reasoning_tokens: num(w.completion_tokens_details?.reasoning_tokens),
     estimated: false,
   }

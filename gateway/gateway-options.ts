@@ -1,0 +1,39 @@
+// The x-gateway-options request header: per-request gateway settings as JSON, checked like the body.
+import { Type as t, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { GatewayError } from './errors.ts'
+
+export const GatewayOptions = t.Object(
+  {
+    // Provider-specific body fields merged into the upstream request (e.g. Anthropic's top_k).
+    provider_options: t.Optional(t.Record(t.String(), t.Unknown())),
+  },
+  { additionalProperties: false },
+)
+export type GatewayOptions = Static<typeof GatewayOptions>
+
+const check = TypeCompiler.Compile(GatewayOptions)
+const PARAM = 'x-gateway-options'
+// Fields the gateway owns: an option may add to a request, not redirect or reshape it.
+const RESERVED = new Set(['model', 'messages', 'stream', 'stream_options', 'contents', 'system'])
+const NONE: GatewayOptions = {}
+
+export function parseGatewayOptions(header: string | null): GatewayOptions {
+  if (header === null || header === '') return NONE
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(header)
+  } catch {
+    throw new GatewayError('invalid_parameter', `The ${PARAM} header is not valid JSON.`, { param: PARAM })
+  }
+  if (!check.Check(parsed)) {
+    const e = check.Errors(parsed).First()
+    throw new GatewayError('invalid_parameter', `Invalid ${PARAM}: ${e?.path || '/'} ${e?.message ?? 'is invalid'}.`, { param: PARAM })
+  }
+  for (const key of Object.keys(parsed.provider_options ?? {})) {
+    if (RESERVED.has(key)) {
+      throw new GatewayError('invalid_parameter', `Invalid ${PARAM}: provider_options may not set '${key}'.`, { param: `${PARAM}.provider_options.${key}` })
+    }
+  }
+  return parsed
+}

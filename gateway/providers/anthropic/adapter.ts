@@ -1,0 +1,49 @@
+// Anthropic Messages API (POST {base_url}/v1/messages) served to OpenAI clients.
+import type { ProviderConfig } from '../../../shared/config/schema.ts'
+import type { Secret } from '../../../shared/secret.ts'
+import type { ChatRequest } from '../../chat-request.ts'
+import { countChatTokens } from '../openai/adapter.ts'
+import type { ProviderAdapter, ProviderOptions, Target, UpstreamRequest } from '../types.ts'
+import { toGatewayError } from './errors.ts'
+import { toAnthropicRequest } from './request.ts'
+import { fromAnthropicResponse } from './response.ts'
+import { AnthropicStreamTranslator } from './stream.ts'
+import { readErrorBody } from './wire.ts'
+import { joinUrl } from '../url.ts'
+
+const API_VERSION = '2023-06-01'
+
+export const anthropicAdapter: ProviderAdapter = {
+  kind: 'anthropic',
+
+  buildRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): UpstreamRequest {
+    return {
+      url: joinUrl(target.provider.base_url, '/v1/messages'),
+      method: 'POST',
+      headers: headersFor(target.apiKey, true),
+      body: JSON.stringify(toAnthropicRequest(req, target, stream, options)),
+    }
+  },
+
+  readCompletion: (text) => fromAnthropicResponse(text),
+
+  openStream: (target, opts) =>
+    new AnthropicStreamTranslator(opts.callerWantsUsage, target.upstreamModel, (wire) => toGatewayError(wire, undefined, target)),
+
+  readError: (status, text, headers, target) => toGatewayError(readErrorBody(text), status, target, headers),
+
+  // Anthropic's tokenizer is not public: cl100k_base is the documented approximation (it tends to
+  // count a little under Claude's own figures); the provider's reported usage is what gets billed.
+  countTokens: (req, _target) => countChatTokens(req, 'cl100k_base'),
+
+  healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest {
+    return { url: joinUrl(provider.base_url, '/v1/models'), method: 'GET', headers: headersFor(apiKey, false) }
+  },
+}
+
+function headersFor(apiKey: Secret | undefined, json: boolean): Record<string, string> {
+  const h: Record<string, string> = { 'anthropic-version': API_VERSION }
+  if (json) h['content-type'] = 'application/json'
+  if (apiKey) h['x-api-key'] = apiKey.reveal()
+  return h
+}
