@@ -1,16 +1,8 @@
 import { describe, expect, it } from 'bun:test'
 import { parseChatRequest } from './chat-request.ts'
-import { GatewayError } from './errors.ts'
+import { catchGatewayError } from '../test/harness/catch-error.ts'
 
-function errorOf(body: unknown): GatewayError {
-  try {
-    parseChatRequest(body)
-  } catch (err) {
-    if (err instanceof GatewayError) return err
-    throw err
-  }
-  throw new Error('expected a GatewayError')
-}
+const errorOf = (body: unknown) => catchGatewayError(() => parseChatRequest(body))
 
 describe('parseChatRequest', () => {
   it('accepts a valid request and keeps parameters it does not know', () => {

@@ -1,15 +1,17 @@
 // The only list of provider kinds and the adapter serving each.
 import type { ProviderKind } from '../../shared/config/schema.ts'
 import { anthropicAdapter } from './anthropic/adapter.ts'
+import { geminiAdapter } from './gemini/adapter.ts'
 import { openAiAdapter } from './openai/adapter.ts'
 import type { ProviderAdapter } from './types.ts'
 
-const ADAPTERS: Partial<Record<ProviderKind, ProviderAdapter>> = {
+const ADAPTERS: Record<ProviderKind, ProviderAdapter> = {
   openai: openAiAdapter,
   'openai-compatible': openAiAdapter,
   anthropic: anthropicAdapter,
+  gemini: geminiAdapter,
 }
 
-export function adapterFor(kind: ProviderKind): ProviderAdapter | undefined {
+export function adapterFor(kind: ProviderKind): ProviderAdapter {
   return ADAPTERS[kind]
 }

@@ -5,6 +5,7 @@ import { jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, ty
 export const anthropicWire: WireFormat = {
   matches: (method, path) => method === 'POST' && path === '/v1/messages',
   isStream: (body) => body.stream === true,
+  modelOf: (body) => String(body.model),
 
   checkAuth(req, apiKey) {
     if (req.headers.get('x-api-key') === apiKey) return undefined

@@ -5,6 +5,7 @@ import { jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, ty
 export const openAiWire: WireFormat = {
   matches: (method, path) => method === 'POST' && path === '/v1/chat/completions',
   isStream: (body) => body.stream === true,
+  modelOf: (body) => String(body.model),
 
   checkAuth(req, apiKey) {
     const given = req.headers.get('authorization') ?? ''

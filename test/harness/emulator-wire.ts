@@ -17,6 +17,8 @@ export interface WireFormat {
   // Whether this request (path, method) is this format's generation endpoint.
   matches(method: string, path: string): boolean
   isStream(body: Record<string, unknown>, path: string): boolean
+  // The model the request names (in the body, or in the path for Gemini).
+  modelOf(body: Record<string, unknown>, path: string): string
   // Checks the credentials this format uses; returns an error reply or undefined.
   checkAuth(req: Request, apiKey: string): Response | undefined
   // A 400 when the body lacks what the real API requires; undefined when fine.

@@ -1,10 +1,11 @@
-// Upstream emulator speaking OpenAI's and Anthropic's wire formats, with knobs for latency, errors and broken streams.
+// Upstream emulator speaking OpenAI's, Anthropic's and Gemini's wire formats, with knobs for latency, errors and broken streams.
 import { readFileSync } from 'node:fs'
 import { anthropicWire } from './emulator-anthropic.ts'
+import { geminiWire } from './emulator-gemini.ts'
 import { openAiWire } from './emulator-openai.ts'
 import { BREAK, countPrompt, splitReply, type WireFormat } from './emulator-wire.ts'
 
-const WIRES: WireFormat[] = [openAiWire, anthropicWire]
+const WIRES: WireFormat[] = [openAiWire, anthropicWire, geminiWire]
 
 export interface Behavior {
   // Answer with this HTTP status and an OpenAI error body (error_body overrides the body).
@@ -26,7 +27,7 @@ export interface Behavior {
   omit_usage?: boolean
   // Answer with these tool calls instead of text.
   tool_calls?: Array<{ name: string; arguments: Record<string, unknown> }>
-  // Streaming, formats with in-stream errors (Anthropic): an overloaded error event after this many content frames.
+  // Streaming, formats with in-stream errors (Anthropic, Gemini): an overloaded error event after this many content frames.
   stream_error_after_chunks?: number
   // Send this recorded file byte for byte (.sse for streams, .json otherwise).
   replay?: string
@@ -103,7 +104,7 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       if (url.pathname === '/__emulator/behavior') return control(req)
       if (url.pathname === '/__emulator/stats') return Response.json(stats)
       bump('requests')
-      if (req.method === 'GET' && url.pathname === '/v1/models') {
+      if (req.method === 'GET' && (url.pathname === '/v1/models' || url.pathname === '/v1beta/models')) {
         const denied = opts.apiKey === undefined ? undefined : authFor(req).checkAuth(req, opts.apiKey)
         return denied ?? Response.json({ object: 'list', data: [{ id: 'emulated', object: 'model', created: 1700000000, owned_by: 'emulator' }] })
       }
@@ -123,7 +124,8 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       requests.push({ method: req.method, path: url.pathname, headers: Object.fromEntries(req.headers), body })
       const invalid = wire.validate(body)
       if (invalid) return invalid
-      const b = behaviorFor(body.model)
+      const model = wire.modelOf(body, url.pathname)
+      const b = behaviorFor(model)
       if (b.hang) return hang(req.signal)
       if (b.status !== undefined && b.status >= 400) return b.error_body !== undefined ? Response.json(b.error_body, { status: b.status }) : wire.error(b.status, b.retry_after)
       const reply = {
@@ -131,7 +133,7 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
         toolCalls: (b.tool_calls ?? []).map((t, i) => ({ id: `call_emu${seq}_${i}`, ...t })),
         promptTokens: countPrompt(wire.promptText(body)),
         id: `chatcmpl-emu${++seq}`,
-        model: String(body.model),
+        model,
       }
       if (!wire.isStream(body, url.pathname)) {
         if (b.latency_ms) await Bun.sleep(b.latency_ms)
@@ -142,8 +144,9 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
     },
   })
 
-  // GET /v1/models is shared: Anthropic clients send x-api-key, OpenAI ones a bearer token.
+  // Listing models is shared: each format's clients send their own key header.
   function authFor(req: Request): WireFormat {
+    if (req.headers.has('x-goog-api-key')) return geminiWire
     return req.headers.has('x-api-key') ? anthropicWire : openAiWire
   }
 

@@ -20,6 +20,7 @@ const price = { cost_per_1k_input_tokens: 0.003, cost_per_1k_output_tokens: 0.01
 const TARGETS = [
   { kind: 'openai-compatible', model: 'oa-model', upstream: 'oa-upstream', provider: 'oa' },
   { kind: 'anthropic', model: 'an-model', upstream: 'an-upstream', provider: 'an' },
+  { kind: 'gemini', model: 'ge-model', upstream: 'ge-upstream', provider: 'ge' },
 ] as const
 
 beforeAll(async () => {
@@ -31,7 +32,7 @@ beforeAll(async () => {
         provider_id: t.provider,
         name: t.provider,
         kind: t.kind,
-        base_url: t.kind === 'anthropic' ? emulator.url : emulator.baseUrl,
+        base_url: t.kind === 'openai-compatible' ? emulator.baseUrl : emulator.url,
         api_key_secret: 'env:UPSTREAM_KEY',
         models: [{ name: t.model, upstream_model: t.upstream, ...price }],
       })),
@@ -132,10 +133,13 @@ for (const t of TARGETS) {
           { role: 'tool', tool_call_id: 'call_1', content: 'sunny, 21C' },
         ],
       })
-      const sent = emulator.requests[0]?.body as { messages: Array<{ role: string; content: unknown }> }
-      const last = sent.messages.at(-1)
+      const sent = emulator.requests[0]?.body as { messages?: Array<{ role: string; content: unknown }> }
+      const last = sent.messages?.at(-1)
       if (t.kind === 'anthropic') {
         expect(last).toEqual({ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'call_1', content: 'sunny, 21C' }] })
+      } else if (t.kind === 'gemini') {
+        const contents = (emulator.requests[0]?.body as { contents: Array<{ role: string; parts: unknown[] }> }).contents
+        expect(contents.at(-1)).toEqual({ role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { content: 'sunny, 21C' } } }] })
       } else {
         expect(last).toMatchObject({ role: 'tool', tool_call_id: 'call_1', content: 'sunny, 21C' })
       }
@@ -196,5 +200,45 @@ describe('conformance: anthropic specifics', () => {
     expect(emulator.requests[0]?.body).toMatchObject({ top_k: 3 })
     const bad = (await client.chat.completions.create(ask, { headers: { 'x-gateway-options': '{"provider_options":{"model":"x"}}' } }).catch((e: unknown) => e)) as APIError
     expect(bad).toBeInstanceOf(OpenAI.BadRequestError)
+  })
+})
+
+describe('conformance: gemini specifics', () => {
+  const ask = { model: 'ge-model', messages: [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'hello' }] }
+
+  it('calls generateContent with the key header and a system instruction', async () => {
+    await client.chat.completions.create({ ...ask, max_tokens: 50 })
+    const seen = emulator.requests[0]
+    expect(seen?.path).toBe('/v1beta/models/ge-upstream:generateContent')
+    expect(seen?.headers['x-goog-api-key']).toBe(UPSTREAM_KEY)
+    expect(seen?.body).toMatchObject({ systemInstruction: { parts: [{ text: 'Be brief.' }] }, generationConfig: { maxOutputTokens: 50 } })
+  })
+
+  it('turns a mid-stream error object into an error the SDK raises', async () => {
+    emulator.setBehavior('*', { reply: REPLY, stream_error_after_chunks: 3 })
+    const err = await drain(await client.chat.completions.create({ ...ask, stream: true })).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(APIError)
+    expect((err as APIError).message).toContain('overloaded')
+  })
+
+  it('answers 503 for an unavailable Gemini and 502 for a key Google rejects', async () => {
+    emulator.setBehavior('*', { status: 503 })
+    expect(((await client.chat.completions.create(ask).catch((e: unknown) => e)) as APIError).status).toBe(503)
+    const wrongKey = await startGateway({
+      config: {
+        providers: [{ provider_id: 'ge', name: 'ge', kind: 'gemini', base_url: emulator.url, api_key_secret: 'env:UPSTREAM_KEY', models: [{ name: 'ge-model', ...price }] }],
+        clients: [{ client_id: 'c', team_id: 't', keys: [{ name: 'k', sha256: hashKey(KEY) }] }],
+      },
+      env: { UPSTREAM_KEY: 'AIzaWRONGWRONGWRONG1234' },
+    })
+    try {
+      const c = new OpenAI({ baseURL: `${wrongKey.url}/v1`, apiKey: KEY, maxRetries: 0 })
+      const err = (await c.chat.completions.create(ask).catch((e: unknown) => e)) as APIError
+      expect(err.status).toBe(502)
+      expect(err.message).toContain('API key not valid')
+      expect(err.message).not.toContain('AIzaWRONG')
+    } finally {
+      await wrongKey.stop()
+    }
   })
 })

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs'
 import { Secret } from '../../../shared/secret.ts'
 import { translateRecording } from '../../../test/harness/assemble-stream.ts'
 import type { ChatRequest } from '../../chat-request.ts'
-import { GatewayError } from '../../errors.ts'
 import type { Target } from '../types.ts'
 import { anthropicAdapter } from './adapter.ts'
+import { catchGatewayError } from '../../../test/harness/catch-error.ts'
 
 const fixture = (name: string) => readFileSync(new URL(`../../../test/fixtures/anthropic/${name}`, import.meta.url), 'utf8')
 
@@ -20,15 +20,7 @@ const target: Target = {
 const body = (req: Partial<ChatRequest> & Record<string, unknown>, stream = false, options = {}) =>
   JSON.parse(anthropicAdapter.buildRequest({ model: 'claude-haiku', messages: [{ role: 'user', content: 'hi' }], ...req } as ChatRequest, target, stream, options).body ?? '')
 
-function errorOf(fn: () => unknown): GatewayError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof GatewayError) return err
-    throw err
-  }
-  throw new Error('expected a GatewayError')
-}
+const errorOf = catchGatewayError
 
 describe('anthropic request translation', () => {
   it('produces the recorded request from its OpenAI equivalent', () => {

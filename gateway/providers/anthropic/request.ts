@@ -1,6 +1,18 @@
 // OpenAI chat request → Anthropic Messages request; what Anthropic cannot do is a 400 naming the parameter.
 import type { ChatRequest } from '../../chat-request.ts'
-import { GatewayError } from '../../errors.ts'
+import {
+  appendTurn,
+  COMMON_PARAMETERS,
+  type ContentPart,
+  invalid,
+  parseToolArguments,
+  readFunctionTools,
+  readImageUrl,
+  readToolChoice,
+  rejectUnhandled,
+  textOfParts,
+  unsupported,
+} from '../openai-request.ts'
 import type { ProviderOptions, Target } from '../types.ts'
 import type { AnthropicBlock, AnthropicMessage, AnthropicRequest, AnthropicTextBlock, AnthropicTool, AnthropicToolChoice } from './wire.ts'
 
@@ -8,26 +20,9 @@ import type { AnthropicBlock, AnthropicMessage, AnthropicRequest, AnthropicTextB
 export const DEFAULT_MAX_TOKENS = 4096
 
 // Parameters translated below; anything else the caller set is refused rather than dropped.
-const HANDLED = new Set([
-  'model',
-  'messages',
-  'max_tokens',
-  'max_completion_tokens',
-  'stop',
-  'temperature',
-  'top_p',
-  'tools',
-  'tool_choice',
-  'parallel_tool_calls',
-  'stream',
-  'stream_options',
-  'user',
-  // The gateway's own request metadata (the seed's Request.metadata): kept by the gateway, not sent.
-  'metadata',
-])
+const HANDLED = new Set([...COMMON_PARAMETERS, 'parallel_tool_calls', 'user'])
 
 type OpenAiMessage = ChatRequest['messages'][number]
-type Part = { type?: unknown; text?: unknown; image_url?: { url?: unknown } | string }
 
 export function toAnthropicRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): AnthropicRequest {
   rejectUnsupported(req)
@@ -38,7 +33,7 @@ export function toAnthropicRequest(req: ChatRequest, target: Target, stream: boo
       system.push(...toTextBlocks(m.content, `messages[${i}].content`))
       return
     }
-    append(messages, toMessage(m, i))
+    appendTurn(messages, toMessage(m, i), mergeContent)
   })
   const body: AnthropicRequest = {
     model: target.upstreamModel,
@@ -62,16 +57,11 @@ export function toAnthropicRequest(req: ChatRequest, target: Target, stream: boo
 }
 
 function rejectUnsupported(req: ChatRequest): void {
-  for (const [key, value] of Object.entries(req)) {
-    if (value === null || value === undefined || HANDLED.has(key)) continue
-    if (key === 'n' && value === 1) continue
-    if (key === 'logprobs' && value === false) continue
-    if (key === 'response_format' && (value as { type?: unknown }).type === 'text') continue
-    if (key === 'response_format') {
-      throw unsupported(key, 'JSON mode is not available for Anthropic targets; describe the JSON in the prompt or use a tool')
-    }
-    throw unsupported(key, `'${key}' is not supported by Anthropic targets`)
+  const format = (req.response_format as { type?: unknown } | undefined)?.type
+  if (format !== undefined && format !== 'text') {
+    throw unsupported('response_format', 'JSON mode is not available for Anthropic targets; describe the JSON in the prompt or use a tool')
   }
+  rejectUnhandled(req, HANDLED, 'Anthropic')
 }
 
 function toMessage(m: OpenAiMessage, i: number): AnthropicMessage {
@@ -84,25 +74,21 @@ function toMessage(m: OpenAiMessage, i: number): AnthropicMessage {
   if (m.role === 'assistant') {
     const content: AnthropicBlock[] = m.content ? toTextBlocks(m.content, `messages[${i}].content`) : []
     m.tool_calls?.forEach((call, j) => {
-      content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseArguments(call.function.arguments, `messages[${i}].tool_calls[${j}].function.arguments`) })
+      content.push({ type: 'tool_use', id: call.id, name: call.function.name, input: parseToolArguments(call.function.arguments, `messages[${i}].tool_calls[${j}].function.arguments`) })
     })
     return { role: 'assistant', content }
   }
   throw unsupported(`messages[${i}].role`, `role '${m.role}' is not supported by Anthropic targets; use 'tool'`)
 }
 
-// Anthropic wants user and assistant turns to alternate: consecutive same-role turns become one
-// (tool results then the next user text, for example).
-function append(messages: AnthropicMessage[], next: AnthropicMessage): void {
-  const last = messages.at(-1)
-  if (last && last.role === next.role) last.content.push(...next.content)
-  else messages.push(next)
+function mergeContent(into: AnthropicMessage, from: AnthropicMessage): void {
+  into.content.push(...from.content)
 }
 
 function toUserBlocks(content: unknown, param: string): AnthropicBlock[] {
   if (typeof content === 'string') return [{ type: 'text', text: content }]
   if (!Array.isArray(content)) throw invalid(param, 'expected a string or an array of content parts')
-  return content.map((p: Part, j) => {
+  return content.map((p: ContentPart, j) => {
     if (p.type === 'text' && typeof p.text === 'string') return { type: 'text', text: p.text }
     if (p.type === 'image_url') return toImage(p.image_url, `${param}[${j}].image_url`)
     throw unsupported(`${param}[${j}].type`, `content part '${String(p.type)}' is not supported by Anthropic targets`)
@@ -110,61 +96,29 @@ function toUserBlocks(content: unknown, param: string): AnthropicBlock[] {
 }
 
 function toTextBlocks(content: unknown, param: string): AnthropicTextBlock[] {
-  if (typeof content === 'string') return [{ type: 'text', text: content }]
-  if (content === null || content === undefined) return []
-  if (!Array.isArray(content)) throw invalid(param, 'expected a string or an array of text parts')
-  return content.map((p: Part, j) => {
-    if (p.type === 'text' && typeof p.text === 'string') return { type: 'text', text: p.text }
-    throw unsupported(`${param}[${j}].type`, `only text parts are allowed here, not '${String(p.type)}'`)
-  })
+  return textOfParts(content, param).map((text) => ({ type: 'text', text }))
 }
 
-const DATA_URL = /^data:([^;,]+);base64,(.*)$/s
-
-function toImage(imageUrl: Part['image_url'], param: string): AnthropicBlock {
-  const url = typeof imageUrl === 'string' ? imageUrl : imageUrl?.url
-  if (typeof url !== 'string') throw invalid(`${param}.url`, 'expected a URL')
-  const data = DATA_URL.exec(url)
-  if (data?.[1] && data[2] !== undefined) return { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] } }
-  if (/^https?:\/\//.test(url)) return { type: 'image', source: { type: 'url', url } }
-  throw invalid(`${param}.url`, 'expected a data: URL with base64 content or an http(s) URL')
+function toImage(imageUrl: ContentPart['image_url'], param: string): AnthropicBlock {
+  const img = readImageUrl(imageUrl, param)
+  return { type: 'image', source: img.kind === 'base64' ? { type: 'base64', media_type: img.mediaType, data: img.data } : { type: 'url', url: img.url } }
 }
 
 function toTools(tools: ChatRequest['tools']): AnthropicTool[] | undefined {
-  if (!tools || tools.length === 0) return undefined
-  return tools.map((tool, i) => {
-    const fn = (tool as { function?: { name?: unknown; description?: unknown; parameters?: unknown } }).function
-    if (tool.type !== 'function' || !fn || typeof fn.name !== 'string') throw unsupported(`tools[${i}]`, 'only function tools are supported by Anthropic targets')
+  const fns = readFunctionTools(tools, 'Anthropic')
+  if (fns.length === 0) return undefined
+  return fns.map((fn) => {
     const out: AnthropicTool = { name: fn.name, input_schema: fn.parameters ?? { type: 'object', properties: {} } }
-    if (typeof fn.description === 'string') out.description = fn.description
+    if (fn.description !== undefined) out.description = fn.description
     return out
   })
 }
 
 function toToolChoice(choice: unknown, parallel: unknown): AnthropicToolChoice | undefined {
   const noParallel = parallel === false ? { disable_parallel_tool_use: true } : {}
-  if (choice === undefined || choice === null) return parallel === false ? { type: 'auto', ...noParallel } : undefined
-  if (choice === 'auto') return { type: 'auto', ...noParallel }
-  if (choice === 'required') return { type: 'any', ...noParallel }
-  if (choice === 'none') return { type: 'none' }
-  const name = (choice as { type?: unknown; function?: { name?: unknown } }).function?.name
-  if (typeof name === 'string') return { type: 'tool', name, ...noParallel }
-  throw invalid('tool_choice', "expected 'auto', 'required', 'none' or a named function")
-}
-
-function parseArguments(args: string, param: string): unknown {
-  if (args.trim() === '') return {}
-  try {
-    return JSON.parse(args)
-  } catch {
-    throw invalid(param, 'tool call arguments must be a JSON object')
-  }
-}
-
-function unsupported(param: string, why: string): GatewayError {
-  return new GatewayError('unsupported_parameter', `Unsupported parameter '${param}': ${why}.`, { param })
-}
-
-function invalid(param: string, why: string): GatewayError {
-  return new GatewayError('invalid_parameter', `Invalid value for '${param}': ${why}.`, { param })
+  const c = readToolChoice(choice)
+  if (c === undefined) return parallel === false ? { type: 'auto', ...noParallel } : undefined
+  if (c.mode === 'named') return { type: 'tool', name: c.name, ...noParallel }
+  if (c.mode === 'none') return { type: 'none' }
+  return { type: c.mode === 'required' ? 'any' : 'auto', ...noParallel }
 }

@@ -1,0 +1,72 @@
+// Gemini streamGenerateContent (SSE) events → OpenAI chat.completion.chunk frames.
+import { errorFrame, GatewayError } from '../../errors.ts'
+import type { SseEvent } from '../../upstream/sse.ts'
+import { ChunkWriter, DONE_FRAME } from '../openai-format.ts'
+import type { StreamTranslator, Usage } from '../types.ts'
+import { readParts } from './response.ts'
+import { toFinishReason, toUsage, type GeminiErrorWire, type GeminiResponse } from './wire.ts'
+
+export class GeminiStreamTranslator implements StreamTranslator {
+  usage: Usage | undefined
+  finished = false
+  contentChunks = 0
+  error: GatewayError | undefined
+  private writer: ChunkWriter | undefined
+  private toolCount = 0
+
+  constructor(
+    private readonly callerWantsUsage: boolean,
+    private readonly model: string,
+    private readonly toError: (wire: GeminiErrorWire | undefined) => GatewayError,
+  ) {}
+
+  onEvent(event: SseEvent): string | undefined {
+    if (event.data === undefined || this.error) return undefined
+    let res: GeminiResponse
+    try {
+      res = JSON.parse(event.data) as GeminiResponse
+    } catch {
+      return this.fail(new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.'))
+    }
+    if (res.error) return this.fail(this.toError(res.error))
+    // usageMetadata is cumulative: the last one seen is the stream's usage.
+    this.usage = toUsage(res.usageMetadata) ?? this.usage
+    let out = ''
+    if (!this.writer) {
+      this.writer = new ChunkWriter(`chatcmpl-${res.responseId ?? 'gemini'}`, res.modelVersion ?? this.model)
+      out += this.writer.delta({ role: 'assistant', content: '' })
+    }
+    const candidate = res.candidates?.[0]
+    if (!candidate) {
+      if (!res.promptFeedback?.blockReason) return out || undefined
+      this.finished = true
+      return out + this.writer.delta({}, 'content_filter')
+    }
+    const { content, toolCalls } = readParts(candidate.content?.parts ?? [], res.responseId ?? 'gemini', this.toolCount)
+    if (content) {
+      this.contentChunks++
+      out += this.writer.delta({ content })
+    }
+    for (const call of toolCalls) {
+      // Gemini sends each call whole: one delta carries id, name and the complete arguments.
+      this.contentChunks++
+      out += this.writer.delta({ tool_calls: [{ index: this.toolCount++, ...call }] })
+    }
+    if (candidate.finishReason) {
+      this.finished = true
+      out += this.writer.delta({}, toFinishReason(candidate.finishReason, this.toolCount > 0))
+    }
+    return out || undefined
+  }
+
+  // Gemini has no end marker: a stream that finished gets the usage chunk (when asked) and [DONE].
+  end(): string | undefined {
+    if (!this.finished || this.error) return undefined
+    return (this.callerWantsUsage && this.usage && this.writer ? this.writer.usage(this.usage) : '') + DONE_FRAME
+  }
+
+  private fail(err: GatewayError): string {
+    this.error = err
+    return errorFrame(err)
+  }
+}

@@ -1,0 +1,84 @@
+// Gemini generateContent wire format: the shapes the adapter writes and reads.
+import type { Usage } from '../types.ts'
+
+export type GeminiPart =
+  | { text: string; thought?: boolean }
+  | { inlineData: { mimeType: string; data: string } }
+  | { fileData: { mimeType: string; fileUri: string } }
+  | { functionCall: { name: string; args: unknown }; thoughtSignature?: string }
+  | { functionResponse: { name: string; response: unknown } }
+
+export interface GeminiContent {
+  role: 'user' | 'model'
+  parts: GeminiPart[]
+}
+
+export interface GeminiRequest {
+  contents: GeminiContent[]
+  systemInstruction?: { parts: Array<{ text: string }> }
+  generationConfig?: Record<string, unknown>
+  tools?: Array<{ functionDeclarations: Array<{ name: string; description?: string; parametersJsonSchema?: unknown }> }>
+  toolConfig?: { functionCallingConfig: { mode: 'AUTO' | 'ANY' | 'NONE'; allowedFunctionNames?: string[] } }
+  [extra: string]: unknown
+}
+
+export interface GeminiUsageWire {
+  promptTokenCount?: number
+  candidatesTokenCount?: number
+  thoughtsTokenCount?: number
+  cachedContentTokenCount?: number
+  totalTokenCount?: number
+}
+
+export interface GeminiCandidate {
+  content?: { parts?: Array<Record<string, unknown>> }
+  finishReason?: string
+}
+
+export interface GeminiResponse {
+  candidates?: GeminiCandidate[]
+  promptFeedback?: { blockReason?: string }
+  usageMetadata?: GeminiUsageWire
+  modelVersion?: string
+  responseId?: string
+  error?: GeminiErrorWire
+}
+
+// Thinking tokens are billed as output: completion_tokens = candidates + thoughts, as the total says.
+export function toUsage(u: GeminiUsageWire | undefined): Usage | undefined {
+  if (!u || typeof u.promptTokenCount !== 'number') return undefined
+  const thoughts = u.thoughtsTokenCount ?? 0
+  return {
+    input_tokens: u.promptTokenCount,
+    output_tokens: (u.candidatesTokenCount ?? 0) + thoughts,
+    cached_input_tokens: u.cachedContentTokenCount ?? 0,
+    cache_write_input_tokens: 0,
+    reasoning_tokens: thoughts,
+    estimated: false,
+  }
+}
+
+const FILTERED = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII', 'IMAGE_SAFETY'])
+
+// Gemini says STOP for a function-call turn too; the parts tell.
+export function toFinishReason(reason: string | undefined, hasToolCalls: boolean): string {
+  if (reason === 'MAX_TOKENS') return 'length'
+  if (reason && FILTERED.has(reason)) return 'content_filter'
+  return hasToolCalls ? 'tool_calls' : 'stop'
+}
+
+export interface GeminiErrorWire {
+  code?: number
+  message?: string
+  status?: string
+  details?: Array<{ '@type'?: string; reason?: string; retryDelay?: string }>
+}
+
+export function readErrorBody(text: string): GeminiErrorWire | undefined {
+  try {
+    const e = (JSON.parse(text) as { error?: GeminiErrorWire }).error
+    return e && typeof e === 'object' ? e : undefined
+  } catch {
+    return undefined
+  }
+}
