@@ -25,13 +25,16 @@ async function waitUntilReady(): Promise<void> {
 async function main(): Promise<void> {
   await waitUntilReady()
   const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-gateway-demo-key' })
-  const { data, response } = await client.chat.completions.create({ model: 'demo-model', messages: [{ role: 'user', content: 'Hello?' }] }).withResponse()
-  console.log(`non-streaming via ${response.headers.get('x-gateway-provider')}: ${data.choices[0]?.message.content}`)
-  console.log(`usage: ${JSON.stringify(data.usage)}`)
-  process.stdout.write('streaming: ')
-  const stream = await client.chat.completions.create({ model: 'demo-model', stream: true, messages: [{ role: 'user', content: 'Hello?' }] })
-  for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta.content ?? '')
-  console.log('\n')
+  // One OpenAI client; the gateway speaks OpenAI, Anthropic and Gemini formats upstream.
+  for (const model of ['demo-model', 'demo-claude', 'demo-gemini']) {
+    const { data, response } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hello?' }] }).withResponse()
+    console.log(`${model} via ${response.headers.get('x-gateway-provider')}: ${data.choices[0]?.message.content}`)
+    console.log(`  usage: prompt ${data.usage?.prompt_tokens}, completion ${data.usage?.completion_tokens}`)
+    process.stdout.write('  streamed: ')
+    const stream = await client.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: 'Hello?' }] })
+    for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta.content ?? '')
+    console.log()
+  }
   if (once) return shutdown(0)
   console.log(`Gateway: ${base} (virtual key sk-gateway-demo-key, model demo-model). Try:`)
   console.log(`  curl ${base}/v1/chat/completions -H 'authorization: Bearer sk-gateway-demo-key' \\`)

@@ -28,9 +28,9 @@ function problemsOf(doc: unknown, env: Record<string, string> = {}): string[] {
 
 describe('loadConfig', () => {
   it('loads the sample config with its defaults', () => {
-    const c = loadConfig({ GATEWAY_CONFIG: 'config/gateway.sample.yaml', OPENAI_API_KEY: 'sk-x' })
+    const c = loadConfig({ GATEWAY_CONFIG: 'config/gateway.sample.yaml', OPENAI_API_KEY: 'sk-x', ANTHROPIC_API_KEY: 'sk-ant', GEMINI_API_KEY: 'AIza' })
     expect(c.file.server.port).toBe(8080)
-    expect(c.file.providers.map((p) => p.provider_id)).toEqual(['openai', 'emulator'])
+    expect(c.file.providers.map((p) => p.provider_id)).toEqual(['openai', 'anthropic', 'gemini', 'emulator', 'emulator-anthropic', 'emulator-gemini'])
     expect(c.secrets.get('openai')?.reveal()).toBe('sk-x')
     expect(c.unavailable.size).toBe(0)
   })
@@ -96,7 +96,7 @@ describe('loadConfig', () => {
 
   it('reads YAML and JSON by extension and refuses others', () => {
     const yaml = readFileSync('config/gateway.sample.yaml', 'utf8')
-    expect(parseConfig(yaml, 'a.yml').file.providers.length).toBe(2)
+    expect(parseConfig(yaml, 'a.yml').file.providers.length).toBe(6)
     expect(() => parseConfig(yaml, 'a.toml')).toThrow(/unknown extension/)
     expect(() => parseConfig('{', 'a.json')).toThrow(/cannot parse json/)
   })
