@@ -145,6 +145,33 @@ for (const t of TARGETS) {
       }
     })
 
+    it('sends image parts in the form the provider expects', async () => {
+      const png = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=='
+      const done = await client.chat.completions.create({
+        model: t.model,
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'What is in these?' }, { type: 'image_url', image_url: { url: png } }, { type: 'image_url', image_url: { url: 'https://example.com/cat.jpg' } }] }],
+      })
+      expect(done.choices[0]?.message.content).toBe(REPLY)
+      const sent = emulator.requests[0]?.body as Record<string, unknown>
+      const images = {
+        'openai-compatible': () => (sent.messages as Array<{ content: unknown[] }>)[0]?.content.slice(1),
+        anthropic: () => (sent.messages as Array<{ content: unknown[] }>)[0]?.content.slice(1),
+        gemini: () => (sent.contents as Array<{ parts: unknown[] }>)[0]?.parts.slice(1),
+      }[t.kind]()
+      const expected = {
+        'openai-compatible': [
+          { type: 'image_url', image_url: { url: png } },
+          { type: 'image_url', image_url: { url: 'https://example.com/cat.jpg' } },
+        ],
+        anthropic: [
+          { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgoAAAANSUhEUg==' } },
+          { type: 'image', source: { type: 'url', url: 'https://example.com/cat.jpg' } },
+        ],
+        gemini: [{ inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgoAAAANSUhEUg==' } }, { fileData: { mimeType: 'image/jpeg', fileUri: 'https://example.com/cat.jpg' } }],
+      }[t.kind]
+      expect(images).toEqual(expected)
+    })
+
     it('raises the SDK typed errors for provider 429, 5xx and context length', async () => {
       emulator.setBehavior('*', { status: 429, retry_after: 2 })
       const rate = await client.chat.completions.create(ask).catch((e: unknown) => e)
