@@ -1,0 +1,5 @@
+import { MemoryQuotaStore } from './memory-store.ts'
+import { describeQuotaStore } from './store.contract.ts'
+
+let n = 0
+describeQuotaStore('memory', async () => ({ store: new MemoryQuotaStore(), entity: () => `e${++n}` }))

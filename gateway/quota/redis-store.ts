@@ -1,0 +1,57 @@
+// Quota store on Redis (single node or Cluster): quota.lua per entity, keys hash-tagged by entity.
+import { readFileSync } from 'node:fs'
+import type Redis from 'ioredis'
+import type { Cluster } from 'ioredis'
+import type { LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
+
+const SCRIPT = readFileSync(new URL('./quota.lua', import.meta.url), 'utf8')
+
+type Client = Redis | Cluster
+type QuotaCommand = (h: string, r: string, z: string, ...argv: Array<string | number>) => Promise<unknown>
+
+// Versioned layout; the {entity} hash tag keeps one entity's keys in one Cluster slot.
+export function quotaKeys(entity: string): [string, string, string] {
+  const tag = `quota:v1:{${entity}}`
+  return [`${tag}:counters`, `${tag}:reservations`, `${tag}:expiries`]
+}
+
+export class RedisQuotaStore implements QuotaStore {
+  private readonly run: QuotaCommand
+
+  constructor(client: Client) {
+    // defineCommand runs EVALSHA and reloads the script on NOSCRIPT (e.g. after Redis restarted).
+    if (!('quota' in client)) client.defineCommand('quota', { numberOfKeys: 3, lua: SCRIPT })
+    this.run = (client as unknown as { quota: QuotaCommand }).quota.bind(client)
+  }
+
+  async reserve(entity: string, lines: QuotaLine[], input: ReserveInput, now?: number): Promise<ReserveOutcome> {
+    const reply = (await this.run(...quotaKeys(entity), 'reserve', clock(now), input.requestId, input.ttlMs, input.tokens, input.micro, ...lineArgs(lines))) as unknown[]
+    if (reply[0] === 1) {
+      const remaining = (Array.isArray(reply[2]) ? reply[2] : []) as Array<[string, number, number, number]>
+      return { ok: true, remaining: remaining.map(([qid, tokens, micro, reset]) => ({ qid, tokens, micro, reset_ms: reset })) }
+    }
+    const [, qid, kind, limit, used, retry] = reply as [number, string, 'tokens' | 'cost', number, number, number]
+    return { ok: false, qid, kind, limit, used, retry_after_ms: retry }
+  }
+
+  async settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean> {
+    return (await this.run(...quotaKeys(entity), 'settle', clock(now), requestId, tokens, micro)) === 1
+  }
+
+  async release(entity: string, requestId: string, now?: number): Promise<boolean> {
+    return (await this.run(...quotaKeys(entity), 'release', clock(now), requestId)) === 1
+  }
+
+  async status(entity: string, lines: QuotaLine[], now?: number): Promise<LineUsage[]> {
+    const reply = (await this.run(...quotaKeys(entity), 'status', clock(now), '', ...lineArgs(lines))) as Array<[string, number, number, number]>
+    return reply.map(([qid, tokens, micro, reset]) => ({ qid, tokens, micro, reset_ms: reset }))
+  }
+}
+
+function clock(now: number | undefined): string {
+  return now === undefined ? '' : String(now)
+}
+
+function lineArgs(lines: QuotaLine[]): Array<string | number> {
+  return lines.flatMap((l) => [l.qid, l.mode, l.period, l.token_limit, l.micro_limit])
+}

@@ -1,0 +1,42 @@
+// The quota store contract: per-entity reservations against budget lines, idempotent by request id.
+
+export type QuotaMode = 'fixed' | 'sliding'
+export type QuotaPeriod = 'minute' | 'day' | 'month'
+
+// One budget line of an entity; a limit of -1 means none.
+export interface QuotaLine {
+  qid: string
+  mode: QuotaMode
+  period: QuotaPeriod
+  token_limit: number
+  micro_limit: number
+}
+
+export interface LineUsage {
+  qid: string
+  // used + reserved in the window (status), or what is left after this reservation (reserve).
+  tokens: number
+  micro: number
+  // ms until the window's oldest usage stops counting.
+  reset_ms: number
+}
+
+export type ReserveOutcome =
+  | { ok: true; remaining: LineUsage[] }
+  | { ok: false; qid: string; kind: 'tokens' | 'cost'; limit: number; used: number; retry_after_ms: number }
+
+export interface ReserveInput {
+  requestId: string
+  ttlMs: number
+  tokens: number
+  micro: number
+}
+
+// `now` is for tests only: the Redis store otherwise reads Redis TIME, the memory store Date.now().
+export interface QuotaStore {
+  reserve(entity: string, lines: QuotaLine[], input: ReserveInput, now?: number): Promise<ReserveOutcome>
+  // Books actual usage for a reservation; false when there was none (already settled, released or expired).
+  settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean>
+  release(entity: string, requestId: string, now?: number): Promise<boolean>
+  status(entity: string, lines: QuotaLine[], now?: number): Promise<LineUsage[]>
+}
