@@ -6,6 +6,8 @@ import { TEST_KEYS, testConfig } from '../test/harness/gateway-process.ts'
 import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { MemoryUsageSink } from './usage.ts'
+import { MemoryQuotaStore } from './quota/memory-store.ts'
+import { QuotaService } from './quota/quota.ts'
 
 const emulator = startEmulator()
 afterAll(() => emulator.stop())
@@ -13,7 +15,8 @@ afterAll(() => emulator.stop())
 function makeApp(server: Record<string, unknown> = {}) {
   const config = parseConfig(JSON.stringify(testConfig({ upstreamBaseUrl: emulator.baseUrl, server })), 'test.json')
   const usage = new MemoryUsageSink()
-  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log: createLogger('silent'), usage })
+  const log = createLogger('silent')
+  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage, quota: new QuotaService(new MemoryQuotaStore(), config.file.quota, log) })
   return { app, usage }
 }
 

@@ -8,22 +8,27 @@ import { requestContext } from './plugins/request-context.ts'
 import { handleChatCompletions } from './routes/chat-completions.ts'
 import { healthRoutes } from './routes/health.ts'
 import { listModels } from './routes/models.ts'
+import type { QuotaService } from './quota/quota.ts'
 import type { UsageSink } from './usage.ts'
 
 export interface AppDeps {
   store: ConfigStore
   log: Logger
   usage: UsageSink
+  quota: QuotaService
+  // Readiness of what the gateway depends on beyond its config (Redis when configured).
+  ready?: () => Promise<boolean>
 }
 
 export function createApp(deps: AppDeps) {
   const chatDeps = {
     usage: deps.usage,
+    quota: deps.quota,
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
   }
   return new Elysia({ name: 'gateway' })
     .use(errorHandler(deps.log))
-    .use(healthRoutes(deps.store))
+    .use(healthRoutes(deps.store, deps.ready))
     .use(requestContext(deps.store))
     .post('/v1/chat/completions', function chatCompletions({ request, requestId, snapshot, startedAt }) {
       return handleChatCompletions({ request, requestId, snapshot, startedAt }, chatDeps)

@@ -13,6 +13,9 @@ export type ErrorCode =
   | 'missing_api_key'
   | 'invalid_api_key'
   | 'rate_limit_exceeded'
+  | 'token_quota_exceeded'
+  | 'cost_quota_exceeded'
+  | 'dependency_unavailable'
   | 'upstream_error'
   | 'upstream_unavailable'
   | 'upstream_unreachable'
@@ -41,6 +44,10 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   missing_api_key: { status: 401, type: 'auth_error' },
   invalid_api_key: { status: 401, type: 'auth_error' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit' },
+  token_quota_exceeded: { status: 429, type: 'rate_limit' },
+  cost_quota_exceeded: { status: 429, type: 'rate_limit' },
+  // A store the gateway needs (Redis) is down and the deployment fails closed.
+  dependency_unavailable: { status: 503, type: 'server_error' },
   upstream_error: { status: 502, type: 'server_error' },
   upstream_unavailable: { status: 503, type: 'server_error' },
   upstream_unreachable: { status: 502, type: 'server_error' },
@@ -61,6 +68,8 @@ export interface GatewayErrorOptions {
   status?: number
   retryAfterSeconds?: number
   upstreamStatus?: number
+  // Extra response headers (x-ratelimit-* on a quota refusal).
+  headers?: Record<string, string>
   cause?: unknown
 }
 
@@ -71,6 +80,7 @@ export class GatewayError extends Error {
   readonly param: string | null
   readonly retryAfterSeconds: number | undefined
   readonly upstreamStatus: number | undefined
+  readonly headers: Record<string, string> | undefined
 
   constructor(code: ErrorCode, message: string, opts: GatewayErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
@@ -81,6 +91,7 @@ export class GatewayError extends Error {
     this.param = opts.param ?? null
     this.retryAfterSeconds = opts.retryAfterSeconds
     this.upstreamStatus = opts.upstreamStatus
+    this.headers = opts.headers
   }
 
   toBody(): OpenAiErrorBody {
@@ -102,7 +113,7 @@ export function toGatewayError(err: unknown): GatewayError {
 }
 
 export function errorResponse(err: GatewayError, headers: Record<string, string> = {}): Response {
-  const h: Record<string, string> = { 'content-type': 'application/json', ...headers }
+  const h: Record<string, string> = { 'content-type': 'application/json', ...headers, ...err.headers }
   if (err.retryAfterSeconds !== undefined) h['retry-after'] = String(err.retryAfterSeconds)
   return new Response(JSON.stringify(err.toBody()), { status: err.status, headers: h })
 }

@@ -4,10 +4,26 @@ import { createLogger } from '../shared/log.ts'
 import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { logUsageSink } from './usage.ts'
+import { connectRedis } from '../shared/redis.ts'
+import { MemoryQuotaStore } from './quota/memory-store.ts'
+import { QuotaService } from './quota/quota.ts'
+import { RedisQuotaStore } from './quota/redis-store.ts'
 
 const DRAIN_MS = 10_000
+const REDIS_STARTUP_WAIT_MS = 5_000
 
-function start(): void {
+function waitReady(redis: { status: string; once(event: 'ready', fn: () => void): unknown }, ms: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    redis.once('ready', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
+
+async function start(): Promise<void> {
   let store: ConfigStore
   let config
   try {
@@ -22,7 +38,21 @@ function start(): void {
   for (const [provider, reason] of config.unavailable) log.warn('provider unavailable', { provider, reason })
 
   const { server: settings } = config.file
-  const app = createApp({ store, log, usage: logUsageSink(log) })
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, config.file.quota.redis_timeout_ms) : undefined
+  // Reconnect noise stays out of the request log; what matters is surfaced by each request.
+  redis?.on('error', (err: Error) => log.debug('redis error', { err }))
+  redis?.on('ready', () => log.info('redis ready'))
+  // Give Redis a moment before taking traffic, so the first requests do not fail closed; a Redis
+  // that stays down does not stop the gateway starting (readyz says so, requests get 503).
+  if (redis) await waitReady(redis, REDIS_STARTUP_WAIT_MS)
+  const quotaStore = redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore()
+  const app = createApp({
+    store,
+    log,
+    usage: logUsageSink(log),
+    quota: new QuotaService(quotaStore, config.file.quota, log),
+    ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
+  })
   app.listen({
     port: settings.port,
     hostname: settings.host,
@@ -32,7 +62,7 @@ function start(): void {
   })
   const server = app.server
   if (!server) throw new Error('server did not start')
-  log.lifecycle('listening', { port: server.port, host: settings.host, config: config.source })
+  log.lifecycle('listening', { port: server.port, host: settings.host, config: config.source, quota_store: redis ? 'redis' : 'memory' })
 
   const shutdown = (signal: string) => {
     log.lifecycle('draining', { signal, pending_requests: server.pendingRequests })
@@ -47,4 +77,4 @@ function start(): void {
   process.on('SIGINT', () => shutdown('SIGINT'))
 }
 
-start()
+void start()

@@ -9,9 +9,12 @@ import { openChatStream, type StreamOutcome } from '../upstream/relay.ts'
 import { buildUsageRecord, type RequestOutcome, type UsageSink } from '../usage.ts'
 import { readJsonBody } from '../read-body.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
+import { estimateRequest, withOutputCap } from '../quota/estimate.ts'
+import { planFor, type QuotaService, type Reservation } from '../quota/quota.ts'
 
 export interface ChatDeps {
   usage: UsageSink
+  quota: QuotaService
   onInternalError(err: unknown, requestId: string): void
 }
 
@@ -50,7 +53,15 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     clientClosed: false,
     attempts: 0,
   }
-  const record = () => deps.usage.append(buildUsageRecord(outcome, performance.now()))
+  let reservation: Reservation | undefined
+  // Called once per request, whatever its outcome: the usage record, then the budget booking.
+  const record = () => {
+    const rec = buildUsageRecord(outcome, performance.now())
+    deps.usage.append(rec)
+    if (!reservation) return
+    if (outcome.usage) reservation.settle(rec.input_tokens + rec.output_tokens, rec.cost_pico)
+    else reservation.release()
+  }
 
   let route: Route
   try {
@@ -73,6 +84,23 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       .finally(record)
   }
   const headers: Record<string, string> = { ...baseHeaders, 'x-gateway-provider': target.provider.provider_id, 'x-gateway-model': target.upstreamModel }
+  const plan = planFor(snapshot.config.file.quotas, caller)
+  if (plan.length > 0) {
+    try {
+      const est = await estimateRequest(route, req, snapshot.config.file.quota)
+      if (est.capApplied) {
+        req = withOutputCap(req, est.maxOutput, target.provider.kind)
+        headers['x-gateway-max-tokens'] = String(est.maxOutput)
+      }
+      reservation = await deps.quota.reserve(plan, requestId, est)
+      if (reservation) Object.assign(headers, reservation.headers)
+    } catch (err) {
+      outcome.error = toGatewayError(err)
+      if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
+      record()
+      return errorResponse(outcome.error, headers)
+    }
+  }
 
   if (!outcome.stream) {
     try {

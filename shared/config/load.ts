@@ -27,6 +27,8 @@ export interface Config {
   // Why a provider cannot serve even though the file enables it (e.g. its key variable is unset).
   unavailable: ReadonlyMap<string, string>
   logLevel: LogLevel
+  // REDIS_URL: shared quota state; absent means the in-memory store (one instance).
+  redisUrl: string | undefined
 }
 
 export type Env = Record<string, string | undefined>
@@ -72,7 +74,7 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
     if (value) secrets.set(p.provider_id, new Secret(value))
     else if (p.enabled) unavailable.set(p.provider_id, `its key variable ${name} is not set`)
   }
-  return { source, file, secrets, unavailable, logLevel: logLevel as LogLevel }
+  return { source, file, secrets, unavailable, logLevel: logLevel as LogLevel, redisUrl: env.REDIS_URL || undefined }
 }
 
 function decodeText(text: string, source: string): unknown {
@@ -107,6 +109,18 @@ function checkReferences(file: GatewayConfig): string[] {
         }
       }
     })
+  })
+  const teamIds = new Set(file.clients.map((c) => c.team_id))
+  const quotaIds = new Set<string>()
+  file.quotas.forEach((q, i) => {
+    if (quotaIds.has(q.quota_id)) problems.push(`/quotas/${i}/quota_id: duplicate "${q.quota_id}"`)
+    quotaIds.add(q.quota_id)
+    if (q.token_limit === undefined && q.cost_limit_usd === undefined) problems.push(`/quotas/${i}: needs token_limit, cost_limit_usd or both`)
+    if (q.entity_type === 'global' && q.entity_id !== undefined) problems.push(`/quotas/${i}/entity_id: a global quota has no entity_id`)
+    if (q.entity_type === 'user' && q.entity_id !== undefined && !file.clients.some((c) => c.client_id === q.entity_id)) {
+      problems.push(`/quotas/${i}/entity_id: no client "${q.entity_id}"`)
+    }
+    if (q.entity_type === 'team' && q.entity_id !== undefined && !teamIds.has(q.entity_id)) problems.push(`/quotas/${i}/entity_id: no team "${q.entity_id}"`)
   })
   const clientIds = new Set<string>()
   const hashes = new Set<string>()

@@ -93,11 +93,45 @@ export const ServerConfig = t.Object(
 )
 export type ServerConfig = Static<typeof ServerConfig>
 
+// A budget: user (a client_id), team (a team_id) or global; without entity_id it applies to
+// every user or every team separately.
+export const QuotaRecord = t.Object(
+  {
+    quota_id: t.String({ pattern: '^[A-Za-z0-9_.-]+$' }),
+    entity_type: t.Union([t.Literal('user'), t.Literal('team'), t.Literal('global')]),
+    entity_id: t.Optional(t.String({ minLength: 1 })),
+    period: t.Union([t.Literal('minute'), t.Literal('day'), t.Literal('month')]),
+    window: t.Union([t.Literal('fixed'), t.Literal('sliding')], { default: 'fixed' }),
+    token_limit: t.Optional(t.Integer({ minimum: 0 })),
+    cost_limit_usd: t.Optional(t.Number({ minimum: 0 })),
+  },
+  strict,
+)
+export type QuotaRecord = Static<typeof QuotaRecord>
+
+export const QuotaSettings = t.Object(
+  {
+    // Redis unreachable: refuse requests (503) by default, or serve them unmetered.
+    fail_open: t.Boolean({ default: false }),
+    // A reservation whose gateway died stops counting after this long; keep it above the
+    // longest request (stream_timeout_ms).
+    reservation_ttl_ms: t.Integer({ minimum: 1000, default: 300_000 }),
+    // Reserved output when neither the caller nor the model config names a cap (then also sent upstream).
+    default_max_output_tokens: t.Integer({ minimum: 1, default: 4096 }),
+    // Deadline for each Redis call on the request path.
+    redis_timeout_ms: t.Integer({ minimum: 1, default: 250 }),
+  },
+  { ...strict, default: {} },
+)
+export type QuotaSettings = Static<typeof QuotaSettings>
+
 export const GatewayConfig = t.Object(
   {
     server: ServerConfig,
     providers: t.Array(ProviderConfig, { minItems: 1 }),
     clients: t.Array(ClientConfig, { default: [] }),
+    quotas: t.Array(QuotaRecord, { default: [] }),
+    quota: QuotaSettings,
   },
   strict,
 )

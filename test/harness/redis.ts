@@ -8,8 +8,10 @@ export interface RedisServer {
   url: string
   port: number
   stop(): Promise<void>
-  // Stops the process (keeping its port and folder) and starts it again: an outage, then recovery.
+  // Kills the process and starts a new one on the same port: data and script cache are gone.
   restart(): Promise<void>
+  // Kills the process; `resume` starts it again on the same port. An outage of the caller's length.
+  stopTemporarily(): Promise<{ resume(): Promise<void> }>
 }
 
 export async function startRedis(): Promise<RedisServer> {
@@ -23,6 +25,15 @@ export async function startRedis(): Promise<RedisServer> {
       proc.kill('SIGKILL')
       await proc.exited
       proc = await spawn(port, dir)
+    },
+    async stopTemporarily() {
+      proc.kill('SIGKILL')
+      await proc.exited
+      return {
+        resume: async () => {
+          proc = await spawn(port, dir)
+        },
+      }
     },
     async stop() {
       proc.kill('SIGTERM')

@@ -1,0 +1,135 @@
+// Budgets on the request path: which lines apply to a caller, reserve across entities, settle or release.
+import type { QuotaRecord, QuotaSettings } from '../../shared/config/schema.ts'
+import type { Logger } from '../../shared/log.ts'
+import { picoToMicroCeil } from '../../shared/money.ts'
+import type { Caller } from '../config-store.ts'
+import { GatewayError } from '../errors.ts'
+import type { Estimate } from './estimate.ts'
+import type { QuotaLine, QuotaStore, ReserveOutcome } from './types.ts'
+
+export interface EntityPlan {
+  entity: string
+  lines: QuotaLine[]
+}
+
+// Lines grouped by entity (user:<client_id>, team:<team_id>, global): one atomic script each.
+export function planFor(records: readonly QuotaRecord[], caller: Caller): EntityPlan[] {
+  const byEntity = new Map<string, QuotaLine[]>()
+  for (const q of records) {
+    const entity = entityOf(q, caller)
+    if (!entity) continue
+    const line: QuotaLine = {
+      qid: q.quota_id,
+      mode: q.window,
+      period: q.period,
+      token_limit: q.token_limit ?? -1,
+      micro_limit: q.cost_limit_usd === undefined ? -1 : Math.floor(q.cost_limit_usd * 1_000_000),
+    }
+    const lines = byEntity.get(entity) ?? []
+    lines.push(line)
+    byEntity.set(entity, lines)
+  }
+  return [...byEntity].map(([entity, lines]) => ({ entity, lines }))
+}
+
+function entityOf(q: QuotaRecord, caller: Caller): string | undefined {
+  if (q.entity_type === 'global') return 'global'
+  const id = q.entity_type === 'user' ? caller.client.client_id : caller.client.team_id
+  if (q.entity_id !== undefined && q.entity_id !== id) return undefined
+  return `${q.entity_type}:${id}`
+}
+
+export interface Reservation {
+  // x-ratelimit-* for the tightest line, to send with the response.
+  headers: Record<string, string>
+  // Books actual usage (tokens, exact cost in pico-dollars); fire and forget.
+  settle(tokens: number, costPico: number): void
+  release(): void
+}
+
+export class QuotaService {
+  constructor(
+    private readonly store: QuotaStore,
+    private readonly settings: QuotaSettings,
+    private readonly log: Logger,
+  ) {}
+
+  // Reserves on every entity or on none: entities are reserved together and, if one refuses,
+  // the others are released (a false 429 at worst while that runs, never overspend).
+  async reserve(plan: EntityPlan[], requestId: string, est: Estimate): Promise<Reservation | undefined> {
+    if (plan.length === 0) return undefined
+    const input = { requestId, ttlMs: this.settings.reservation_ttl_ms, tokens: est.tokens, micro: est.micro }
+    const results = await Promise.allSettled(plan.map((p) => this.store.reserve(p.entity, p.lines, input)))
+    const held = plan.filter((_, i) => {
+      const r = results[i]
+      return r?.status === 'fulfilled' && r.value.ok
+    })
+    const failure = results.find((r) => r.status === 'rejected')
+    const refusal = results.findIndex((r) => r.status === 'fulfilled' && !r.value.ok)
+    if (failure || refusal !== -1) {
+      this.releaseAll(held, requestId)
+      if (refusal !== -1) {
+        const r = results[refusal] as PromiseFulfilledResult<Extract<ReserveOutcome, { ok: false }>>
+        throw quotaError(r.value, plan[refusal]?.entity ?? '')
+      }
+      if (this.settings.fail_open) {
+        this.log.warn('quota store unavailable, serving unmetered (fail_open)', { request_id: requestId, err: (failure as PromiseRejectedResult).reason })
+        return undefined
+      }
+      throw new GatewayError('dependency_unavailable', 'The quota store is unavailable; the request was not sent.', { cause: (failure as PromiseRejectedResult).reason })
+    }
+    const headers = rateHeaders(plan, results as Array<PromiseFulfilledResult<Extract<ReserveOutcome, { ok: true }>>>)
+    return {
+      headers,
+      settle: (tokens, costPico) => this.finish(plan, requestId, (p) => this.store.settle(p.entity, requestId, tokens, picoToMicroCeil(costPico))),
+      release: () => this.releaseAll(plan, requestId),
+    }
+  }
+
+  private releaseAll(plan: EntityPlan[], requestId: string): void {
+    this.finish(plan, requestId, (p) => this.store.release(p.entity, requestId))
+  }
+
+  // Off the response path; a failure leaves the reservation to expire after reservation_ttl_ms.
+  private finish(plan: EntityPlan[], requestId: string, op: (p: EntityPlan) => Promise<boolean>): void {
+    Promise.all(plan.map(op)).then(
+      () => this.log.debug('quota booked', { request_id: requestId }),
+      (err: unknown) => this.log.warn('quota settle/release failed; the reservation will expire', { request_id: requestId, err }),
+    )
+  }
+}
+
+function quotaError(r: Extract<ReserveOutcome, { ok: false }>, entity: string): GatewayError {
+  const seconds = Math.max(1, Math.ceil(r.retry_after_ms / 1000))
+  const what = r.kind === 'tokens' ? `${r.used} of ${r.limit} tokens` : `$${(r.used / 1e6).toFixed(6)} of $${(r.limit / 1e6).toFixed(6)}`
+  return new GatewayError(
+    r.kind === 'tokens' ? 'token_quota_exceeded' : 'cost_quota_exceeded',
+    `Budget '${r.qid}' (${entity}) would be exceeded by this request: ${what} already used or reserved. Retry in ${seconds} s.`,
+    { param: `quota:${r.qid}`, retryAfterSeconds: seconds, headers: limitHeaders(r.kind, r.limit, Math.max(0, r.limit - r.used), seconds) },
+  )
+}
+
+function rateHeaders(plan: EntityPlan[], results: Array<PromiseFulfilledResult<Extract<ReserveOutcome, { ok: true }>>>): Record<string, string> {
+  const headers: Record<string, string> = {}
+  let tightestTokens: { limit: number; left: number; reset: number } | undefined
+  let tightestCost: { limit: number; left: number; reset: number } | undefined
+  plan.forEach((p, i) => {
+    for (const rem of results[i]?.value.remaining ?? []) {
+      const line = p.lines.find((l) => l.qid === rem.qid)
+      if (!line) continue
+      if (line.token_limit >= 0 && (!tightestTokens || rem.tokens < tightestTokens.left)) tightestTokens = { limit: line.token_limit, left: rem.tokens, reset: rem.reset_ms }
+      if (line.micro_limit >= 0 && (!tightestCost || rem.micro < tightestCost.left)) tightestCost = { limit: line.micro_limit, left: rem.micro, reset: rem.reset_ms }
+    }
+  })
+  if (tightestTokens) Object.assign(headers, limitHeaders('tokens', tightestTokens.limit, tightestTokens.left, Math.ceil(tightestTokens.reset / 1000)))
+  if (tightestCost) Object.assign(headers, limitHeaders('cost', tightestCost.limit, tightestCost.left, Math.ceil(tightestCost.reset / 1000)))
+  return headers
+}
+
+// OpenAI-style x-ratelimit-* headers; cost in USD.
+function limitHeaders(kind: 'tokens' | 'cost', limit: number, left: number, resetSeconds: number): Record<string, string> {
+  if (kind === 'tokens') {
+    return { 'x-ratelimit-limit-tokens': String(limit), 'x-ratelimit-remaining-tokens': String(left), 'x-ratelimit-reset-tokens': `${resetSeconds}s` }
+  }
+  return { 'x-ratelimit-limit-usd': (limit / 1e6).toFixed(6), 'x-ratelimit-remaining-usd': (left / 1e6).toFixed(6), 'x-ratelimit-reset-usd': `${resetSeconds}s` }
+}
