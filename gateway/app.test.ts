@@ -12,11 +12,12 @@ import { QuotaService } from './quota/quota.ts'
 const emulator = startEmulator()
 afterAll(() => emulator.stop())
 
-function makeApp(server: Record<string, unknown> = {}) {
-  const config = parseConfig(JSON.stringify(testConfig({ upstreamBaseUrl: emulator.baseUrl, server })), 'test.json')
+function makeApp(server: Record<string, unknown> = {}, extra: Record<string, unknown> = {}, env: Record<string, string> = {}) {
+  const config = parseConfig(JSON.stringify({ ...testConfig({ upstreamBaseUrl: emulator.baseUrl, server }), ...extra }), 'test.json', env)
   const usage = new MemoryUsageSink()
   const log = createLogger('silent')
-  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage, quota: new QuotaService(new MemoryQuotaStore(), config.file.quota, log) })
+  const quotaStore = new MemoryQuotaStore()
+  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage, quota: new QuotaService(quotaStore, config.file.quota, log), quotaStore })
   return { app, usage }
 }
 
@@ -156,5 +157,50 @@ describe('POST /v1/chat/completions', () => {
     const { app } = makeApp()
     expect((await app.handle(new Request('http://localhost/healthz'))).status).toBe(200)
     expect((await app.handle(new Request('http://localhost/readyz'))).status).toBe(200)
+  })
+})
+
+describe('budgets (in-memory store)', () => {
+  const quotas = [{ quota_id: 'full-day', entity_type: 'user', entity_id: 'full-client', period: 'day', token_limit: 400 }]
+  const admin = (app: ReturnType<typeof makeApp>['app'], token?: string) =>
+    app.handle(new Request('http://localhost/admin/quotas', { headers: token ? { authorization: `Bearer ${token}` } : {} }))
+  const row = async (app: ReturnType<typeof makeApp>['app']) =>
+    ((await (await admin(app, 'adm-secret')).json()) as { quotas: Array<Record<string, number | string>> }).quotas.find((q) => q.quota_id === 'full-day')
+
+  it('refuses a request over budget with a 429 naming it, sending nothing upstream', async () => {
+    const { app } = makeApp({}, { quotas })
+    const res = await app.handle(chat({ ...hello, max_tokens: 500 }))
+    expect(res.status).toBe(429)
+    const body = (await res.json()) as { error: Record<string, unknown> }
+    expect(body.error).toMatchObject({ type: 'rate_limit', code: 'token_quota_exceeded', param: 'quota:full-day' })
+    expect(res.headers.get('x-ratelimit-limit-tokens')).toBe('400')
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect(emulator.requests.length).toBe(0)
+  })
+
+  it('books actual usage after a success and releases the reservation after an upstream error', async () => {
+    const { app } = makeApp({}, { quotas }, { ADMIN_TOKEN: 'adm-secret' })
+    const ok = await app.handle(chat({ ...hello, max_tokens: 50 }))
+    expect(Number(ok.headers.get('x-ratelimit-remaining-tokens'))).toBeLessThan(400)
+    const usage = ((await ok.json()) as { usage: { total_tokens: number } }).usage
+    expect(await row(app)).toMatchObject({ used_tokens: usage.total_tokens, reserved_tokens: 0 })
+    emulator.setBehavior('emu-upstream', { status: 500 })
+    expect((await app.handle(chat({ ...hello, max_tokens: 50 }))).status).toBe(502)
+    expect(await row(app)).toMatchObject({ used_tokens: usage.total_tokens, reserved_tokens: 0 })
+  })
+
+  it('sends the reserved output cap upstream when the caller named none, and says so', async () => {
+    const { app } = makeApp({}, { quotas: [{ ...quotas[0], token_limit: 100_000 }] })
+    const res = await app.handle(chat(hello))
+    expect(res.headers.get('x-gateway-max-tokens')).toBe('4096')
+    expect((emulator.requests[0]?.body as { max_tokens: number }).max_tokens).toBe(4096)
+  })
+
+  it('shows quota status only to the admin token, and not at all without one', async () => {
+    expect((await admin(makeApp({}, { quotas }).app, 'anything')).status).toBe(404)
+    const { app } = makeApp({}, { quotas }, { ADMIN_TOKEN: 'adm-secret' })
+    expect((await admin(app, 'wrong')).status).toBe(401)
+    expect((await admin(app)).status).toBe(401)
+    expect(await row(app)).toMatchObject({ entity: 'user:full-client', token_limit: 400, used_tokens: 0, reserved_tokens: 0, period: 'day', window: 'fixed' })
   })
 })

@@ -9,6 +9,8 @@ import { handleChatCompletions } from './routes/chat-completions.ts'
 import { healthRoutes } from './routes/health.ts'
 import { listModels } from './routes/models.ts'
 import type { QuotaService } from './quota/quota.ts'
+import type { QuotaStore } from './quota/types.ts'
+import { quotaStatus } from './routes/admin.ts'
 import type { UsageSink } from './usage.ts'
 
 export interface AppDeps {
@@ -16,6 +18,7 @@ export interface AppDeps {
   log: Logger
   usage: UsageSink
   quota: QuotaService
+  quotaStore: QuotaStore
   // Readiness of what the gateway depends on beyond its config (Redis when configured).
   ready?: () => Promise<boolean>
 }
@@ -32,6 +35,13 @@ export function createApp(deps: AppDeps) {
     .use(requestContext(deps.store))
     .post('/v1/chat/completions', function chatCompletions({ request, requestId, snapshot, startedAt }) {
       return handleChatCompletions({ request, requestId, snapshot, startedAt }, chatDeps)
+    })
+    .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
+      try {
+        return await quotaStatus(request.headers.get('authorization'), snapshot.config.adminToken, snapshot, deps.quotaStore)
+      } catch (err) {
+        return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
+      }
     })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {

@@ -51,6 +51,7 @@ async function start(): Promise<void> {
     log,
     usage: logUsageSink(log),
     quota: new QuotaService(quotaStore, config.file.quota, log),
+    quotaStore,
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
   })
   app.listen({

@@ -1,5 +1,5 @@
 // The embedded quota store: the same semantics as quota.lua, in process memory (one gateway instance).
-import type { LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
+import type { LineStatus, LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
 import { windowAt } from './window.ts'
 
 interface Bucket {
@@ -64,12 +64,12 @@ export class MemoryQuotaStore implements QuotaStore {
     return this.unreserve(this.entity(entityId), requestId, undefined)
   }
 
-  async status(entityId: string, lines: QuotaLine[], now = this.clock()): Promise<LineUsage[]> {
+  async status(entityId: string, lines: QuotaLine[], now = this.clock()): Promise<LineStatus[]> {
     const e = this.entity(entityId)
     this.sweep(e, now)
     return lines.map((line) => {
-      const { t, m, freesAt } = this.usage(e, line, now)
-      return { qid: line.qid, tokens: t, micro: m, reset_ms: freesAt - now }
+      const { t, m, rt, rm, freesAt } = this.usage(e, line, now)
+      return { qid: line.qid, tokens: t, micro: m, reset_ms: freesAt - now, reserved_tokens: rt, reserved_micro: rm }
     })
   }
 
@@ -100,6 +100,8 @@ export class MemoryQuotaStore implements QuotaStore {
     const buckets = e.lines.get(line.qid)
     let t = 0
     let m = 0
+    let rt = 0
+    let rm = 0
     if (buckets) {
       for (const [id, c] of buckets) {
         if (id < w.oldest) {
@@ -108,9 +110,11 @@ export class MemoryQuotaStore implements QuotaStore {
         }
         t += c.ut + c.rt
         m += c.um + c.rm
+        rt += c.rt
+        rm += c.rm
       }
     }
-    return { bucket: w.bucket, t, m, freesAt: w.freesAt }
+    return { bucket: w.bucket, t, m, rt, rm, freesAt: w.freesAt }
   }
 
   private bucket(e: Entity, qid: string, id: number, create: boolean): Bucket | undefined {

@@ -10,7 +10,7 @@
 -- reserve: ARGV[4] ttl_ms, ARGV[5] est tokens, ARGV[6] est micro, then per record 5 values:
 --          qid, mode (fixed|sliding), period (minute|day|month), token limit, micro limit (-1 = none)
 -- settle:  ARGV[4] actual tokens, ARGV[5] actual micro
--- status:  per record from ARGV[4] as for reserve
+-- status:  per record from ARGV[4] as for reserve; returns used+reserved, reset and reserved alone
 -- Every operation on one request_id is idempotent: ioredis may resend a command after a reconnect.
 local H, R, Z = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
@@ -154,12 +154,14 @@ end
 -- Usage (used + reserved) of one record inside its window.
 local function usage(qid, mode, period)
   local bucket, oldest, frees_at = window(mode, period)
-  local t, m = 0, 0
+  local t, m, rt, rm = 0, 0, 0, 0
   for _, b in ipairs(prune(qid, oldest)) do
-    t = t + num(qid, b, 'ut') + num(qid, b, 'rt')
-    m = m + num(qid, b, 'um') + num(qid, b, 'rm')
+    rt = rt + num(qid, b, 'rt')
+    rm = rm + num(qid, b, 'rm')
+    t = t + num(qid, b, 'ut')
+    m = m + num(qid, b, 'um')
   end
-  return bucket, t, m, frees_at
+  return bucket, t + rt, m + rm, frees_at, rt, rm
 end
 
 if op == 'settle' then
@@ -175,8 +177,8 @@ if op == 'status' then
   local out = {}
   for i = 4, #ARGV, 5 do
     local qid = ARGV[i]
-    local _, t, m, frees_at = usage(qid, ARGV[i + 1], ARGV[i + 2])
-    out[#out + 1] = { qid, t, m, frees_at - now }
+    local _, t, m, frees_at, rt, rm = usage(qid, ARGV[i + 1], ARGV[i + 2])
+    out[#out + 1] = { qid, t, m, frees_at - now, rt, rm }
   end
   return out
 end

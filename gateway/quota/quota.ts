@@ -14,22 +14,24 @@ export interface EntityPlan {
 
 // Lines grouped by entity (user:<client_id>, team:<team_id>, global): one atomic script each.
 export function planFor(records: readonly QuotaRecord[], caller: Caller): EntityPlan[] {
-  const byEntity = new Map<string, QuotaLine[]>()
+  const byEntity = new Map<string, QuotaRecord[]>()
   for (const q of records) {
     const entity = entityOf(q, caller)
     if (!entity) continue
-    const line: QuotaLine = {
-      qid: q.quota_id,
-      mode: q.window,
-      period: q.period,
-      token_limit: q.token_limit ?? -1,
-      micro_limit: q.cost_limit_usd === undefined ? -1 : Math.floor(q.cost_limit_usd * 1_000_000),
-    }
-    const lines = byEntity.get(entity) ?? []
-    lines.push(line)
-    byEntity.set(entity, lines)
+    byEntity.set(entity, [...(byEntity.get(entity) ?? []), q])
   }
-  return [...byEntity].map(([entity, lines]) => ({ entity, lines }))
+  return [...byEntity].map(([entity, qs]) => ({ entity, lines: linesOf(qs) }))
+}
+
+// Config records as store lines: limits as integers, -1 for none, dollars as micro-dollars.
+export function linesOf(records: readonly QuotaRecord[]): QuotaLine[] {
+  return records.map((q) => ({
+    qid: q.quota_id,
+    mode: q.window,
+    period: q.period,
+    token_limit: q.token_limit ?? -1,
+    micro_limit: q.cost_limit_usd === undefined ? -1 : Math.floor(q.cost_limit_usd * 1_000_000),
+  }))
 }
 
 function entityOf(q: QuotaRecord, caller: Caller): string | undefined {

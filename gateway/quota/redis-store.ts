@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs'
 import type Redis from 'ioredis'
 import type { Cluster } from 'ioredis'
-import type { LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
+import type { LineStatus, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
 
 const SCRIPT = readFileSync(new URL('./quota.lua', import.meta.url), 'utf8')
 
@@ -42,9 +42,9 @@ export class RedisQuotaStore implements QuotaStore {
     return (await this.run(...quotaKeys(entity), 'release', clock(now), requestId)) === 1
   }
 
-  async status(entity: string, lines: QuotaLine[], now?: number): Promise<LineUsage[]> {
-    const reply = (await this.run(...quotaKeys(entity), 'status', clock(now), '', ...lineArgs(lines))) as Array<[string, number, number, number]>
-    return reply.map(([qid, tokens, micro, reset]) => ({ qid, tokens, micro, reset_ms: reset }))
+  async status(entity: string, lines: QuotaLine[], now?: number): Promise<LineStatus[]> {
+    const reply = (await this.run(...quotaKeys(entity), 'status', clock(now), '', ...lineArgs(lines))) as Array<[string, number, number, number, number, number]>
+    return reply.map(([qid, tokens, micro, reset, rt, rm]) => ({ qid, tokens, micro, reset_ms: reset, reserved_tokens: rt, reserved_micro: rm }))
   }
 }
 

@@ -21,6 +21,12 @@ export interface LineUsage {
   reset_ms: number
 }
 
+export interface LineStatus extends LineUsage {
+  // The part of tokens / micro held by reservations still in flight.
+  reserved_tokens: number
+  reserved_micro: number
+}
+
 export type ReserveOutcome =
   | { ok: true; remaining: LineUsage[] }
   | { ok: false; qid: string; kind: 'tokens' | 'cost'; limit: number; used: number; retry_after_ms: number }
@@ -38,5 +44,5 @@ export interface QuotaStore {
   // Books actual usage for a reservation; false when there was none (already settled, released or expired).
   settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean>
   release(entity: string, requestId: string, now?: number): Promise<boolean>
-  status(entity: string, lines: QuotaLine[], now?: number): Promise<LineUsage[]>
+  status(entity: string, lines: QuotaLine[], now?: number): Promise<LineStatus[]>
 }

@@ -29,6 +29,8 @@ export interface Config {
   logLevel: LogLevel
   // REDIS_URL: shared quota state; absent means the in-memory store (one instance).
   redisUrl: string | undefined
+  // ADMIN_TOKEN: enables the admin endpoints; absent means they do not exist.
+  adminToken: Secret | undefined
 }
 
 export type Env = Record<string, string | undefined>
@@ -74,7 +76,7 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
     if (value) secrets.set(p.provider_id, new Secret(value))
     else if (p.enabled) unavailable.set(p.provider_id, `its key variable ${name} is not set`)
   }
-  return { source, file, secrets, unavailable, logLevel: logLevel as LogLevel, redisUrl: env.REDIS_URL || undefined }
+  return { source, file, secrets, unavailable, logLevel: logLevel as LogLevel, redisUrl: env.REDIS_URL || undefined, adminToken: env.ADMIN_TOKEN ? new Secret(env.ADMIN_TOKEN) : undefined }
 }
 
 function decodeText(text: string, source: string): unknown {
