@@ -4,7 +4,7 @@ import { createLogger } from '../shared/log.ts'
 import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { logUsageSink } from './usage.ts'
-import { connectRedis } from '../shared/redis.ts'
+import { connectRedis, type RedisClient } from '../shared/redis.ts'
 import { MemoryQuotaStore } from './quota/memory-store.ts'
 import { QuotaService } from './quota/quota.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
@@ -12,7 +12,7 @@ import { RedisQuotaStore } from './quota/redis-store.ts'
 const DRAIN_MS = 10_000
 const REDIS_STARTUP_WAIT_MS = 5_000
 
-function waitReady(redis: { status: string; once(event: 'ready', fn: () => void): unknown }, ms: number): Promise<void> {
+function waitReady(redis: RedisClient, ms: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve()
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms)

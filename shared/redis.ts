@@ -1,16 +1,30 @@
 // The Redis connection for the request path: fail fast, never queue, every call under a deadline.
-import Redis from 'ioredis'
+import Redis, { Cluster, type RedisOptions } from 'ioredis'
 
-// ioredis' defaults took 10.5 s to fail against a dead Redis and queue commands while offline;
-// on the request path a quick error is better (the caller's policy decides what it means).
-export function connectRedis(url: string, timeoutMs: number): Redis {
-  return new Redis(url, {
+export type RedisClient = Redis | Cluster
+
+// REDIS_URL is one redis:// URL, or several comma-separated seed nodes of a Redis Cluster.
+export function connectRedis(url: string, timeoutMs: number): RedisClient {
+  // ioredis' defaults took 10.5 s to fail against a dead Redis and queue commands while offline;
+  // on the request path a quick error is better (the caller's policy decides what it means).
+  const options: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: timeoutMs,
     connectTimeout: Math.max(1000, timeoutMs * 4),
-    enableAutoPipelining: true,
     // Keep trying to come back; requests fail fast meanwhile.
     retryStrategy: (times) => Math.min(times * 100, 2000),
+  }
+  const urls = url.split(',').map((u) => u.trim()).filter(Boolean)
+  if (urls.length === 1) return new Redis(urls[0] ?? url, { ...options, enableAutoPipelining: true })
+  const nodes = urls.map((u) => {
+    const parsed = new URL(u)
+    return { host: parsed.hostname, port: Number(parsed.port || 6379) }
+  })
+  return new Cluster(nodes, {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
+    redisOptions: options,
   })
 }

@@ -43,8 +43,8 @@ export async function startRedis(): Promise<RedisServer> {
   }
 }
 
-async function spawn(port: number, dir: string) {
-  const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'notice'], {
+async function spawn(port: number, dir: string, extra: string[] = []) {
+  const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'notice', ...extra], {
     stdout: 'pipe',
     stderr: 'pipe',
   })
@@ -67,4 +67,69 @@ function freePort(): number {
   const port = probe.port ?? 0
   probe.stop(true)
   return port
+}
+
+export interface RedisCluster {
+  // Seed URLs, comma-separated: the form REDIS_URL takes for a cluster.
+  url: string
+  nodes: Array<{ host: string; port: number }>
+  stop(): Promise<void>
+}
+
+// Three masters, no replicas: the smallest real Cluster, its 16384 slots split three ways.
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'))
+  const ports = clusterPorts(3)
+  const procs = await Promise.all(
+    ports.map((port) => spawn(port, dir, ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'])),
+  )
+  const create = Bun.spawn(['redis-cli', '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdout: 'pipe', stderr: 'pipe' })
+  const out = await new Response(create.stdout).text()
+  if ((await create.exited) !== 0 || !out.includes('All 16384 slots covered')) throw new Error(`redis-cli --cluster create failed:\n${out}`)
+  await waitClusterOk(ports)
+  return {
+    url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','),
+    nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
+    async stop() {
+      for (const p of procs) p.kill('SIGTERM')
+      await Promise.all(procs.map((p) => p.exited))
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+// Every node must agree the cluster is up before clients use it; bounded.
+async function waitClusterOk(ports: number[]): Promise<void> {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const states = await Promise.all(
+      ports.map(async (p) => {
+        const cli = Bun.spawn(['redis-cli', '-p', String(p), 'cluster', 'info'], { stdout: 'pipe' })
+        return (await new Response(cli.stdout).text()).includes('cluster_state:ok')
+      }),
+    )
+    if (states.every(Boolean)) return
+    if (Date.now() > deadline) throw new Error('redis cluster not ok within 15 s')
+    await Bun.sleep(100)
+  }
+}
+
+// Cluster nodes also listen on port + 10000 (the bus): both must be free and below 65536.
+function clusterPorts(n: number): number[] {
+  const ports: number[] = []
+  while (ports.length < n) {
+    const p = 20_000 + Math.floor(Math.random() * 20_000)
+    if (!ports.includes(p) && isFree(p) && isFree(p + 10_000)) ports.push(p)
+  }
+  return ports
+}
+
+function isFree(port: number): boolean {
+  try {
+    const probe = Bun.serve({ port, hostname: '127.0.0.1', fetch: () => new Response(null) })
+    probe.stop(true)
+    return true
+  } catch {
+    return false
+  }
 }

@@ -1,21 +1,25 @@
 // Budgets through real gateway processes sharing a real redis-server: no overspend under concurrency.
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
-import Redis from 'ioredis'
+import { Cluster } from 'ioredis'
 import OpenAI, { APIError } from 'openai'
 import { hashKey } from '../../gateway/auth.ts'
 import { buildSnapshot } from '../../gateway/config-store.ts'
 import { estimateRequest } from '../../gateway/quota/estimate.ts'
-import { RedisQuotaStore } from '../../gateway/quota/redis-store.ts'
+import { quotaKeys, RedisQuotaStore } from '../../gateway/quota/redis-store.ts'
 import { parseConfig } from '../../shared/config/load.ts'
 import { startEmulator, type Emulator } from '../harness/emulator.ts'
 import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts'
-import { startRedis, type RedisServer } from '../harness/redis.ts'
+import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '../harness/redis.ts'
+import { connectRedis, type RedisClient } from '../../shared/redis.ts'
 
 const KEY = 'sk-quota-client'
 const FITS = 50
 const ask = { model: 'q-model', max_tokens: 10, messages: [{ role: 'user' as const, content: 'Count to three, please.' }] }
 
 let redis: RedisServer
+let cluster: RedisCluster
+// The Redis the current test's gateways use: a single node, or the Cluster's seed list.
+let redisUrl: string
 let emulator: Emulator
 let perRequest: number
 
@@ -38,7 +42,8 @@ async function chat(gw: GatewayProcess): Promise<Response> {
 }
 
 beforeAll(async () => {
-  redis = await startRedis()
+  ;[redis, cluster] = await Promise.all([startRedis(), startRedisCluster()])
+  redisUrl = redis.url
   emulator = startEmulator({ recordLimit: 10 })
   emulator.setBehavior('*', { reply: 'One, two, three.' })
   // The reservation one request makes, computed the way the gateway computes it.
@@ -50,17 +55,24 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await emulator?.stop()
-  await redis?.stop()
+  await Promise.all([redis?.stop(), cluster?.stop()])
 })
 
-async function usedTokens(entity: string): Promise<number> {
-  const client = new Redis(redis.url)
+async function withClient<T>(fn: (c: RedisClient) => Promise<T>): Promise<T> {
+  const client = connectRedis(redisUrl, 2000)
+  await new Promise((resolve) => client.once('ready', resolve))
   try {
-    const [s] = await new RedisQuotaStore(client).status(entity, [{ qid: 'user-day', mode: 'fixed', period: 'day', token_limit: -1, micro_limit: -1 }])
-    return s?.tokens ?? -1
+    return await fn(client)
   } finally {
     client.disconnect()
   }
+}
+
+async function usedTokens(entity: string): Promise<number> {
+  return withClient(async (client) => {
+    const [s] = await new RedisQuotaStore(client).status(entity, [{ qid: 'user-day', mode: 'fixed', period: 'day', token_limit: -1, micro_limit: -1 }])
+    return s?.tokens ?? -1
+  })
 }
 
 // A log line written after the first `mark` lines (the harness matches past lines too).
@@ -92,15 +104,18 @@ async function expectOnlyFitting(responses: Response[]): Promise<void> {
 }
 
 async function flush(): Promise<void> {
-  const client = new Redis(redis.url)
-  await client.flushall()
-  client.disconnect()
+  await withClient(async (client) => {
+    if (client instanceof Cluster) await Promise.all(client.nodes('master').map((n) => n.flushall()))
+    else await client.flushall()
+  })
 }
 
 describe('budgets on Redis', () => {
-  it(`lets exactly the ${FITS} of 200 parallel requests that fit through, then books their actual usage`, async () => {
+  for (const topology of ['single node', 'cluster of 3 masters'] as const) {
+  it(`lets exactly the ${FITS} of 200 parallel requests that fit through, then books their actual usage (${topology})`, async () => {
+    redisUrl = topology === 'single node' ? redis.url : cluster.url
     await flush()
-    const gw = await startGateway({ config: config({ tokenLimit: FITS * perRequest }), env: { REDIS_URL: redis.url } })
+    const gw = await startGateway({ config: config({ tokenLimit: FITS * perRequest }), env: { REDIS_URL: redisUrl } })
     try {
       await warm(gw)
       // A slow upstream keeps every reservation in flight until all 200 were decided: settling
@@ -123,13 +138,35 @@ describe('budgets on Redis', () => {
       expect(await usedTokens('user:quota-client')).toBeLessThanOrEqual(FITS * perRequest)
     } finally {
       await gw.stop()
+      redisUrl = redis.url
+    }
+  })
+  }
+
+  it('spreads the entities of one request over several Cluster slots and nodes', async () => {
+    redisUrl = cluster.url
+    try {
+      const owners = await withClient(async (client) => {
+        const c = client as Cluster
+        const slots = await Promise.all(['user:quota-client', 'team:quota-team', 'global'].map((e) => c.cluster('KEYSLOT', quotaKeys(e)[0]) as Promise<number>))
+        expect(new Set(slots).size).toBe(3)
+        // Each entity's three keys share its slot (the hash tag), so one script touches one node.
+        for (const e of ['user:quota-client', 'team:quota-team', 'global']) {
+          expect(new Set(await Promise.all(quotaKeys(e).map((k) => c.cluster('KEYSLOT', k) as Promise<number>))).size).toBe(1)
+        }
+        const slotsInfo = (await c.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>
+        return new Set(slots.map((s) => slotsInfo.find(([lo, hi]) => s >= lo && s <= hi)?.[2][1]))
+      })
+      expect(owners.size).toBeGreaterThanOrEqual(2)
+    } finally {
+      redisUrl = redis.url
     }
   })
 
   it('holds the same guarantee for two gateway processes sharing one Redis', async () => {
     await flush()
     const limit = 30 * perRequest
-    const [a, b] = await Promise.all([0, 1].map(() => startGateway({ config: config({ tokenLimit: limit }), env: { REDIS_URL: redis.url } })))
+    const [a, b] = await Promise.all([0, 1].map(() => startGateway({ config: config({ tokenLimit: limit }), env: { REDIS_URL: redisUrl } })))
     try {
       await Promise.all([warm(a as GatewayProcess), warm(b as GatewayProcess)])
       emulator.setBehavior('*', { reply: 'One, two, three.', latency_ms: 400 })
@@ -144,7 +181,7 @@ describe('budgets on Redis', () => {
 
   it('fails closed while Redis is down (nothing forwarded), and recovers when it returns', async () => {
     await flush()
-    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000 }), env: { REDIS_URL: redis.url } })
+    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000 }), env: { REDIS_URL: redisUrl } })
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 })
     try {
       expect((await client.chat.completions.create(ask)).choices.length).toBe(1)
@@ -171,7 +208,7 @@ describe('budgets on Redis', () => {
   })
 
   it('serves unmetered while Redis is down when configured to fail open', async () => {
-    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000, failOpen: true }), env: { REDIS_URL: redis.url } })
+    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000, failOpen: true }), env: { REDIS_URL: redisUrl } })
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 })
     try {
       const down = await redis.stopTemporarily()
