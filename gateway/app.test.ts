@@ -204,3 +204,21 @@ describe('budgets (in-memory store)', () => {
     expect(await row(app)).toMatchObject({ entity: 'user:full-client', token_limit: 400, used_tokens: 0, reserved_tokens: 0, period: 'day', window: 'fixed' })
   })
 })
+
+describe('provider rate_limit_rpm', () => {
+  it('skips a provider at its RPM for the next one serving the model, then answers 429', async () => {
+    const base = testConfig({ upstreamBaseUrl: emulator.baseUrl }) as { providers: Array<Record<string, unknown>> }
+    const provider = base.providers[0] as Record<string, unknown>
+    const free = { cost_per_1k_input_tokens: 0, cost_per_1k_output_tokens: 0 }
+    const limited = { ...provider, provider_id: 'limited', rate_limit_rpm: 2, models: [{ name: 'shared', ...free }, { name: 'only-limited', ...free }, { name: 'test-model', ...free }] }
+    const spare = { ...provider, provider_id: 'spare', models: [{ name: 'shared', ...free }] }
+    const { app } = makeApp({}, { providers: [limited, spare] })
+    const providers: Array<string | null> = []
+    for (let i = 0; i < 3; i++) providers.push((await app.handle(chat({ ...hello, model: 'shared' }))).headers.get('x-gateway-provider'))
+    expect(providers).toEqual(['limited', 'limited', 'spare'])
+    const refused = await app.handle(chat({ ...hello, model: 'only-limited' }))
+    expect(refused.status).toBe(429)
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('rate_limit_exceeded')
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
+  })
+})

@@ -1,11 +1,14 @@
 // Budgets on the request path: which lines apply to a caller, reserve across entities, settle or release.
-import type { QuotaRecord, QuotaSettings } from '../../shared/config/schema.ts'
+import type { ProviderConfig, QuotaRecord, QuotaSettings } from '../../shared/config/schema.ts'
 import type { Logger } from '../../shared/log.ts'
 import { picoToMicroCeil } from '../../shared/money.ts'
 import type { Caller } from '../config-store.ts'
 import { GatewayError } from '../errors.ts'
 import type { Estimate } from './estimate.ts'
 import type { QuotaLine, QuotaStore, ReserveOutcome } from './types.ts'
+
+// A sliding minute plus one bucket: an admission stops counting exactly when it leaves the window.
+const RPM_WINDOW_MS = 61_000
 
 export interface EntityPlan {
   entity: string
@@ -86,6 +89,22 @@ export class QuotaService {
       settle: (tokens, costPico) => this.finish(plan, requestId, (p) => this.store.settle(p.entity, requestId, tokens, picoToMicroCeil(costPico))),
       release: () => this.releaseAll(plan, requestId),
     }
+  }
+
+  // A provider's rate_limit_rpm as a sliding minute of admitted requests. Returns undefined when
+  // admitted, else ms until a slot frees. Each admission is a reservation left to expire when it
+  // leaves the window, so it costs one store call and no settlement.
+  async admitProvider(provider: ProviderConfig, requestId: string): Promise<number | undefined> {
+    if (provider.rate_limit_rpm === undefined) return undefined
+    const line: QuotaLine = { qid: 'rpm', mode: 'sliding', period: 'minute', token_limit: provider.rate_limit_rpm, micro_limit: -1 }
+    let r: ReserveOutcome
+    try {
+      r = await this.store.reserve(`provider:${provider.provider_id}`, [line], { requestId, ttlMs: RPM_WINDOW_MS, tokens: 1, micro: 0 })
+    } catch (err) {
+      if (this.settings.fail_open) return undefined
+      throw new GatewayError('dependency_unavailable', 'The quota store is unavailable; the request was not sent.', { cause: err })
+    }
+    return r.ok ? undefined : r.retry_after_ms
   }
 
   private releaseAll(plan: EntityPlan[], requestId: string): void {

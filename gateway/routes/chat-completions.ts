@@ -65,7 +65,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
 
   let route: Route
   try {
-    route = pickRoute(snapshot, caller, req.model)
+    route = await pickRoute(snapshot, caller, req.model, deps.quota, requestId)
   } catch (err) {
     outcome.error = toGatewayError(err)
     record()
@@ -159,13 +159,24 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
 }
 
 // Explicit routing: the first available provider serving the model, in config order.
-function pickRoute(snapshot: Snapshot, caller: Caller, model: string): Route {
+// Explicit routing: the first available provider serving the model, in config order, skipping
+// providers at their rate_limit_rpm; when every one is at its limit, a 429.
+async function pickRoute(snapshot: Snapshot, caller: Caller, model: string, quota: QuotaService, requestId: string): Promise<Route> {
   const routes = snapshot.routes.get(model)
   if (!routes || !mayUseModel(caller, model)) {
     throw new GatewayError('model_not_found', `The model '${model}' does not exist or you do not have access to it.`, { param: 'model' })
   }
-  const route = routes.find((r) => r.unavailable === undefined)
-  if (route) return route
+  let soonest: number | undefined
+  for (const route of routes) {
+    if (route.unavailable !== undefined) continue
+    const wait = await quota.admitProvider(route.target.provider, requestId)
+    if (wait === undefined) return route
+    soonest = Math.min(soonest ?? wait, wait)
+  }
+  if (soonest !== undefined) {
+    const seconds = Math.max(1, Math.ceil(soonest / 1000))
+    throw new GatewayError('rate_limit_exceeded', `Every provider serving '${model}' is at its requests-per-minute limit. Retry in ${seconds} s.`, { retryAfterSeconds: seconds })
+  }
   const reasons = routes.map((r) => `${r.target.provider.provider_id}: ${r.unavailable}`).join('; ')
   throw new GatewayError('provider_unavailable', `No provider can serve '${model}' now (${reasons}).`)
 }
