@@ -7,6 +7,7 @@ import { logUsageSink } from './usage.ts'
 import { connectRedis, type RedisClient } from '../shared/redis.ts'
 import { MemoryQuotaStore } from './quota/memory-store.ts'
 import { QuotaService } from './quota/quota.ts'
+import { countTextTokens } from './providers/tokenize.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
 
 const DRAIN_MS = 10_000
@@ -63,6 +64,8 @@ async function start(): Promise<void> {
   })
   const server = app.server
   if (!server) throw new Error('server did not start')
+  // Budgets count every request's tokens: load the tokenizers now rather than on the first request.
+  if (config.file.quotas.length > 0) void Promise.all([countTextTokens('warm', 'o200k_base'), countTextTokens('warm', 'cl100k_base')])
   log.lifecycle('listening', { port: server.port, host: settings.host, config: config.source, quota_store: redis ? 'redis' : 'memory' })
 
   const shutdown = (signal: string) => {
