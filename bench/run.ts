@@ -105,7 +105,7 @@ async function main(): Promise<number> {
     const notes = [
       `gateway (info log) wrote ${logLines?.toFixed(2) ?? '-'} stdout lines per request (consumed by the bench), the usage record among them`,
       'bare proxy: bench/bare-proxy.ts, a Bun.serve fetch proxy in its own process, forwarding the direct body unchanged (no auth, routing, parsing or logging)',
-      'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); no Redis reservation in this gateway yet',
+      'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); no budgets configured (npm run bench:quota measures budgets on Redis)',
       `added = target percentile minus direct percentile; gateway − bare proxy = gateway percentile minus bare proxy percentile, and CPU likewise; CPU from /proc/<pid>/stat at ${ticksPerSecond} ticks/s, whole phase / requests (idle time included)`,
       `idle CPU baseline over ${IDLE_SECONDS} s (µs per second): ${Object.entries(idleCpu).map(([k, v]) => `${LABELS[k] ?? k} ${v.toFixed(0)}`).join(', ')}`,
     ]

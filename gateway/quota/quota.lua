@@ -1,7 +1,9 @@
 -- Quota counters of ONE entity (user, team or global), all keys under one hash tag so the script
 -- runs in one Cluster slot. Layout (quota:v1:{entity}:...):
 --   KEYS[1] counters HASH: "<qid>:list" = active bucket ids (comma separated),
---                          "<qid>:<bucket>:ut|um|rt|rm" = used/reserved tokens and micro-dollars
+--                          "<qid>:<bucket>:ut|um|rt|rm" = used/reserved tokens and micro-dollars,
+--                          "<qid>:tot:ut|um|rt|rm" = the same summed over the active buckets
+--                          (kept in step, so a check reads 4 fields, not 4 per bucket)
 --   KEYS[2] reservations HASH: request_id -> JSON {e = est tokens, m = est micro, b = {qid = bucket}}
 --   KEYS[3] expiries ZSET: request_id scored by the ms time its reservation stops counting
 -- ARGV[1] op: reserve | settle | release | status
@@ -95,7 +97,14 @@ local function prune(qid, oldest)
     if b >= oldest then kept[#kept + 1] = b else dropped[#dropped + 1] = b end
   end
   for _, b in ipairs(dropped) do
-    redis.call('HDEL', H, field(qid, b, 'ut'), field(qid, b, 'um'), field(qid, b, 'rt'), field(qid, b, 'rm'))
+    local f = { field(qid, b, 'ut'), field(qid, b, 'um'), field(qid, b, 'rt'), field(qid, b, 'rm') }
+    local v = redis.call('HMGET', H, f[1], f[2], f[3], f[4])
+    local kinds = { 'ut', 'um', 'rt', 'rm' }
+    for i = 1, 4 do
+      local n = tonumber(v[i] or '0')
+      if n ~= 0 then redis.call('HINCRBY', H, qid .. ':tot:' .. kinds[i], 0 - n) end
+    end
+    redis.call('HDEL', H, f[1], f[2], f[3], f[4])
   end
   if #dropped > 0 then
     local ids = {}
@@ -119,8 +128,11 @@ local function add_bucket(qid, bucket)
   redis.call('HSET', H, qid .. ':list', list and (list .. ',' .. id) or id)
 end
 
-local function num(qid, b, k)
-  return tonumber(redis.call('HGET', H, field(qid, b, k)) or '0')
+-- Adds to one bucket and to the record's running total alike.
+local function bump(qid, b, k, n)
+  if n == 0 then return end
+  redis.call('HINCRBY', H, field(qid, b, k), n)
+  redis.call('HINCRBY', H, qid .. ':tot:' .. k, n)
 end
 
 -- Takes a reservation back out of the counters; with actual usage, books that as used.
@@ -132,11 +144,11 @@ local function unreserve(id, actual_t, actual_m)
     -- A bucket that already left its window is gone: its usage no longer counts anywhere.
     if has_bucket(qid, b) then
       -- "0 - x", not "-x": Lua turns -0 into "-0", which HINCRBY refuses as a non-integer.
-      redis.call('HINCRBY', H, field(qid, b, 'rt'), 0 - res.e)
-      redis.call('HINCRBY', H, field(qid, b, 'rm'), 0 - res.m)
+      bump(qid, b, 'rt', 0 - res.e)
+      bump(qid, b, 'rm', 0 - res.m)
       if actual_t then
-        redis.call('HINCRBY', H, field(qid, b, 'ut'), actual_t)
-        redis.call('HINCRBY', H, field(qid, b, 'um'), actual_m)
+        bump(qid, b, 'ut', actual_t)
+        bump(qid, b, 'um', actual_m)
       end
     end
   end
@@ -154,13 +166,9 @@ end
 -- Usage (used + reserved) of one record inside its window.
 local function usage(qid, mode, period)
   local bucket, oldest, frees_at = window(mode, period)
-  local t, m, rt, rm = 0, 0, 0, 0
-  for _, b in ipairs(prune(qid, oldest)) do
-    rt = rt + num(qid, b, 'rt')
-    rm = rm + num(qid, b, 'rm')
-    t = t + num(qid, b, 'ut')
-    m = m + num(qid, b, 'um')
-  end
+  prune(qid, oldest)
+  local v = redis.call('HMGET', H, qid .. ':tot:ut', qid .. ':tot:um', qid .. ':tot:rt', qid .. ':tot:rm')
+  local t, m, rt, rm = tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0'), tonumber(v[4] or '0')
   return bucket, t + rt, m + rm, frees_at, rt, rm
 end
 
@@ -199,8 +207,8 @@ for i = 7, #ARGV, 5 do
 end
 for qid, b in pairs(buckets) do
   add_bucket(qid, b)
-  redis.call('HINCRBY', H, field(qid, b, 'rt'), est_t)
-  redis.call('HINCRBY', H, field(qid, b, 'rm'), est_m)
+  bump(qid, b, 'rt', est_t)
+  bump(qid, b, 'rm', est_m)
 end
 redis.call('HSET', R, rid, cjson.encode({ e = est_t, m = est_m, b = buckets }))
 redis.call('ZADD', Z, now + ttl, rid)

@@ -7,6 +7,8 @@ import { LineLog } from './line-log.ts'
 export interface RedisServer {
   url: string
   port: number
+  // The current redis-server process (changes after restart).
+  readonly pid: number
   stop(): Promise<void>
   // Kills the process and starts a new one on the same port: data and script cache are gone.
   restart(): Promise<void>
@@ -21,6 +23,9 @@ export async function startRedis(): Promise<RedisServer> {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return proc.pid
+    },
     async restart() {
       proc.kill('SIGKILL')
       await proc.exited
