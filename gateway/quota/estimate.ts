@@ -12,14 +12,16 @@ export interface Estimate {
   capApplied: boolean
 }
 
-// Local counts approximate the provider's (exactly for OpenAI's encodings, loosely for Claude and
-// Gemini); the margin keeps a reservation at or above what the provider will bill for input.
-const INPUT_MARGIN = 1.1
+// Local counts approximate the provider's: closely for OpenAI's own encodings (the margin covers
+// message framing), loosely for Claude and Gemini, whose tokenizers are not public and can count
+// a third more than cl100k_base on code or non-English text. The margin keeps a reservation at
+// or above what the provider will bill for input.
+const INPUT_MARGIN: Record<string, number> = { openai: 1.1, 'openai-compatible': 1.25, anthropic: 1.4, gemini: 1.4 }
 const INPUT_SLACK = 16
 
 export async function estimateRequest(route: Route, req: ChatRequest, settings: QuotaSettings): Promise<Estimate> {
   const counted = await route.adapter.countTokens(req, route.target)
-  const input = Math.ceil(counted * INPUT_MARGIN) + INPUT_SLACK
+  const input = Math.ceil(counted * (INPUT_MARGIN[route.target.provider.kind] ?? 1.4)) + INPUT_SLACK
   const asked = req.max_completion_tokens ?? req.max_tokens ?? undefined
   const maxOutput = asked ?? route.target.model.max_output_tokens ?? settings.default_max_output_tokens
   return {
