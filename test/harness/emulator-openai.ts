@@ -42,6 +42,10 @@ export const openAiWire: WireFormat = {
           delta({ tool_calls: [{ index, function: { arguments: JSON.stringify(t.arguments) } }] }),
         ])
       : r.words.map((w) => delta({ content: w }))
+    if (b.stream_error_after_chunks !== undefined) {
+      const err = `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error', param: null, code: null } })}\n\n`
+      return [delta({ role: 'assistant', content: '', refusal: null }), ...content.slice(0, b.stream_error_after_chunks), err]
+    }
     const tail = [delta({}, r.toolCalls.length ? 'tool_calls' : 'stop'), ...(includeUsage ? [chunk([], { usage: usage(r) })] : []), 'data: [DONE]\n\n']
     return withFaults([delta({ role: 'assistant', content: '', refusal: null })], content, tail, b, 'data: {"id":"broken", this is not json\n\n')
   },

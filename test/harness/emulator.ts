@@ -27,7 +27,7 @@ export interface Behavior {
   omit_usage?: boolean
   // Answer with these tool calls instead of text.
   tool_calls?: Array<{ name: string; arguments: Record<string, unknown> }>
-  // Streaming, formats with in-stream errors (Anthropic, Gemini): an overloaded error event after this many content frames.
+  // Streaming: the provider's own in-stream error an overloaded error event after this many content frames.
   stream_error_after_chunks?: number
   // Send this recorded file byte for byte (.sse for streams, .json otherwise).
   replay?: string

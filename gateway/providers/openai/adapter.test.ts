@@ -144,6 +144,16 @@ describe('OpenAI stream passthrough', () => {
   })
 })
 
+describe('OpenAI in-stream errors', () => {
+  it('forwards the error event untouched and keeps it as the stream error', () => {
+    const sse = `${fixture('stream.text.include_usage.sse').split('\n\n').slice(0, 3).join('\n\n')}\n\ndata: {"error": {"message": "Rate limit reached", "type": "tokens", "param": null, "code": "rate_limit_exceeded"}}\n\n`
+    const { text, t } = relay(sse, true)
+    expect(text).toBe(sse)
+    expect(t.error).toMatchObject({ code: 'rate_limit_exceeded', status: 429 })
+    expect(t.finished).toBe(false)
+  })
+})
+
 describe('openAiAdapter.countTokens', () => {
   it('counts a chat with the model encoding, close to what OpenAI reported', async () => {
     // The recorded stream's request: OpenAI billed 14 prompt tokens for it.

@@ -38,8 +38,8 @@ export const openAiAdapter: ProviderAdapter = {
     return { body: text, usage: toUsage((parsed as { usage?: unknown }).usage) }
   },
 
-  openStream(_target: Target, opts: StreamOptions): StreamTranslator {
-    return new OpenAiPassthrough(opts.callerWantsUsage)
+  openStream(target: Target, opts: StreamOptions): StreamTranslator {
+    return new OpenAiPassthrough(opts.callerWantsUsage, (data) => openAiAdapter.readError(statusOfStreamError(data), data, new Headers(), target))
   },
 
   readError(status: number, text: string, headers: Headers, target: Target): GatewayError {
@@ -77,16 +77,24 @@ class OpenAiPassthrough implements StreamTranslator {
   usage: Usage | undefined
   finished = false
   contentChunks = 0
-  // OpenAI's in-stream errors pass through as they are; the client's SDK raises them.
-  readonly error = undefined
+  // An in-stream error passes through as it is (the client's SDK raises it); it is kept here so
+  // the request is recorded with the provider's error and no second error frame follows.
+  error: GatewayError | undefined
 
-  constructor(private readonly callerWantsUsage: boolean) {}
+  constructor(
+    private readonly callerWantsUsage: boolean,
+    private readonly toError: (data: string) => GatewayError,
+  ) {}
 
   onEvent(event: SseEvent): Uint8Array | undefined {
     const data = event.data
     if (data === undefined) return event.raw
     if (data === '[DONE]') {
       this.finished = true
+      return event.raw
+    }
+    if (STREAM_ERROR.test(data)) {
+      this.error = this.toError(data)
       return event.raw
     }
     // `"usage":{` cannot occur inside a JSON string (its quotes would be escaped), so this finds
@@ -105,6 +113,16 @@ class OpenAiPassthrough implements StreamTranslator {
   end(): undefined {
     return undefined
   }
+}
+
+const STREAM_ERROR = /^\s*\{\s*"error"\s*:/
+
+// An error inside a 200 stream has no HTTP status; its type says which one it stands for.
+function statusOfStreamError(data: string): number {
+  const wire = readErrorBody(data)
+  if (wire?.code === 'rate_limit_exceeded' || wire?.type === 'requests' || wire?.type === 'tokens') return 429
+  if (wire?.type === 'invalid_request_error') return 400
+  return 500
 }
 
 // A delta with a non-empty content, refusal or tool-argument string (the role chunk's "" is not text).
