@@ -34,3 +34,15 @@ export function computeMicrosPerRequest(ticks: number, requests: number, ticksPe
   if (requests === 0) return Number.NaN
   return (ticks / ticksPerSecond / requests) * 1e6
 }
+
+// Polls until `pid` spent at most `maxTicks` in one `windowMs` window, giving up after `timeoutMs`; true if it went quiet.
+// The quota gateway loads its tokenizers in the background after it listens: that must not land in the idle baseline.
+export async function waitForQuietCpu(pid: number, o: { windowMs: number; maxTicks: number; timeoutMs: number }): Promise<boolean> {
+  const deadline = performance.now() + o.timeoutMs
+  while (performance.now() < deadline) {
+    const before = readProcessCpuTicks(pid)
+    await Bun.sleep(o.windowMs)
+    if (readProcessCpuTicks(pid) - before <= o.maxTicks) return true
+  }
+  return false
+}

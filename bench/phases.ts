@@ -1,4 +1,4 @@
-// The bench's measured phases: warm-up, c=1 latency, c=1 streaming and throughput, each priced in proxy CPU (bare proxy and gateway).
+// The bench's measured phases: warm-up, c=1 latency, c=1 streaming and throughput, each priced in proxy CPU (bare proxy and gateways) and Redis CPU.
 import { computeMicrosPerRequest, createCpuMeter, type CpuMeter } from './cpu.ts'
 import { createSendCompletion, createSendStream, runAlternating, runClosedLoop, type Limits, type Samples, type Send, type Target } from './load.ts'
 import { summarizeLatencies, type LatencySummary } from './stats.ts'
@@ -13,6 +13,8 @@ export interface MeasuredProcess {
 export interface Subject {
   target: Target
   proxy: MeasuredProcess | undefined
+  // The redis-server only this target uses (the quota gateway's): its CPU is priced per request of this target.
+  redisPid?: number
 }
 
 export interface BenchContext {
@@ -30,6 +32,7 @@ export interface TargetFigures {
   ttfb_ms: LatencySummary | null
   throughput_rps: number | null
   proxy_cpu_us_per_request: number | null
+  redis_cpu_us_per_request: number | null
   // stdout lines the proxy wrote per request in this phase (the gateway's info logging writes one per request).
   proxy_log_lines_per_request: number | null
 }
@@ -55,6 +58,7 @@ export async function measureIdleCpu(ctx: BenchContext, seconds: number): Promis
   const perSecond = (ticks: number) => (ticks / ctx.ticksPerSecond / seconds) * 1e6
   const out: Record<string, number> = { emulator: perSecond(meters.emulator.readTicks()) }
   for (const [s, meter] of meters.proxies) out[s.target.name] = perSecond(meter.readTicks())
+  for (const meter of meters.redis.values()) out['redis-server'] = perSecond(meter.readTicks())
   return out
 }
 
@@ -122,17 +126,23 @@ export async function measureThroughput(ctx: BenchContext, concurrency: number, 
 interface Meters {
   emulator: CpuMeter
   proxies: Map<Subject, CpuMeter>
+  redis: Map<Subject, CpuMeter>
 }
 
 function startMeters(ctx: BenchContext): Meters {
   const proxies = new Map<Subject, CpuMeter>()
-  for (const s of ctx.subjects) if (s.proxy) proxies.set(s, createCpuMeter(s.proxy.pid))
-  return { emulator: createCpuMeter(ctx.emulatorPid), proxies }
+  const redis = new Map<Subject, CpuMeter>()
+  for (const s of ctx.subjects) {
+    if (s.proxy) proxies.set(s, createCpuMeter(s.proxy.pid))
+    if (s.redisPid !== undefined) redis.set(s, createCpuMeter(s.redisPid))
+  }
+  return { emulator: createCpuMeter(ctx.emulatorPid), proxies, redis }
 }
 
 function figureTarget(ctx: BenchContext, s: Subject, samples: Samples, meters: Meters, stream: boolean, throughput: number | null): TargetFigures {
   const requests = samples.ok.length + samples.errors
   const meter = meters.proxies.get(s)
+  const redis = meters.redis.get(s)
   return {
     target: s.target.name,
     requests,
@@ -142,6 +152,7 @@ function figureTarget(ctx: BenchContext, s: Subject, samples: Samples, meters: M
     ttfb_ms: stream ? summarizeLatencies(samples.ok.map((x) => x.ttfbMs)) : null,
     throughput_rps: throughput,
     proxy_cpu_us_per_request: meter ? computeMicrosPerRequest(meter.readTicks(), requests, ctx.ticksPerSecond) : null,
+    redis_cpu_us_per_request: redis ? computeMicrosPerRequest(redis.readTicks(), requests, ctx.ticksPerSecond) : null,
     proxy_log_lines_per_request: s.proxy && requests > 0 ? s.proxy.lines.length / requests : null,
   }
 }

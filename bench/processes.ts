@@ -1,4 +1,4 @@
-// Starts the bench's child processes: the upstream emulator, the bare proxy and the gateway, each its own process on a free 127.0.0.1 port.
+// Starts the bench's child processes: the upstream emulator, the bare proxy and the two gateways (plain, and with budgets on Redis), each its own process on a free 127.0.0.1 port.
 import { resolve } from 'node:path'
 import type { Behavior } from '../test/harness/emulator.ts'
 import { startGateway, testConfig, type GatewayProcess } from '../test/harness/gateway-process.ts'
@@ -45,6 +45,18 @@ export async function setUpstreamBehavior(emulator: EmulatorProcess, model: stri
 // The headline gateway: the harness's startGateway with the default ('info') log level, which writes one usage line per request.
 export function startInfoGateway(upstreamBaseUrl: string): Promise<GatewayProcess> {
   return startGateway({ config: testConfig({ upstreamBaseUrl }) })
+}
+
+// Limits far beyond what a run can spend: every request reserves and settles on all three entities (user, team, global), none is refused.
+export const BENCH_QUOTAS = [
+  { quota_id: 'user-day', entity_type: 'user', period: 'day', token_limit: 1_000_000_000_000 },
+  { quota_id: 'team-month-usd', entity_type: 'team', period: 'month', cost_limit_usd: 1_000_000_000 },
+  { quota_id: 'global-minute', entity_type: 'global', period: 'minute', window: 'sliding', token_limit: 1_000_000_000_000 },
+] as const
+
+// The headline gateway's config plus BENCH_QUOTAS, metered on the redis-server at `redisUrl`.
+export function startQuotaGateway(upstreamBaseUrl: string, redisUrl: string): Promise<GatewayProcess> {
+  return startGateway({ config: { ...testConfig({ upstreamBaseUrl }), quotas: BENCH_QUOTAS }, env: { REDIS_URL: redisUrl } })
 }
 
 // The floor: bench/bare-proxy.ts forwarding to `upstreamUrl`, the emulator's chat completions endpoint.

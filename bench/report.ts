@@ -1,7 +1,7 @@
-// Renders a bench result as plain-text tables: direct, bare proxy and gateway, added latency, ratios, targets and the verdict.
+// Renders a bench result as plain-text tables: direct, bare proxy, gateway and gateway + Redis quotas, added latency, ratios, targets and the verdict.
 import type { PhaseResult, TargetFigures } from './phases.ts'
 import type { LatencySummary } from './stats.ts'
-import { BARE_PROXY, diff, diffCpu, DIRECT, findFigures, findPhase, GATEWAY, ratio, type Headline, type SeedCheck, type TargetCheck } from './verdict.ts'
+import { BARE_PROXY, diff, diffCpu, DIRECT, findFigures, findPhase, GATEWAY, GATEWAY_QUOTA, ratio, type Headline, type SeedCheck, type TargetCheck } from './verdict.ts'
 
 export interface ReportInput {
   header: string[]
@@ -11,6 +11,9 @@ export interface ReportInput {
   headline: Headline
   floor: Headline
   overFloor: Headline
+  // The quota gateway against direct, and against the plain gateway (what reservation and settlement on Redis add).
+  quotaOverDirect: Headline
+  quotaOverGateway: Headline
   checks: readonly TargetCheck[]
   seed: SeedCheck
   notes: string[]
@@ -19,6 +22,8 @@ export interface ReportInput {
 type Row = string[]
 
 const OVER_FLOOR_LABEL = '  gateway − bare proxy'
+const QUOTA_OVER_GATEWAY_LABEL = '  quota − gateway'
+const REDIS_CPU_LABEL = '  redis-server CPU µs/req'
 
 export function renderReport(r: ReportInput): string {
   const out: string[] = [...r.header, '']
@@ -33,7 +38,10 @@ export function renderReport(r: ReportInput): string {
   if (throughput.length > 0) out.push('Throughput, closed loop, time-sliced per target over 3 rounds', renderThroughputTable(throughput, r.labels), '')
   out.push('DESIGN.md targets (informational), gateway with default info logging', renderChecks(r.checks), '')
   out.push(renderHeadlineLine('Bare proxy over direct (the floor: what Bun itself costs to proxy)', r.floor))
-  out.push(renderHeadlineLine("Gateway over bare proxy (what the gateway's own logic costs)", r.overFloor), '')
+  out.push(renderHeadlineLine("Gateway over bare proxy (what the gateway's own logic costs)", r.overFloor))
+  out.push(renderHeadlineLine('Gateway + Redis quotas over direct', r.quotaOverDirect))
+  const redisCpu = findFigures(latency, GATEWAY_QUOTA)?.redis_cpu_us_per_request ?? null
+  out.push(`${renderHeadlineLine('Gateway + Redis quotas over gateway (what reservation + settlement on Redis add)', r.quotaOverGateway)}, redis-server CPU ${fmtCpu(redisCpu)} µs/req`, '')
   out.push(...r.notes.map((n) => `note: ${n}`))
   out.push(`Seed budget (fatal): added p50 at c=1 ≤ ${r.seed.budget_added_p50_ms} ms → ${r.seed.pass ? 'PASS' : 'FAIL'}: ${r.seed.reason}`)
   return out.join('\n')
@@ -53,6 +61,8 @@ function renderLatencyTable(phase: PhaseResult, labels: Record<string, string>, 
   const d = direct ? pick(direct, metric) : undefined
   const bare = findFigures(phase, BARE_PROXY)
   const b = bare ? pick(bare, metric) : undefined
+  const gateway = findFigures(phase, GATEWAY)
+  const g = gateway ? pick(gateway, metric) : undefined
   for (const t of phase.targets) {
     const s = pick(t, metric)
     rows.push([labels[t.target] ?? t.target, String(t.requests), fmt(s?.p50), fmt(s?.p95), fmt(s?.p99), fmt(s?.mean), fmt(s?.max), String(t.errors), fmtCpu(t.proxy_cpu_us_per_request)])
@@ -64,6 +74,10 @@ function renderLatencyTable(phase: PhaseResult, labels: Record<string, string>, 
     if (t.target === GATEWAY && b) {
       rows.push([OVER_FLOOR_LABEL, '', fmtSigned(diff(s.p50, b.p50)), fmtSigned(diff(s.p95, b.p95)), fmtSigned(diff(s.p99, b.p99)), fmtSigned(diff(s.mean, b.mean)), '', '', fmtSigned(diffCpu(t, bare), 1)])
     }
+    if (t.target === GATEWAY_QUOTA && g) {
+      rows.push([QUOTA_OVER_GATEWAY_LABEL, '', fmtSigned(diff(s.p50, g.p50)), fmtSigned(diff(s.p95, g.p95)), fmtSigned(diff(s.p99, g.p99)), fmtSigned(diff(s.mean, g.mean)), '', '', fmtSigned(diffCpu(t, gateway), 1)])
+    }
+    if (t.redis_cpu_us_per_request !== null) rows.push([REDIS_CPU_LABEL, '', '', '', '', '', '', '', fmtCpu(t.redis_cpu_us_per_request)])
   }
   rows.push(['emulator CPU µs/upstream req', '', '', '', '', '', '', '', fmt(phase.emulator_cpu_us_per_request, 1)])
   return renderRows(rows)
@@ -74,6 +88,7 @@ function renderThroughputTable(phases: readonly PhaseResult[], labels: Record<st
   for (const p of phases) {
     const d = findFigures(p, DIRECT)
     const b = findFigures(p, BARE_PROXY)
+    const g = findFigures(p, GATEWAY)
     for (const t of p.targets) {
       const isDirect = t.target === DIRECT
       rows.push([
@@ -88,19 +103,23 @@ function renderThroughputTable(phases: readonly PhaseResult[], labels: Record<st
         String(t.errors),
         fmtCpu(t.proxy_cpu_us_per_request),
       ])
-      if (t.target !== GATEWAY || !b) continue
-      rows.push([
-        '',
-        OVER_FLOOR_LABEL,
-        '',
-        '',
-        '',
-        fmtRatio(ratio(t.throughput_rps ?? undefined, b.throughput_rps ?? undefined)),
-        fmtSigned(diff(t.total_ms.p50, b.total_ms.p50)),
-        fmtSigned(diff(t.total_ms.p99, b.total_ms.p99)),
-        '',
-        fmtSigned(diffCpu(t, b), 1),
-      ])
+      const baseline = t.target === GATEWAY ? { label: OVER_FLOOR_LABEL, f: b } : t.target === GATEWAY_QUOTA ? { label: QUOTA_OVER_GATEWAY_LABEL, f: g } : undefined
+      if (baseline?.f) {
+        const f = baseline.f
+        rows.push([
+          '',
+          baseline.label,
+          '',
+          '',
+          '',
+          fmtRatio(ratio(t.throughput_rps ?? undefined, f.throughput_rps ?? undefined)),
+          fmtSigned(diff(t.total_ms.p50, f.total_ms.p50)),
+          fmtSigned(diff(t.total_ms.p99, f.total_ms.p99)),
+          '',
+          fmtSigned(diffCpu(t, f), 1),
+        ])
+      }
+      if (t.redis_cpu_us_per_request !== null) rows.push(['', REDIS_CPU_LABEL, '', '', '', '', '', '', '', fmtCpu(t.redis_cpu_us_per_request)])
     }
   }
   return renderRows(rows, 2)

@@ -1,13 +1,15 @@
-// Bench entry: emulator, bare proxy and gateway as child processes, the same requests direct, through the bare proxy and through the gateway, report and verdict.
+// Bench entry: emulator, bare proxy, gateway and gateway + Redis quotas as child processes, the same requests through each and direct, report and verdict.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { TEST_KEYS } from '../test/harness/gateway-process.ts'
-import { readClockTicksPerSecond } from './cpu.ts'
+import { startRedis, type RedisServer } from '../test/harness/redis.ts'
+import { readClockTicksPerSecond, waitForQuietCpu } from './cpu.ts'
 import { measureAlternating, measureIdleCpu, measureThroughput, warmUp, type BenchContext, type PhaseResult, type Subject } from './phases.ts'
-import { setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, type EmulatorProcess } from './processes.ts'
+import { BENCH_QUOTAS, setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, startQuotaGateway, type EmulatorProcess } from './processes.ts'
+import { readQuotaLedger, type EntityLedger } from './quota-ledger.ts'
 import { renderReport } from './report.ts'
-import { BARE_PROXY, checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY } from './verdict.ts'
+import { BARE_PROXY, checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY, GATEWAY_QUOTA } from './verdict.ts'
 
 interface Settings {
   requests: number
@@ -19,7 +21,7 @@ const RESULT_PATH = resolve(import.meta.dir, 'results/latest.json')
 const UPSTREAM_MODEL = 'emu-upstream'
 // Streams are paced so the first chunk's arrival is distinct from the stream's end: a gateway that buffers shows up in TTFB.
 const STREAM_PACING = { chunk_interval_ms: 1, reply: 'Hello there, dear friend.' } as const
-const LABELS: Record<string, string> = { [DIRECT]: 'direct', [BARE_PROXY]: 'bare proxy', [GATEWAY]: 'gateway (info log)' }
+const LABELS: Record<string, string> = { [DIRECT]: 'direct', [BARE_PROXY]: 'bare proxy', [GATEWAY]: 'gateway (info log)', [GATEWAY_QUOTA]: 'gateway + Redis quotas' }
 
 // The bench's only environment reads: BENCH_REQUESTS (per target per c=1 phase) and BENCH_SECONDS (per phase).
 function readSettings(env: NodeJS.ProcessEnv): Settings {
@@ -39,10 +41,10 @@ function describeMachine(ticksPerSecond: number) {
 }
 
 const IDLE_SECONDS = 3
+// Before the idle baseline: a gateway is quiet once it spends at most one tick (10 ms at 100 ticks/s) in 500 ms.
+const QUIET = { windowMs: 500, maxTicks: 1, timeoutMs: 10_000 }
 
 async function runPhases(ctx: BenchContext, emulator: EmulatorProcess, s: Settings, say: (line: string) => void): Promise<PhaseResult[]> {
-  say('warming up')
-  await warmUp(ctx, { maxRequests: Math.min(500, s.requests), maxSeconds: Math.min(5, s.seconds) })
   const phases: PhaseResult[] = []
   say('non-streaming latency, c=1')
   phases.push(await measureAlternating(ctx, 'latency_c1', false, { maxRequests: s.requests, maxSeconds: s.seconds }))
@@ -58,6 +60,18 @@ async function runPhases(ctx: BenchContext, emulator: EmulatorProcess, s: Settin
   return phases
 }
 
+// A quota target that meters nothing (quotas not loaded, memory store) would measure the plain gateway twice: refuse to report it.
+function checkQuotaMetering(ledger: readonly EntityLedger[]): void {
+  const metered = (prefix: string) => ledger.some((e) => e.entity.startsWith(prefix) && (e.used_tokens > 0 || e.used_micro_usd > 0))
+  const missing = ['user:', 'team:', 'global'].filter((p) => !metered(p))
+  if (missing.length > 0) throw new Error(`gateway + Redis quotas settled nothing on Redis for ${missing.join(', ')} after warm-up; ledger: ${JSON.stringify(ledger)}`)
+}
+
+function describeLedger(ledger: readonly EntityLedger[]): string {
+  const entities = ledger.map((e) => `${e.entity} ${e.used_tokens} tokens / ${(e.used_micro_usd / 1e6).toFixed(6)} USD, ${e.open_reservations} open`)
+  return `Redis quota ledger after the run (settled usage in the budgets' current windows, reservations still open): ${entities.join('; ')}`
+}
+
 async function main(): Promise<number> {
   const settings = readSettings(process.env)
   const say = (line: string) => process.stderr.write(`[bench] ${line}\n`)
@@ -65,9 +79,13 @@ async function main(): Promise<number> {
   const machine = describeMachine(ticksPerSecond)
   const startedAt = new Date()
   let emulator: EmulatorProcess | undefined
+  // Kept as the promise, so a signal during start-up still stops the redis-server once it is up.
+  let redisStarting: Promise<RedisServer> | undefined
   const proxies: Array<{ stop(): Promise<number> }> = []
+  // Gateways first: the quota gateway should not see Redis vanish under it while it drains.
   const stopChildren = async () => {
-    await Promise.allSettled([emulator?.stop(), ...proxies.map((p) => p.stop())])
+    await Promise.allSettled(proxies.map((p) => p.stop()))
+    await Promise.allSettled([emulator?.stop(), redisStarting?.then((r) => r.stop())])
   }
   const onSignal = (signal: NodeJS.Signals) => {
     say(`${signal}: stopping child processes`)
@@ -82,30 +100,49 @@ async function main(): Promise<number> {
     proxies.push(bare)
     const gateway = await startInfoGateway(emulator.baseUrl)
     proxies.push(gateway)
+    redisStarting = startRedis()
+    const redis = await redisStarting
+    const quotaGateway = await startQuotaGateway(emulator.baseUrl, redis.url)
+    proxies.push(quotaGateway)
     say(`emulator ${emulator.url} (pid ${emulator.pid}), bare proxy ${bare.url} (pid ${bare.pid}), gateway ${gateway.url} (pid ${gateway.pid})`)
+    say(`gateway + Redis quotas ${quotaGateway.url} (pid ${quotaGateway.pid}), redis-server ${redis.url} (pid ${redis.pid})`)
     const json = { 'content-type': 'application/json' }
+    const key = { ...json, authorization: `Bearer ${TEST_KEYS.full}` }
     // The bare proxy gets the very body direct gets: it forwards without rewriting the model.
     const subjects: Subject[] = [
       { target: { name: DIRECT, url: upstreamUrl, model: UPSTREAM_MODEL, headers: json }, proxy: undefined },
       { target: { name: BARE_PROXY, url: `${bare.url}/v1/chat/completions`, model: UPSTREAM_MODEL, headers: json }, proxy: bare },
-      { target: { name: GATEWAY, url: `${gateway.url}/v1/chat/completions`, model: 'test-model', headers: { ...json, authorization: `Bearer ${TEST_KEYS.full}` } }, proxy: gateway },
+      { target: { name: GATEWAY, url: `${gateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: gateway },
+      { target: { name: GATEWAY_QUOTA, url: `${quotaGateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: quotaGateway, redisPid: redis.pid },
     ]
     const ctx: BenchContext = { subjects, emulatorPid: emulator.pid, ticksPerSecond }
+    for (const p of [gateway, quotaGateway]) {
+      if (!(await waitForQuietCpu(p.pid, QUIET))) say(`pid ${p.pid} still busy ${QUIET.timeoutMs} ms after start; measuring anyway`)
+    }
     say(`idle CPU baseline, ${IDLE_SECONDS} s`)
     const idleCpu = await measureIdleCpu(ctx, IDLE_SECONDS)
+    say('warming up')
+    await warmUp(ctx, { maxRequests: Math.min(500, settings.requests), maxSeconds: Math.min(5, settings.seconds) })
+    checkQuotaMetering(await readQuotaLedger(redis.url))
     const phases = await runPhases(ctx, emulator, settings, say)
+    const ledger = await readQuotaLedger(redis.url)
 
     const headline = computeHeadline(phases, GATEWAY, DIRECT)
     const floor = computeHeadline(phases, BARE_PROXY, DIRECT)
     const overFloor = computeHeadline(phases, GATEWAY, BARE_PROXY)
+    const quotaOverDirect = computeHeadline(phases, GATEWAY_QUOTA, DIRECT)
+    const quotaOverGateway = computeHeadline(phases, GATEWAY_QUOTA, GATEWAY)
+    const redisCpuC1 = phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === GATEWAY_QUOTA)?.redis_cpu_us_per_request ?? null
     const checks = checkDesignTargets(headline, overFloor)
     const seed = checkSeedBudget(headline)
     const errors = countErrors(phases)
-    const logLines = phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === GATEWAY)?.proxy_log_lines_per_request
+    const logLines = (target: string) => phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === target)?.proxy_log_lines_per_request?.toFixed(2) ?? '-'
     const notes = [
-      `gateway (info log) wrote ${logLines?.toFixed(2) ?? '-'} stdout lines per request (consumed by the bench), the usage record among them`,
+      `gateway (info log) wrote ${logLines(GATEWAY)} stdout lines per request (consumed by the bench), the usage record among them; gateway + Redis quotas ${logLines(GATEWAY_QUOTA)}`,
       'bare proxy: bench/bare-proxy.ts, a Bun.serve fetch proxy in its own process, forwarding the direct body unchanged (no auth, routing, parsing or logging)',
-      'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); no budgets configured (npm run bench:quota measures budgets on Redis)',
+      'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); gateway: no budgets; gateway + Redis quotas: the same plus budgets user-day (tokens), team-month-usd (cost) and global-minute (tokens, sliding), limits far above what the run spends, on a redis-server the bench started (REDIS_URL)',
+      'quota − gateway = the quota gateway percentile minus the plain gateway percentile, and its CPU likewise; redis-server CPU is priced per request of the quota target only (the other targets do not touch it)',
+      describeLedger(ledger),
       `added = target percentile minus direct percentile; gateway − bare proxy = gateway percentile minus bare proxy percentile, and CPU likewise; CPU from /proc/<pid>/stat at ${ticksPerSecond} ticks/s, whole phase / requests (idle time included)`,
       `idle CPU baseline over ${IDLE_SECONDS} s (µs per second): ${Object.entries(idleCpu).map(([k, v]) => `${LABELS[k] ?? k} ${v.toFixed(0)}`).join(', ')}`,
     ]
@@ -116,10 +153,10 @@ async function main(): Promise<number> {
       `settings: BENCH_REQUESTS=${settings.requests} (per target per c=1 phase; x4 per throughput level), BENCH_SECONDS=${settings.seconds} (per phase; x2 for streaming)`,
       `streams: emulator sends the first chunk at once, then one every ${STREAM_PACING.chunk_interval_ms} ms ("${STREAM_PACING.reply}", ${STREAM_PACING.reply.split(' ').length + 4} frames)`,
     ]
-    process.stdout.write(`${renderReport({ header, labels: LABELS, phases, headline, floor, overFloor, checks, seed, notes })}\n`)
+    process.stdout.write(`${renderReport({ header, labels: LABELS, phases, headline, floor, overFloor, quotaOverDirect, quotaOverGateway, checks, seed, notes })}\n`)
 
     mkdirSync(resolve(RESULT_PATH, '..'), { recursive: true })
-    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, floor_bare_proxy_vs_direct: floor, gateway_vs_bare_proxy: overFloor, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases }
+    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, floor_bare_proxy_vs_direct: floor, gateway_vs_bare_proxy: overFloor, quota_gateway_vs_direct: quotaOverDirect, quota_gateway_vs_gateway: quotaOverGateway, quota_redis_cpu_us_per_request_c1: redisCpuC1, quotas: BENCH_QUOTAS, quota_ledger_after_run: ledger, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases }
     writeFileSync(RESULT_PATH, `${JSON.stringify(result, null, 2)}\n`)
     process.stdout.write(`results written to ${RESULT_PATH}\n`)
 

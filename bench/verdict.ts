@@ -4,6 +4,8 @@ import type { PhaseResult, TargetFigures } from './phases.ts'
 export const DIRECT = 'direct'
 export const BARE_PROXY = 'bare-proxy'
 export const GATEWAY = 'gateway'
+// The same gateway with budgets metered on Redis: informational, never part of the verdict.
+export const GATEWAY_QUOTA = 'gateway-quota'
 
 // The seed's budget: the bench exits non-zero beyond it.
 export const SEED_ADDED_P50_MS = 5
