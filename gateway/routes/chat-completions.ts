@@ -62,14 +62,19 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     if (outcome.usage) reservation.settle(rec.input_tokens + rec.output_tokens, rec.cost_pico)
     else reservation.release()
   }
+  // A failure after the request was accepted: logged if unexpected, recorded, answered in OpenAI's shape.
+  const fail = (err: unknown, headers: Record<string, string>): Response => {
+    outcome.error = toGatewayError(err)
+    if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
+    record()
+    return errorResponse(outcome.error, headers)
+  }
 
   let route: Route
   try {
     route = await pickRoute(snapshot, caller, req.model, deps.quota, requestId)
   } catch (err) {
-    outcome.error = toGatewayError(err)
-    record()
-    return errorResponse(outcome.error, baseHeaders)
+    return fail(err, baseHeaders)
   }
   const { target, adapter } = route
   outcome.target = target
@@ -95,10 +100,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       reservation = await deps.quota.reserve(plan, requestId, est)
       if (reservation) Object.assign(headers, reservation.headers)
     } catch (err) {
-      outcome.error = toGatewayError(err)
-      if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
-      record()
-      return errorResponse(outcome.error, headers)
+      return fail(err, headers)
     }
   }
 
@@ -111,16 +113,12 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       if (upstreamRequestId) headers['x-upstream-request-id'] = upstreamRequestId
       return new Response(completion.body, { headers: { ...headers, 'content-type': 'application/json' } })
     } catch (err) {
-      outcome.error = toGatewayError(err)
-      if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
-      if (outcome.error === CLIENT_CLOSED) {
-        // The provider may still bill the prompt: record what we can count.
-        outcome.clientClosed = true
-        recordEstimated(0)
-      } else {
-        record()
-      }
-      return errorResponse(outcome.error, headers)
+      if (err !== CLIENT_CLOSED) return fail(err, headers)
+      // The provider may still bill the prompt: record what we can count.
+      outcome.error = CLIENT_CLOSED
+      outcome.clientClosed = true
+      recordEstimated(0)
+      return errorResponse(CLIENT_CLOSED, headers)
     }
   }
 
@@ -151,14 +149,10 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       headers: { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },
     })
   } catch (err) {
-    outcome.error = toGatewayError(err)
-    if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
-    record()
-    return errorResponse(outcome.error, headers)
+    return fail(err, headers)
   }
 }
 
-// Explicit routing: the first available provider serving the model, in config order.
 // Explicit routing: the first available provider serving the model, in config order, skipping
 // providers at their rate_limit_rpm; when every one is at its limit, a 429.
 async function pickRoute(snapshot: Snapshot, caller: Caller, model: string, quota: QuotaService, requestId: string): Promise<Route> {
