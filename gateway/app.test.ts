@@ -3,6 +3,7 @@ import { parseConfig } from '../shared/config/load.ts'
 import { createLogger } from '../shared/log.ts'
 import { startEmulator } from '../test/harness/emulator.ts'
 import { TEST_KEYS, testConfig } from '../test/harness/gateway-process.ts'
+import { createRoutingState } from './routing/state.ts'
 import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { MemoryUsageSink } from './usage.ts'
@@ -17,7 +18,7 @@ function makeApp(server: Record<string, unknown> = {}, extra: Record<string, unk
   const usage = new MemoryUsageSink()
   const log = createLogger('silent')
   const quotaStore = new MemoryQuotaStore()
-  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage, quota: new QuotaService(quotaStore, config.file.quota, log), quotaStore })
+  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage, quota: new QuotaService(quotaStore, config.file.quota, log), quotaStore, routing: createRoutingState(config.file.routing.breaker) })
   return { app, usage }
 }
 

@@ -10,8 +10,10 @@ import { healthRoutes } from './routes/health.ts'
 import { listModels } from './routes/models.ts'
 import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
-import { quotaStatus } from './routes/admin.ts'
+import { quotaStatus, requireAdmin, routingStatus } from './routes/admin.ts'
 import type { UsageSink } from './usage.ts'
+import type { GatewayRouting } from './routing/state.ts'
+import { renderMetrics } from './routes/metrics.ts'
 
 export interface AppDeps {
   store: ConfigStore
@@ -19,6 +21,8 @@ export interface AppDeps {
   usage: UsageSink
   quota: QuotaService
   quotaStore: QuotaStore
+  // Breakers, latency figures, clocks: state that outlives config snapshots.
+  routing: GatewayRouting
   // Readiness of what the gateway depends on beyond its config (Redis when configured).
   ready?: () => Promise<boolean>
 }
@@ -27,6 +31,7 @@ export function createApp(deps: AppDeps) {
   const chatDeps = {
     usage: deps.usage,
     quota: deps.quota,
+    routing: deps.routing,
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
   }
   return new Elysia({ name: 'gateway' })
@@ -38,10 +43,22 @@ export function createApp(deps: AppDeps) {
     })
     .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
       try {
-        return await quotaStatus(request.headers.get('authorization'), snapshot.config.adminToken, snapshot, deps.quotaStore)
+        requireAdmin(request.headers.get('authorization'), snapshot.config.adminToken, '/admin/quotas')
+        return await quotaStatus(snapshot, deps.quotaStore)
       } catch (err) {
         return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
       }
+    })
+    .get('/admin/routing', function adminRouting({ request, requestId, snapshot }) {
+      try {
+        requireAdmin(request.headers.get('authorization'), snapshot.config.adminToken, '/admin/routing')
+        return routingStatus(snapshot, deps.routing)
+      } catch (err) {
+        return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
+      }
+    })
+    .get('/metrics', function metrics({ snapshot }) {
+      return renderMetrics(snapshot, deps.routing)
     })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {

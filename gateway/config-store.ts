@@ -1,6 +1,6 @@
 // The current config snapshot: building one may throw, swapping one in cannot.
 import type { Config } from '../shared/config/load.ts'
-import type { ClientConfig } from '../shared/config/schema.ts'
+import type { ClientConfig, RoutePolicy } from '../shared/config/schema.ts'
 import { pricePerTokenPico } from '../shared/money.ts'
 import { adapterFor } from './providers/registry.ts'
 import type { ProviderAdapter, Target } from './providers/types.ts'
@@ -14,24 +14,44 @@ export interface Caller {
   allowed: ReadonlySet<string> | undefined
 }
 
+// One target a request can be sent to: a provider's model, with its adapter.
 export interface Route {
+  // `<provider_id>/<model name>`: names the target's breaker and latency figures across reloads.
+  key: string
   target: Target
   adapter: ProviderAdapter
   // Why this target cannot serve now (disabled, key unset), if it cannot.
   unavailable: string | undefined
 }
 
+// What a client-facing model name resolves to: targets and how to choose among them.
+export interface RoutePlan {
+  name: string
+  policy: RoutePolicy
+  // In config order; weights[i] belongs to targets[i] (ab).
+  targets: readonly Route[]
+  weights: readonly number[]
+  fallback: boolean
+  retries: number
+  sticky: boolean
+}
+
 export interface Snapshot {
   config: Config
   // Virtual keys by the hex SHA-256 of the bearer token.
   keys: ReadonlyMap<string, Caller>
-  // Client-facing model name → its routes, in config order.
-  routes: ReadonlyMap<string, readonly Route[]>
+  // Client-facing model name → its plan: configured routes, and every provider model name
+  // (explicit over the providers serving it, in config order) that no route replaces.
+  routes: ReadonlyMap<string, RoutePlan>
+  // Every target by key.
+  targets: ReadonlyMap<string, Route>
   loadedAt: number
 }
 
 export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
-  const routes = new Map<string, Route[]>()
+  const byModel = new Map<string, Route[]>()
+  const targets = new Map<string, Route>()
+  const { retries } = config.file.routing
   config.file.providers.forEach((provider) => {
     const adapter = adapterFor(provider.kind)
     const unavailable = config.unavailable.get(provider.provider_id)
@@ -46,17 +66,36 @@ export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
           output_pico_per_token: pricePerTokenPico(model.cost_per_1k_output_tokens),
         },
       }
-      const list = routes.get(model.name) ?? []
-      list.push({ target, adapter, unavailable })
-      routes.set(model.name, list)
+      const route: Route = { key: `${provider.provider_id}/${model.name}`, target, adapter, unavailable }
+      targets.set(route.key, route)
+      const list = byModel.get(model.name) ?? []
+      list.push(route)
+      byModel.set(model.name, list)
     }
   })
+  const routes = new Map<string, RoutePlan>()
+  for (const [name, list] of byModel) {
+    routes.set(name, { name, policy: 'explicit', targets: list, weights: list.map(() => 1), fallback: true, retries, sticky: false })
+  }
+  for (const r of config.file.routes) {
+    // References were checked when the config loaded.
+    const list = r.targets.map((tg) => targets.get(`${tg.provider}/${tg.model}`) as Route)
+    routes.set(r.name, {
+      name: r.name,
+      policy: r.policy,
+      targets: list,
+      weights: r.targets.map((tg) => tg.weight ?? 1),
+      fallback: r.fallback,
+      retries: r.retries ?? retries,
+      sticky: r.sticky,
+    })
+  }
   const keys = new Map<string, Caller>()
   for (const client of config.file.clients) {
     const allowed = client.models ? new Set(client.models) : undefined
     for (const key of client.keys) keys.set(key.sha256, { client, keyName: key.name, digest: Buffer.from(key.sha256, 'hex'), allowed })
   }
-  return { config, keys, routes, loadedAt: now }
+  return { config, keys, routes, targets, loadedAt: now }
 }
 
 export class ConfigStore {

@@ -2,11 +2,20 @@
 import { Type as t, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { GatewayError } from './errors.ts'
+import { RoutePolicy } from '../shared/config/schema.ts'
 
+// Routing choices a caller may make for one request; each names only what the config already has.
 export const GatewayOptions = t.Object(
   {
     // Provider-specific body fields merged into the upstream request (e.g. Anthropic's top_k).
     provider_options: t.Optional(t.Record(t.String(), t.Unknown())),
+    // Overrides the route's policy.
+    policy: t.Optional(RoutePolicy),
+    // A provider_id among the route's targets, tried first.
+    provider: t.Optional(t.String({ minLength: 1 })),
+    // false: no fallback. A list of model names the caller may call: after the first target,
+    // their targets are tried in this order instead of the route's own.
+    fallback: t.Optional(t.Union([t.Boolean(), t.Array(t.String({ minLength: 1 }), { maxItems: 8 })])),
   },
   { additionalProperties: false },
 )

@@ -1,4 +1,4 @@
-// Gateway process: load config, listen, drain on SIGTERM.
+// Gateway process: load config, listen; health checks, latency sharing and config reload in the background; drain on SIGTERM.
 import { ConfigError, loadConfig } from '../shared/config/load.ts'
 import { createLogger } from '../shared/log.ts'
 import { createApp } from './app.ts'
@@ -9,6 +9,10 @@ import { MemoryQuotaStore } from './quota/memory-store.ts'
 import { QuotaService } from './quota/quota.ts'
 import { countTextTokens } from './providers/tokenize.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
+import { createRoutingState } from './routing/state.ts'
+import { startHealthMonitor } from './routing/health-monitor.ts'
+import { startLatencyShare } from './routing/latency-share.ts'
+import { startConfigReload } from './config-reload.ts'
 
 const DRAIN_MS = 10_000
 const REDIS_STARTUP_WAIT_MS = 5_000
@@ -47,12 +51,30 @@ async function start(): Promise<void> {
   // that stays down does not stop the gateway starting (readyz says so, requests get 503).
   if (redis) await waitReady(redis, REDIS_STARTUP_WAIT_MS)
   const quotaStore = redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore()
+  const routing = createRoutingState(config.file.routing.breaker, {
+    onTransition: (t) => log.warn('circuit breaker', { target: t.key, from: t.from, to: t.to }),
+  })
+  const reloader = startConfigReload({
+    filePath: config.source,
+    env: process.env,
+    store,
+    log,
+    redis,
+    redisKey: config.configRedisKey,
+    onSwap: (next) => routing.breakers.configure(next.config.file.routing.breaker),
+  })
+  // A config kept in Redis replaces the file as soon as Redis answers.
+  if (redis && config.configRedisKey) await reloader.reload('startup')
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'))
+  const health = startHealthMonitor(store, routing, log)
+  const share = redis ? startLatencyShare(redis, store, routing.latency, log) : undefined
   const app = createApp({
     store,
     log,
     usage: logUsageSink(log),
-    quota: new QuotaService(quotaStore, config.file.quota, log),
+    quota: new QuotaService(quotaStore, () => store.current.config.file.quota, log),
     quotaStore,
+    routing,
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
   })
   app.listen({
@@ -70,6 +92,9 @@ async function start(): Promise<void> {
 
   const shutdown = (signal: string) => {
     log.lifecycle('draining', { signal, pending_requests: server.pendingRequests })
+    reloader.stop()
+    health.stop()
+    share?.stop()
     // stop(false) refuses new connections and resolves once in-flight requests have finished.
     const force = setTimeout(() => process.exit(0), DRAIN_MS)
     void server.stop(false).then(() => {

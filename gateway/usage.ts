@@ -1,7 +1,7 @@
 // Builds each request's UsageRecord and hands it to a sink off the response path.
 import { costPico, picoToUsd } from '../shared/money.ts'
 import type { Logger } from '../shared/log.ts'
-import type { UsageRecord } from '../shared/usage-event.ts'
+import type { Attempt, UsageRecord } from '../shared/usage-event.ts'
 import type { Caller } from './config-store.ts'
 import type { GatewayError } from './errors.ts'
 import type { Target, Usage } from './providers/types.ts'
@@ -22,7 +22,9 @@ export interface RequestOutcome {
   ttfbMs: number | undefined
   stream: boolean
   clientClosed: boolean
-  attempts: number
+  attempts: Attempt[]
+  // Served by a target after the first one tried.
+  fellBack: boolean
 }
 
 export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecord {
@@ -45,13 +47,14 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     cost_usd: picoToUsd(pico),
     latency_ms: round3(endedAt - o.startedAt),
     ttfb_ms: o.ttfbMs === undefined ? null : round3(o.ttfbMs),
-    status: o.error ? 'error' : 'success',
+    status: o.error ? 'error' : o.fellBack ? 'fallback' : 'success',
     http_status: o.error ? o.error.status : 200,
     error_type: o.error?.type ?? null,
     error_code: o.error?.code ?? null,
     stream: o.stream,
     client_closed: o.clientClosed,
-    attempts: o.attempts,
+    attempts: sentAttempts(o.attempts),
+    attempt_log: o.attempts,
     created_at: o.createdAt.toISOString(),
   }
 }
@@ -84,6 +87,12 @@ export class MemoryUsageSink implements UsageSink {
     if (this.records.length >= n) return Promise.resolve()
     return new Promise((resolve) => this.waiters.push({ n, resolve }))
   }
+}
+
+export function sentAttempts(attempts: readonly Attempt[]): number {
+  let n = 0
+  for (const a of attempts) if (a.outcome !== 'skipped') n++
+  return n
 }
 
 function round3(x: number): number {

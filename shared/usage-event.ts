@@ -3,6 +3,22 @@ import { Type as t, type Static } from '@sinclair/typebox'
 
 export const UsageStatus = t.Union([t.Literal('success'), t.Literal('error'), t.Literal('fallback')])
 
+// One try against one target.
+export const Attempt = t.Object({
+  // `<provider_id>/<model name>`.
+  target: t.String(),
+  provider_id: t.String(),
+  upstream_model: t.String(),
+  // skipped: not sent (the provider at its rate limit, or its circuit open).
+  outcome: t.Union([t.Literal('success'), t.Literal('error'), t.Literal('skipped')]),
+  // The gateway's error code for errors and skips (rate_limit_exceeded, circuit_open, ...).
+  error_code: t.Union([t.String(), t.Null()]),
+  // The provider's HTTP status, when it answered with an error.
+  http_status: t.Union([t.Integer(), t.Null()]),
+  latency_ms: t.Number({ minimum: 0 }),
+})
+export type Attempt = Static<typeof Attempt>
+
 export const UsageRecord = t.Object({
   request_id: t.String(),
   client_id: t.String(),
@@ -23,13 +39,16 @@ export const UsageRecord = t.Object({
   cost_usd: t.Number({ minimum: 0 }),
   latency_ms: t.Number({ minimum: 0 }),
   ttfb_ms: t.Union([t.Number({ minimum: 0 }), t.Null()]),
+  // fallback: served, but not by the first target tried.
   status: UsageStatus,
   http_status: t.Integer(),
   error_type: t.Union([t.String(), t.Null()]),
   error_code: t.Union([t.String(), t.Null()]),
   stream: t.Boolean(),
   client_closed: t.Boolean(),
+  // Requests sent upstream (retries and fallbacks included); attempt_log has each, skips too.
   attempts: t.Integer({ minimum: 0 }),
+  attempt_log: t.Array(Attempt),
   created_at: t.String(),
 })
 export type UsageRecord = Static<typeof UsageRecord>

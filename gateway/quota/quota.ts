@@ -53,11 +53,16 @@ export interface Reservation {
 }
 
 export class QuotaService {
+  // Settings may be a function, so a config reload reaches a running service.
   constructor(
     private readonly store: QuotaStore,
-    private readonly settings: QuotaSettings,
+    private readonly settingsOf: QuotaSettings | (() => QuotaSettings),
     private readonly log: Logger,
   ) {}
+
+  private get settings(): QuotaSettings {
+    return typeof this.settingsOf === 'function' ? this.settingsOf() : this.settingsOf
+  }
 
   // Reserves on every entity or on none: entities are reserved together and, if one refuses,
   // the others are released (a false 429 at worst while that runs, never overspend).

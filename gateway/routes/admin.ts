@@ -1,4 +1,4 @@
-// GET /admin/quotas: every budget's used, reserved and limit per entity, for operators holding ADMIN_TOKEN.
+// Admin endpoints for operators holding ADMIN_TOKEN: budgets (GET /admin/quotas), routing and breakers (GET /admin/routing).
 import { timingSafeEqual, createHash } from 'node:crypto'
 import type { QuotaRecord } from '../../shared/config/schema.ts'
 import type { Secret } from '../../shared/secret.ts'
@@ -6,13 +6,17 @@ import type { Snapshot } from '../config-store.ts'
 import { GatewayError } from '../errors.ts'
 import { linesOf } from '../quota/quota.ts'
 import type { QuotaStore } from '../quota/types.ts'
+import type { RoutingState } from '../routing/router.ts'
 
-export async function quotaStatus(authorization: string | null, adminToken: Secret | undefined, snapshot: Snapshot, store: QuotaStore): Promise<Response> {
+export function requireAdmin(authorization: string | null, adminToken: Secret | undefined, path: string): void {
   // Without ADMIN_TOKEN the admin surface does not exist.
-  if (!adminToken) throw new GatewayError('not_found', 'Unknown request URL: GET /admin/quotas.')
+  if (!adminToken) throw new GatewayError('not_found', `Unknown request URL: GET ${path}.`)
   if (!authorization || !sameSecret(authorization.replace(/^Bearer\s+/i, ''), adminToken.reveal())) {
     throw new GatewayError('invalid_api_key', 'This endpoint needs the admin token.')
   }
+}
+
+export async function quotaStatus(snapshot: Snapshot, store: QuotaStore): Promise<Response> {
   const file = snapshot.config.file
   const rows = await Promise.all(
     entitiesOf(file.quotas, file.clients).map(async ({ record, entity }) => {
@@ -34,6 +38,38 @@ export async function quotaStatus(authorization: string | null, adminToken: Secr
     }),
   )
   return Response.json({ quotas: rows })
+}
+
+// Each route's policy and targets, and each target's breaker and latency figures.
+export function routingStatus(snapshot: Snapshot, state: RoutingState): Response {
+  const now = state.now()
+  const window = snapshot.config.file.routing.latency
+  const targets = [...snapshot.targets.values()].map((r) => {
+    const b = state.breakers.get(r.key)
+    const s = b.state(now)
+    const lat = state.latency.figure(r.key, window)
+    return {
+      target: r.key,
+      provider_id: r.target.provider.provider_id,
+      upstream_model: r.target.upstreamModel,
+      unavailable: r.unavailable ?? null,
+      breaker: {
+        state: s.kind,
+        since: s.kind === 'closed' ? null : new Date(s.since).toISOString(),
+        half_open_at: s.kind === 'open' ? new Date(s.until).toISOString() : null,
+        window: b.counts(),
+      },
+      latency: { p95_ms: lat.p95 === undefined ? null : Math.round(lat.p95 * 1000) / 1000, samples: lat.samples, source: lat.source },
+    }
+  })
+  const routes = [...snapshot.routes.values()].map((p) => ({
+    name: p.name,
+    policy: p.policy,
+    targets: p.targets.map((r, i) => ({ target: r.key, weight: p.policy === 'ab' ? p.weights[i] : undefined })),
+    fallback: p.fallback,
+    retries: p.retries,
+  }))
+  return Response.json({ config_loaded_at: new Date(snapshot.loadedAt).toISOString(), routes, targets })
 }
 
 // Every entity each record applies to: one for global, the named one, or every client / team.

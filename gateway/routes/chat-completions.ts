@@ -1,20 +1,23 @@
-// POST /v1/chat/completions: authenticate, read and check the body, pick the target, call it, record usage.
+// POST /v1/chat/completions: authenticate, read and check the body, route, call with retries and fallback, record usage.
 import type { Caller, Route, Snapshot } from '../config-store.ts'
-import { authenticate, mayUseModel } from '../auth.ts'
+import { authenticate } from '../auth.ts'
 import { parseChatRequest, wantsStream, wantsUsageChunk, type ChatRequest } from '../chat-request.ts'
-import { errorResponse, GatewayError, toGatewayError } from '../errors.ts'
+import { errorResponse, toGatewayError } from '../errors.ts'
 import type { Usage } from '../providers/types.ts'
 import { CLIENT_CLOSED, completeChat } from '../upstream/call.ts'
 import { openChatStream, type StreamOutcome } from '../upstream/relay.ts'
-import { buildUsageRecord, type RequestOutcome, type UsageSink } from '../usage.ts'
+import { buildUsageRecord, sentAttempts, type RequestOutcome, type UsageSink } from '../usage.ts'
 import { readJsonBody } from '../read-body.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
-import { estimateRequest, withOutputCap } from '../quota/estimate.ts'
+import { estimateRequest, withOutputCap, type Estimate } from '../quota/estimate.ts'
 import { planFor, type QuotaService, type Reservation } from '../quota/quota.ts'
+import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
+import { dispatch, type Attempt, type DispatchDeps } from '../upstream/dispatch.ts'
 
 export interface ChatDeps {
   usage: UsageSink
   quota: QuotaService
+  routing: RoutingState & { sleep: DispatchDeps['sleep'] }
   onInternalError(err: unknown, requestId: string): void
 }
 
@@ -39,6 +42,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     return errorResponse(toGatewayError(err), baseHeaders)
   }
 
+  const attempts: Attempt[] = []
   const outcome: RequestOutcome = {
     requestId,
     caller,
@@ -51,7 +55,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     ttfbMs: undefined,
     stream: wantsStream(req),
     clientClosed: false,
-    attempts: 0,
+    attempts,
+    fellBack: false,
   }
   let reservation: Reservation | undefined
   // Called once per request, whatever its outcome: the usage record, then the budget booking.
@@ -62,58 +67,84 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     if (outcome.usage) reservation.settle(rec.input_tokens + rec.output_tokens, rec.cost_pico)
     else reservation.release()
   }
+  const headers: Record<string, string> = { ...baseHeaders }
   // A failure after the request was accepted: logged if unexpected, recorded, answered in OpenAI's shape.
-  const fail = (err: unknown, headers: Record<string, string>): Response => {
+  const fail = (err: unknown): Response => {
     outcome.error = toGatewayError(err)
     if (outcome.error.code === 'internal_error') deps.onInternalError(err, requestId)
+    // The target that gave the final answer, if one was tried.
+    const last = attempts.findLast((a) => a.outcome === 'error')
+    const route = last && snapshot.targets.get(last.target)
+    if (route) {
+      outcome.target = route.target
+      headers['x-gateway-provider'] = route.target.provider.provider_id
+      headers['x-gateway-model'] = route.target.upstreamModel
+    }
     record()
+    if (attempts.length > 0) headers['x-gateway-attempts'] = String(sentAttempts(attempts))
     return errorResponse(outcome.error, headers)
   }
 
-  let route: Route
+  let decision: RoutingDecision
   try {
-    route = await pickRoute(snapshot, caller, req.model, deps.quota, requestId)
+    decision = routeRequest(snapshot, caller, req, options, deps.routing)
   } catch (err) {
-    return fail(err, baseHeaders)
+    return fail(err)
   }
-  const { target, adapter } = route
-  outcome.target = target
-  outcome.attempts = 1
-  // Counting tokens may load a tokenizer: the record is written when it is done, off the response path.
-  const recordEstimated = (contentChunks: number) => {
-    estimateUsage(route, req, contentChunks)
-      .then((u) => {
-        outcome.usage = u
-      })
-      .catch((err) => deps.onInternalError(err, requestId))
-      .finally(record)
-  }
-  const headers: Record<string, string> = { ...baseHeaders, 'x-gateway-provider': target.provider.provider_id, 'x-gateway-model': target.upstreamModel }
+  // Until a target answers, the record names the first one chosen.
+  outcome.target = decision.chain[0]?.target
+
+  // Budgets reserve for the dearest target the chain may reach, so a fallback cannot overspend.
   const plan = planFor(snapshot.config.file.quotas, caller)
+  const estimates = new Map<Route, Estimate>()
   if (plan.length > 0) {
     try {
-      const est = await estimateRequest(route, req, snapshot.config.file.quota)
-      if (est.capApplied) {
-        req = withOutputCap(req, est.maxOutput, target.provider.kind)
-        headers['x-gateway-max-tokens'] = String(est.maxOutput)
-      }
-      reservation = await deps.quota.reserve(plan, requestId, est)
+      const settings = snapshot.config.file.quota
+      for (const route of decision.chain) estimates.set(route, await estimateRequest(route, req, settings))
+      const all = [...estimates.values()]
+      const worst = { tokens: Math.max(...all.map((e) => e.tokens)), micro: Math.max(...all.map((e) => e.micro)) }
+      reservation = await deps.quota.reserve(plan, requestId, { ...(all[0] as Estimate), ...worst })
       if (reservation) Object.assign(headers, reservation.headers)
     } catch (err) {
-      return fail(err, headers)
+      return fail(err)
     }
   }
+  // The request as one target gets it: with the reserved output cap when the caller set none.
+  const requestFor = (route: Route): ChatRequest => {
+    const est = estimates.get(route)
+    return est?.capApplied ? withOutputCap(req, est.maxOutput, route.target.provider.kind) : req
+  }
+  const { routing } = snapshot.config.file
+  const dispatchDeps: DispatchDeps = {
+    ...deps.routing,
+    admit: (route) => deps.quota.admitProvider(route.target.provider, requestId),
+  }
+  const dispatchSettings = { ...routing, retries: decision.plan.retries, breakers: routing.breaker.enabled }
+  // Headers naming the target that answered, and how many tries it took.
+  const served = (route: Route, index: number) => {
+    outcome.target = route.target
+    outcome.fellBack = index > 0
+    headers['x-gateway-provider'] = route.target.provider.provider_id
+    headers['x-gateway-model'] = route.target.upstreamModel
+    headers['x-gateway-attempts'] = String(sentAttempts(attempts))
+    const est = estimates.get(route)
+    if (est?.capApplied) headers['x-gateway-max-tokens'] = String(est.maxOutput)
+  }
+  const providerOptions = options.provider_options ?? {}
 
   if (!outcome.stream) {
     try {
-      const { completion, upstreamRequestId } = await completeChat(adapter, target, req, options.provider_options ?? {}, request.signal)
-      outcome.usage = completion.usage ?? (await estimateUsage(route, req, undefined))
+      const { value, route, index } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
+        completeChat(r.adapter, r.target, requestFor(r), providerOptions, request.signal),
+      )
+      served(route, index)
+      outcome.usage = value.completion.usage ?? (await estimateUsage(route, req, undefined))
       outcome.ttfbMs = performance.now() - ctx.startedAt
       record()
-      if (upstreamRequestId) headers['x-upstream-request-id'] = upstreamRequestId
-      return new Response(completion.body, { headers: { ...headers, 'content-type': 'application/json' } })
+      if (value.upstreamRequestId) headers['x-upstream-request-id'] = value.upstreamRequestId
+      return new Response(value.completion.body, { headers: { ...headers, 'content-type': 'application/json' } })
     } catch (err) {
-      if (err !== CLIENT_CLOSED) return fail(err, headers)
+      if (err !== CLIENT_CLOSED) return fail(err)
       // The provider may still bill the prompt: record what we can count.
       outcome.error = CLIENT_CLOSED
       outcome.clientClosed = true
@@ -122,10 +153,25 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     }
   }
 
-  const onEnd = (s: StreamOutcome) => {
+  // Counting tokens may load a tokenizer: the record is written when it is done, off the response path.
+  function recordEstimated(contentChunks: number) {
+    const route = decision.chain.find((r) => r.target === outcome.target) ?? decision.chain[0]
+    if (!route) return record()
+    estimateUsage(route, req, contentChunks)
+      .then((u) => {
+        outcome.usage = u
+      })
+      .catch((err) => deps.onInternalError(err, requestId))
+      .finally(record)
+  }
+
+  // Fallback ends once a stream opened: what goes wrong after that reaches the client as an SSE
+  // error frame, and counts against the target's breaker.
+  const onEnd = (route: Route) => (s: StreamOutcome) => {
     outcome.ttfbMs = s.ttfbMs
     outcome.clientClosed = s.clientClosed
     outcome.error = s.error
+    if (s.error) deps.routing.breakers.get(route.key).failure(deps.routing.now())
     if (s.usage) {
       outcome.usage = s.usage
       record()
@@ -136,43 +182,28 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
   try {
     const { server } = snapshot.config.file
-    const opened = await openChatStream(adapter, target, req, {
-      callerWantsUsage: wantsUsageChunk(req),
-      providerOptions: options.provider_options ?? {},
-      timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
-      clientSignal: request.signal,
-      startedAt: ctx.startedAt,
-      onEnd,
-    })
+    const { value: opened, route, index } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
+      openChatStream(r.adapter, r.target, requestFor(r), {
+        callerWantsUsage: wantsUsageChunk(req),
+        providerOptions,
+        timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
+        clientSignal: request.signal,
+        startedAt: ctx.startedAt,
+        onEnd: onEnd(r),
+      }),
+    )
+    served(route, index)
     if (opened.upstreamRequestId) headers['x-upstream-request-id'] = opened.upstreamRequestId
     return new Response(opened.body, {
       headers: { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },
     })
   } catch (err) {
-    return fail(err, headers)
+    if (err !== CLIENT_CLOSED) return fail(err)
+    outcome.error = CLIENT_CLOSED
+    outcome.clientClosed = true
+    record()
+    return errorResponse(CLIENT_CLOSED, headers)
   }
-}
-
-// Explicit routing: the first available provider serving the model, in config order, skipping
-// providers at their rate_limit_rpm; when every one is at its limit, a 429.
-async function pickRoute(snapshot: Snapshot, caller: Caller, model: string, quota: QuotaService, requestId: string): Promise<Route> {
-  const routes = snapshot.routes.get(model)
-  if (!routes || !mayUseModel(caller, model)) {
-    throw new GatewayError('model_not_found', `The model '${model}' does not exist or you do not have access to it.`, { param: 'model' })
-  }
-  let soonest: number | undefined
-  for (const route of routes) {
-    if (route.unavailable !== undefined) continue
-    const wait = await quota.admitProvider(route.target.provider, requestId)
-    if (wait === undefined) return route
-    soonest = Math.min(soonest ?? wait, wait)
-  }
-  if (soonest !== undefined) {
-    const seconds = Math.max(1, Math.ceil(soonest / 1000))
-    throw new GatewayError('rate_limit_exceeded', `Every provider serving '${model}' is at its requests-per-minute limit. Retry in ${seconds} s.`, { retryAfterSeconds: seconds })
-  }
-  const reasons = routes.map((r) => `${r.target.provider.provider_id}: ${r.unavailable}`).join('; ')
-  throw new GatewayError('provider_unavailable', `No provider can serve '${model}' now (${reasons}).`)
 }
 
 // Input counted locally; output from the chunks relayed (about one token each), or zero.

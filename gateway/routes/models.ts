@@ -7,6 +7,6 @@ export function listModels(authorization: string | null, snapshot: Snapshot, req
   const created = Math.floor(snapshot.loadedAt / 1000)
   const data = [...snapshot.routes.entries()]
     .filter(([name]) => mayUseModel(caller, name))
-    .map(([name, routes]) => ({ id: name, object: 'model', created, owned_by: routes[0]?.target.provider.provider_id ?? 'gateway' }))
+    .map(([name, plan]) => ({ id: name, object: 'model', created, owned_by: plan.targets[0]?.target.provider.provider_id ?? 'gateway' }))
   return Response.json({ object: 'list', data }, { headers: { 'x-request-id': requestId } })
 }

@@ -15,6 +15,7 @@ const provider = (base_url: string) => ({
   models: [{ name: 'm', cost_per_1k_input_tokens: 0, cost_per_1k_output_tokens: 0 }],
   enabled: true,
   timeout_ms: 1000,
+  health_check: true,
 })
 
 describe('checkProviderHealth', () => {

@@ -80,7 +80,7 @@ describe('loadConfig', () => {
     expect(problems).toContain('/providers/1/provider_id: duplicate "openai"')
     expect(problems).toContain('/clients/1/client_id: duplicate "app"')
     expect(problems).toContain('/clients/1/keys/0/sha256: this key is already assigned')
-    expect(problems).toContain('/clients/0/models/0: no provider serves model "no-such-model"')
+    expect(problems).toContain('/clients/0/models/0: no provider or route serves model "no-such-model"')
   })
 
   it('rejects a price finer than a pico-dollar per token', () => {

@@ -31,6 +31,8 @@ export interface Config {
   redisUrl: string | undefined
   // ADMIN_TOKEN: enables the admin endpoints; absent means they do not exist.
   adminToken: Secret | undefined
+  // GATEWAY_CONFIG_REDIS_KEY: a Redis key whose value (YAML or JSON), when present, replaces the file.
+  configRedisKey: string | undefined
 }
 
 export type Env = Record<string, string | undefined>
@@ -47,7 +49,9 @@ export function loadConfig(env: Env = process.env): Config {
 }
 
 export function parseConfig(text: string, source: string, env: Env = {}): Config {
-  const raw = decodeText(text, source)
+  // A Redis key has no extension: its text says which it is.
+  const ext = source.startsWith('redis:') ? (text.trimStart().startsWith('{') ? '.json' : '.yaml') : extname(source).toLowerCase()
+  const raw = decodeText(text, source, ext)
   // Default fills optional settings; Check + Errors then report misspelled keys instead of
   // dropping them (Value.Parse's Clean step would delete them silently).
   const withDefaults = Value.Default(GatewayConfig, structuredClone(raw))
@@ -76,11 +80,19 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
     if (value) secrets.set(p.provider_id, new Secret(value))
     else if (p.enabled) unavailable.set(p.provider_id, `its key variable ${name} is not set`)
   }
-  return { source, file, secrets, unavailable, logLevel: logLevel as LogLevel, redisUrl: env.REDIS_URL || undefined, adminToken: env.ADMIN_TOKEN ? new Secret(env.ADMIN_TOKEN) : undefined }
+  return {
+    source,
+    file,
+    secrets,
+    unavailable,
+    logLevel: logLevel as LogLevel,
+    redisUrl: env.REDIS_URL || undefined,
+    adminToken: env.ADMIN_TOKEN ? new Secret(env.ADMIN_TOKEN) : undefined,
+    configRedisKey: env.GATEWAY_CONFIG_REDIS_KEY || undefined,
+  }
 }
 
-function decodeText(text: string, source: string): unknown {
-  const ext = extname(source).toLowerCase()
+function decodeText(text: string, source: string, ext: string): unknown {
   try {
     if (ext === '.json') return JSON.parse(text)
     if (ext === '.yaml' || ext === '.yml') return parseYaml(text)
@@ -124,18 +136,43 @@ function checkReferences(file: GatewayConfig): string[] {
     }
     if (q.entity_type === 'team' && q.entity_id !== undefined && !teamIds.has(q.entity_id)) problems.push(`/quotas/${i}/entity_id: no team "${q.entity_id}"`)
   })
+  problems.push(...checkRoutes(file))
+  const callable = new Set([...modelNames, ...file.routes.map((r) => r.name)])
   const clientIds = new Set<string>()
   const hashes = new Set<string>()
   file.clients.forEach((c, i) => {
     if (clientIds.has(c.client_id)) problems.push(`/clients/${i}/client_id: duplicate "${c.client_id}"`)
     clientIds.add(c.client_id)
     c.models?.forEach((m, j) => {
-      if (!modelNames.has(m)) problems.push(`/clients/${i}/models/${j}: no provider serves model "${m}"`)
+      if (!callable.has(m)) problems.push(`/clients/${i}/models/${j}: no provider or route serves model "${m}"`)
     })
     c.keys.forEach((k, j) => {
       if (hashes.has(k.sha256)) problems.push(`/clients/${i}/keys/${j}/sha256: this key is already assigned`)
       hashes.add(k.sha256)
     })
+  })
+  return problems
+}
+
+function checkRoutes(file: GatewayConfig): string[] {
+  const problems: string[] = []
+  const names = new Set<string>()
+  file.routes.forEach((r, i) => {
+    if (names.has(r.name)) problems.push(`/routes/${i}/name: duplicate "${r.name}"`)
+    names.add(r.name)
+    const seen = new Set<string>()
+    r.targets.forEach((tg, j) => {
+      const provider = file.providers.find((p) => p.provider_id === tg.provider)
+      if (!provider) problems.push(`/routes/${i}/targets/${j}/provider: no provider "${tg.provider}"`)
+      else if (!provider.models.some((m) => m.name === tg.model)) problems.push(`/routes/${i}/targets/${j}/model: provider "${tg.provider}" has no model "${tg.model}"`)
+      const key = `${tg.provider}/${tg.model}`
+      if (seen.has(key)) problems.push(`/routes/${i}/targets/${j}: duplicate target "${key}"`)
+      seen.add(key)
+      if (r.policy === 'ab' && tg.weight === undefined) problems.push(`/routes/${i}/targets/${j}/weight: the ab policy needs a weight on every target`)
+      if (r.policy !== 'ab' && tg.weight !== undefined) problems.push(`/routes/${i}/targets/${j}/weight: only the ab policy uses weights`)
+    })
+    if (r.policy === 'ab' && r.targets.every((tg) => (tg.weight ?? 0) === 0)) problems.push(`/routes/${i}/targets: the ab weights sum to zero`)
+    if (r.sticky && r.policy !== 'ab') problems.push(`/routes/${i}/sticky: only the ab policy is sticky`)
   })
   return problems
 }

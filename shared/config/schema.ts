@@ -42,6 +42,8 @@ export const ProviderConfig = t.Object(
     enabled: t.Boolean({ default: true }),
     // Deadline for a whole non-streaming call, headers and body.
     timeout_ms: t.Integer({ minimum: 1, default: 120_000 }),
+    // Background health checks (routing.health_check) for this provider; off for one that bills them.
+    health_check: t.Boolean({ default: true }),
   },
   strict,
 )
@@ -125,10 +127,95 @@ export const QuotaSettings = t.Object(
 )
 export type QuotaSettings = Static<typeof QuotaSettings>
 
+const policyLiterals = () => [t.Literal('explicit'), t.Literal('cost'), t.Literal('latency'), t.Literal('ab')]
+export const RoutePolicy = t.Union(policyLiterals())
+export type RoutePolicy = Static<typeof RoutePolicy>
+
+export const RouteTarget = t.Object(
+  {
+    provider: t.String({ minLength: 1 }),
+    // A model `name` in that provider's models.
+    model: t.String({ minLength: 1 }),
+    // Share of traffic under the `ab` policy (relative to the route's other weights).
+    weight: t.Optional(t.Integer({ minimum: 0 })),
+  },
+  strict,
+)
+export type RouteTarget = Static<typeof RouteTarget>
+
+// A model name clients call, served by one of several targets chosen by a policy.
+export const RouteConfig = t.Object(
+  {
+    name: t.String({ minLength: 1 }),
+    policy: t.Union(policyLiterals(), { default: 'explicit' }),
+    targets: t.Array(RouteTarget, { minItems: 1 }),
+    // After the chosen target fails (retries spent), try the others in order.
+    fallback: t.Boolean({ default: true }),
+    // Retries on the same target; routing.retries when absent.
+    retries: t.Optional(t.Integer({ minimum: 0, maximum: 10 })),
+    // ab: the same client always lands on the same target.
+    sticky: t.Boolean({ default: false }),
+  },
+  strict,
+)
+export type RouteConfig = Static<typeof RouteConfig>
+
+export const BreakerSettings = t.Object(
+  {
+    enabled: t.Boolean({ default: true }),
+    // Opens when failures / requests over the window exceed this, with at least min_requests.
+    failure_rate: t.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.5 }),
+    min_requests: t.Integer({ minimum: 1, default: 10 }),
+    window_ms: t.Integer({ minimum: 1000, default: 30_000 }),
+    // Open this long, then half-open: up to half_open_probes requests test the target.
+    cooldown_ms: t.Integer({ minimum: 1, default: 15_000 }),
+    half_open_probes: t.Integer({ minimum: 1, default: 1 }),
+  },
+  { ...strict, default: {} },
+)
+export type BreakerSettings = Static<typeof BreakerSettings>
+
+export const RoutingSettings = t.Object(
+  {
+    retries: t.Integer({ minimum: 0, maximum: 10, default: 2 }),
+    // Full jitter: a retry waits random(0, min(backoff_max_ms, backoff_base_ms * 2^n)).
+    backoff_base_ms: t.Integer({ minimum: 0, default: 100 }),
+    backoff_max_ms: t.Integer({ minimum: 0, default: 2_000 }),
+    // A provider's retry-after is waited for up to this; a longer one moves on to the next target.
+    max_retry_after_ms: t.Integer({ minimum: 0, default: 5_000 }),
+    breaker: BreakerSettings,
+    latency: t.Object(
+      {
+        // Samples older than this stop counting toward a target's p95.
+        window_ms: t.Integer({ minimum: 1000, default: 60_000 }),
+        // Fewer samples than this: the target's latency is unknown, and the policy tries it first.
+        min_samples: t.Integer({ minimum: 1, default: 5 }),
+        // How often each instance shares its figures through Redis (when REDIS_URL is set).
+        share_interval_ms: t.Integer({ minimum: 100, default: 5_000 }),
+      },
+      { ...strict, default: {} },
+    ),
+    health_check: t.Object(
+      {
+        enabled: t.Boolean({ default: true }),
+        interval_ms: t.Integer({ minimum: 100, default: 30_000 }),
+        timeout_ms: t.Integer({ minimum: 1, default: 5_000 }),
+      },
+      { ...strict, default: {} },
+    ),
+    // Hot reload: the config file (or Redis key) is re-read this often, besides file-change events.
+    reload_poll_ms: t.Integer({ minimum: 100, default: 30_000 }),
+  },
+  { ...strict, default: {} },
+)
+export type RoutingSettings = Static<typeof RoutingSettings>
+
 export const GatewayConfig = t.Object(
   {
     server: ServerConfig,
     providers: t.Array(ProviderConfig, { minItems: 1 }),
+    routes: t.Array(RouteConfig, { default: [] }),
+    routing: RoutingSettings,
     clients: t.Array(ClientConfig, { default: [] }),
     quotas: t.Array(QuotaRecord, { default: [] }),
     quota: QuotaSettings,

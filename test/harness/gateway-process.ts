@@ -72,6 +72,7 @@ export interface TestConfigOptions {
   upstreamBaseUrl: string
   upstreamKeyEnv?: string
   server?: Record<string, unknown>
+  routing?: Record<string, unknown>
   extraModels?: Array<Record<string, unknown>>
 }
 
@@ -81,6 +82,7 @@ export const TEST_KEYS = { full: 'sk-test-full-access', limited: 'sk-test-limite
 export function testConfig(o: TestConfigOptions): Record<string, unknown> {
   return {
     server: { log_level: 'info', ...o.server },
+    ...(o.routing ? { routing: o.routing } : {}),
     providers: [
       {
         provider_id: 'emu',

@@ -19,6 +19,8 @@ beforeAll(async () => {
       upstreamBaseUrl: emulator.baseUrl,
       upstreamKeyEnv: 'EMU_KEY',
       server: { stream_idle_timeout_ms: 1500, max_body_bytes: 65536 },
+      // These tests read one provider answer each; retries and fallback have their own suite.
+      routing: { retries: 0 },
       extraModels: [{ name: 'replay-model', upstream_model: 'replay', cost_per_1k_input_tokens: 0.0025, cost_per_1k_output_tokens: 0.01 }],
     }),
     env: { EMU_KEY: UPSTREAM_KEY },

@@ -28,6 +28,8 @@ beforeAll(async () => {
   gateway = await startGateway({
     config: {
       server: { stream_idle_timeout_ms: 5000 },
+      // Each provider's own error must reach the SDK: no retries here (the routing suite has them).
+      routing: { retries: 0 },
       providers: TARGETS.map((t) => ({
         provider_id: t.provider,
         name: t.provider,

@@ -48,7 +48,7 @@ beforeAll(async () => {
   emulator.setBehavior('*', { reply: 'One, two, three.' })
   // The reservation one request makes, computed the way the gateway computes it.
   const snapshot = buildSnapshot(parseConfig(JSON.stringify(config({ tokenLimit: 1 })), 'q.json'))
-  const route = snapshot.routes.get('q-model')?.[0]
+  const route = snapshot.routes.get('q-model')?.targets[0]
   if (!route) throw new Error('no route')
   perRequest = (await estimateRequest(route, ask, snapshot.config.file.quota)).tokens
 })

@@ -10,7 +10,7 @@ import { catchGatewayError } from '../../../test/harness/catch-error.ts'
 const fixture = (name: string) => readFileSync(new URL(`../../../test/fixtures/anthropic/${name}`, import.meta.url), 'utf8')
 
 const target: Target = {
-  provider: { provider_id: 'anthropic', name: 'Anthropic', kind: 'anthropic', base_url: 'https://api.anthropic.com', models: [], enabled: true, timeout_ms: 1000 },
+  provider: { provider_id: 'anthropic', name: 'Anthropic', kind: 'anthropic', base_url: 'https://api.anthropic.com', models: [], enabled: true, timeout_ms: 1000, health_check: true },
   model: { name: 'claude-haiku', upstream_model: 'claude-haiku-4-5', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.005 },
   upstreamModel: 'claude-haiku-4-5',
   apiKey: new Secret('sk-ant-api03-secretsecret'),

@@ -10,7 +10,7 @@ import { catchGatewayError } from '../../../test/harness/catch-error.ts'
 const fixture = (name: string) => readFileSync(new URL(`../../../test/fixtures/gemini/${name}`, import.meta.url), 'utf8')
 
 const target: Target = {
-  provider: { provider_id: 'gemini', name: 'Gemini', kind: 'gemini', base_url: 'https://generativelanguage.googleapis.com', models: [], enabled: true, timeout_ms: 1000 },
+  provider: { provider_id: 'gemini', name: 'Gemini', kind: 'gemini', base_url: 'https://generativelanguage.googleapis.com', models: [], enabled: true, timeout_ms: 1000, health_check: true },
   model: { name: 'flash', upstream_model: 'gemini-2.5-flash', cost_per_1k_input_tokens: 0.0003, cost_per_1k_output_tokens: 0.0025 },
   upstreamModel: 'gemini-2.5-flash',
   apiKey: new Secret('AIzaSyFAKEFAKEFAKEFAKE123'),

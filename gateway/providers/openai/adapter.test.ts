@@ -17,6 +17,7 @@ const target: Target = {
     models: [],
     enabled: true,
     timeout_ms: 1000,
+    health_check: true,
   },
   model: { name: 'gpt-4o', cost_per_1k_input_tokens: 0.0025, cost_per_1k_output_tokens: 0.01 },
   upstreamModel: 'gpt-4o-2024-08-06',

@@ -1,0 +1,116 @@
+// Hot reload: on file change, on a poll, on SIGHUP and from an optional Redis key; a new config is built (may fail) then swapped (cannot).
+import { watch, readFileSync, type FSWatcher } from 'node:fs'
+import { basename, dirname } from 'node:path'
+import { createHash } from 'node:crypto'
+import { ConfigError, parseConfig, type Env } from '../shared/config/load.ts'
+import type { Logger } from '../shared/log.ts'
+import type { RedisClient } from '../shared/redis.ts'
+import { buildSnapshot, type ConfigStore, type Snapshot } from './config-store.ts'
+
+export interface ConfigReloader {
+  // Reads the config again and swaps it in if it changed and is valid; true when swapped.
+  reload(reason: string): Promise<boolean>
+  stop(): void
+}
+
+export interface ReloadOptions {
+  filePath: string
+  env: Env
+  store: ConfigStore
+  log: Logger
+  // With GATEWAY_CONFIG_REDIS_KEY: the key's value, when it exists, is the config.
+  redis?: RedisClient
+  redisKey?: string
+  // After each swap: state outside snapshots (breaker settings) follows the new config.
+  onSwap?(next: Snapshot): void
+}
+
+// Editors write a file in several steps (truncate, write, rename): wait for them to settle.
+const SETTLE_MS = 50
+
+export function startConfigReload(opts: ReloadOptions): ConfigReloader {
+  const { store, log } = opts
+  let applied = digest(readFileSync(opts.filePath, 'utf8'))
+  let queue: Promise<boolean> = Promise.resolve(false)
+  let settle: ReturnType<typeof setTimeout> | undefined
+  let poll: ReturnType<typeof setTimeout> | undefined
+  let stopped = false
+
+  const readSource = async (): Promise<{ text: string; source: string }> => {
+    if (opts.redis && opts.redisKey) {
+      const text = await opts.redis.get(opts.redisKey)
+      if (text !== null) return { text, source: `redis:${opts.redisKey}` }
+    }
+    return { text: readFileSync(opts.filePath, 'utf8'), source: opts.filePath }
+  }
+
+  const reloadOnce = async (reason: string): Promise<boolean> => {
+    let text: string
+    let source: string
+    try {
+      ;({ text, source } = await readSource())
+    } catch (err) {
+      log.warn('config reload failed: cannot read the config', { reason, err })
+      return false
+    }
+    const d = digest(text)
+    if (d === applied) return false
+    let next: Snapshot
+    try {
+      next = buildSnapshot(parseConfig(text, source, opts.env))
+    } catch (err) {
+      // Only the same text fixed (or replaced) is tried again.
+      applied = d
+      const problems = err instanceof ConfigError ? err.problems : [String(err)]
+      log.warn('config rejected; the previous config keeps serving', { source, reason, problems })
+      return false
+    }
+    const before = store.current.config.file.server
+    store.swap(next)
+    applied = d
+    opts.onSwap?.(next)
+    const after = next.config.file.server
+    const restartNeeded = (['port', 'host'] as const).filter((k) => before[k] !== after[k]).map((k) => `server.${k}`)
+    log.info('config reloaded', { source, reason, routes: next.routes.size, targets: next.targets.size, ...(restartNeeded.length ? { restart_needed_for: restartNeeded } : {}) })
+    return true
+  }
+
+  // One reload at a time, in order.
+  const reload = (reason: string) => {
+    queue = queue.then(() => reloadOnce(reason)).catch(() => false)
+    return queue
+  }
+
+  let watcher: FSWatcher | undefined
+  try {
+    // The folder, not the file: an editor that renames a new file over it would end a file watch.
+    watcher = watch(dirname(opts.filePath), (_event, name) => {
+      if (name !== null && name !== basename(opts.filePath)) return
+      clearTimeout(settle)
+      settle = setTimeout(() => void reload('file changed'), SETTLE_MS)
+    })
+  } catch (err) {
+    log.warn('cannot watch the config file; relying on the poll', { err })
+  }
+
+  const schedulePoll = () => {
+    if (stopped) return
+    poll = setTimeout(() => void reload('poll').finally(schedulePoll), store.current.config.file.routing.reload_poll_ms)
+    poll.unref?.()
+  }
+  schedulePoll()
+
+  return {
+    reload,
+    stop() {
+      stopped = true
+      watcher?.close()
+      clearTimeout(settle)
+      clearTimeout(poll)
+    },
+  }
+}
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex')
+}

@@ -1,0 +1,36 @@
+// GET /metrics: Prometheus text for routing state (breakers, per-target p95); issue 7 adds the request metrics.
+import type { Snapshot } from '../config-store.ts'
+import type { RoutingState } from '../routing/router.ts'
+
+const STATE_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
+
+export function renderMetrics(snapshot: Snapshot, state: RoutingState): Response {
+  const now = state.now()
+  const window = snapshot.config.file.routing.latency
+  const out: string[] = [
+    '# HELP gateway_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open.',
+    '# TYPE gateway_breaker_state gauge',
+  ]
+  for (const r of snapshot.targets.values()) {
+    out.push(`gateway_breaker_state{${labels(r.key, r.target.provider.provider_id)}} ${STATE_VALUE[state.breakers.get(r.key).state(now).kind]}`)
+  }
+  out.push('# HELP gateway_breaker_transitions_total Breaker state changes per target, by the state entered.', '# TYPE gateway_breaker_transitions_total counter')
+  for (const [k, n] of state.breakers.transitions) {
+    const [target, to] = k.split(' ')
+    out.push(`gateway_breaker_transitions_total{target="${escape(target ?? '')}",to="${to}"} ${n}`)
+  }
+  out.push('# HELP gateway_target_latency_p95_seconds Recent p95 latency per target, as the latency policy sees it.', '# TYPE gateway_target_latency_p95_seconds gauge')
+  for (const r of snapshot.targets.values()) {
+    const f = state.latency.figure(r.key, window)
+    if (f.p95 !== undefined) out.push(`gateway_target_latency_p95_seconds{${labels(r.key, r.target.provider.provider_id)}} ${f.p95 / 1000}`)
+  }
+  return new Response(`${out.join('\n')}\n`, { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } })
+}
+
+function labels(target: string, provider: string): string {
+  return `target="${escape(target)}",provider="${escape(provider)}"`
+}
+
+function escape(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}

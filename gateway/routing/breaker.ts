@@ -1,0 +1,211 @@
+// Circuit breakers per target: states as a union, the trip rule as a small strategy, the clock injected.
+import type { BreakerSettings } from '../../shared/config/schema.ts'
+
+export type BreakerState =
+  | { kind: 'closed' }
+  | { kind: 'open'; since: number; until: number }
+  | { kind: 'half-open'; since: number; probes: number }
+
+export type BreakerStateName = BreakerState['kind']
+
+// Whether the recent outcomes say a target is failing: failures / total over a rolling window,
+// counted in ten buckets so old outcomes leave the window in steps rather than all at once.
+export class ErrorRateStrategy {
+  private static readonly BUCKETS = 10
+  private readonly ok = new Array<number>(ErrorRateStrategy.BUCKETS).fill(0)
+  private readonly failed = new Array<number>(ErrorRateStrategy.BUCKETS).fill(0)
+  private bucket = 0
+  private bucketStart = 0
+
+  constructor(private settings: Pick<BreakerSettings, 'failure_rate' | 'min_requests' | 'window_ms'>) {}
+
+  configure(settings: Pick<BreakerSettings, 'failure_rate' | 'min_requests' | 'window_ms'>): void {
+    if (settings.window_ms !== this.settings.window_ms) this.reset()
+    this.settings = settings
+  }
+
+  record(success: boolean, now: number): void {
+    this.advance(now)
+    if (success) this.ok[this.bucket] = (this.ok[this.bucket] ?? 0) + 1
+    else this.failed[this.bucket] = (this.failed[this.bucket] ?? 0) + 1
+  }
+
+  shouldTrip(now: number): boolean {
+    this.advance(now)
+    const { total, failures } = this.counts()
+    return total >= this.settings.min_requests && failures / total > this.settings.failure_rate
+  }
+
+  counts(): { total: number; failures: number } {
+    let total = 0
+    let failures = 0
+    for (let i = 0; i < ErrorRateStrategy.BUCKETS; i++) {
+      total += (this.ok[i] ?? 0) + (this.failed[i] ?? 0)
+      failures += this.failed[i] ?? 0
+    }
+    return { total, failures }
+  }
+
+  reset(): void {
+    this.ok.fill(0)
+    this.failed.fill(0)
+  }
+
+  // Clears the buckets the clock has moved past since the last call.
+  private advance(now: number): void {
+    const width = this.settings.window_ms / ErrorRateStrategy.BUCKETS
+    const steps = Math.floor((now - this.bucketStart) / width)
+    if (steps <= 0) return
+    for (let i = 1; i <= Math.min(steps, ErrorRateStrategy.BUCKETS); i++) {
+      const b = (this.bucket + i) % ErrorRateStrategy.BUCKETS
+      this.ok[b] = 0
+      this.failed[b] = 0
+    }
+    this.bucket = (this.bucket + steps) % ErrorRateStrategy.BUCKETS
+    this.bucketStart += steps * width
+  }
+}
+
+export interface Transition {
+  key: string
+  from: BreakerStateName
+  to: BreakerStateName
+}
+
+export class CircuitBreaker {
+  private current: BreakerState = { kind: 'closed' }
+  private readonly strategy: ErrorRateStrategy
+
+  constructor(
+    readonly key: string,
+    private settings: BreakerSettings,
+    private readonly onTransition: (t: Transition) => void = () => {},
+  ) {
+    this.strategy = new ErrorRateStrategy(settings)
+  }
+
+  configure(settings: BreakerSettings): void {
+    this.settings = settings
+    this.strategy.configure(settings)
+    if (!settings.enabled && this.current.kind !== 'closed') this.move({ kind: 'closed' })
+  }
+
+  // The state as of `now`: an open breaker whose cooldown has passed reads as half-open.
+  state(now: number): BreakerState {
+    if (this.current.kind === 'open' && now >= this.current.until) this.move({ kind: 'half-open', since: now, probes: 0 })
+    return this.current
+  }
+
+  // Whether a request may go to this target now, without taking anything.
+  canPass(now: number): boolean {
+    if (!this.settings.enabled) return true
+    const s = this.state(now)
+    return s.kind === 'closed' || (s.kind === 'half-open' && s.probes < this.settings.half_open_probes)
+  }
+
+  // Takes the right to send one request; in half-open, one of the limited probe slots. A caller
+  // that gets true must end with success(), failure() or abandon().
+  tryPass(now: number): boolean {
+    if (!this.settings.enabled) return true
+    const s = this.state(now)
+    if (s.kind === 'closed') return true
+    if (s.kind === 'open' || s.probes >= this.settings.half_open_probes) return false
+    s.probes++
+    return true
+  }
+
+  success(now: number): void {
+    const s = this.state(now)
+    if (s.kind === 'half-open') {
+      this.strategy.reset()
+      this.move({ kind: 'closed' })
+      return
+    }
+    this.strategy.record(true, now)
+  }
+
+  failure(now: number): void {
+    if (!this.settings.enabled) return
+    const s = this.state(now)
+    if (s.kind === 'half-open') return this.open(now)
+    if (s.kind === 'open') return
+    this.strategy.record(false, now)
+    if (this.strategy.shouldTrip(now)) this.open(now)
+  }
+
+  // The request ended with no verdict on the target (the caller left, or its own error).
+  abandon(now: number): void {
+    const s = this.state(now)
+    if (s.kind === 'half-open' && s.probes > 0) s.probes--
+  }
+
+  // A background health check counts like a request while closed. While open, a failed one
+  // restarts the cooldown (the provider is still down); a passing one decides nothing, since
+  // listing models can work while chat does not: half-open probes decide.
+  observeHealth(healthy: boolean, now: number): void {
+    if (!this.settings.enabled) return
+    const s = this.state(now)
+    if (s.kind === 'closed') {
+      if (healthy) this.strategy.record(true, now)
+      else this.failure(now)
+    } else if (s.kind === 'open' && !healthy) {
+      this.current = { kind: 'open', since: s.since, until: now + this.settings.cooldown_ms }
+    }
+  }
+
+  // When an open breaker becomes half-open; undefined unless open.
+  reopensAt(): number | undefined {
+    return this.current.kind === 'open' ? this.current.until : undefined
+  }
+
+  counts(): { total: number; failures: number } {
+    return this.strategy.counts()
+  }
+
+  private open(now: number): void {
+    this.strategy.reset()
+    this.move({ kind: 'open', since: now, until: now + this.settings.cooldown_ms })
+  }
+
+  private move(next: BreakerState): void {
+    const from = this.current.kind
+    this.current = next
+    if (from !== next.kind) this.onTransition({ key: this.key, from, to: next.kind })
+  }
+}
+
+// Breakers by target key; kept outside config snapshots so a reload keeps their state.
+export class BreakerRegistry {
+  private readonly breakers = new Map<string, CircuitBreaker>()
+  private settings: BreakerSettings
+  // Transitions so far by `<key> <to>`, for /metrics.
+  readonly transitions = new Map<string, number>()
+  private readonly onTransition: (t: Transition) => void
+
+  constructor(settings: BreakerSettings, onTransition: (t: Transition) => void = () => {}) {
+    this.settings = settings
+    this.onTransition = (t) => {
+      const k = `${t.key} ${t.to}`
+      this.transitions.set(k, (this.transitions.get(k) ?? 0) + 1)
+      onTransition(t)
+    }
+  }
+
+  configure(settings: BreakerSettings): void {
+    this.settings = settings
+    for (const b of this.breakers.values()) b.configure(settings)
+  }
+
+  get(key: string): CircuitBreaker {
+    let b = this.breakers.get(key)
+    if (!b) {
+      b = new CircuitBreaker(key, this.settings, this.onTransition)
+      this.breakers.set(key, b)
+    }
+    return b
+  }
+
+  entries(): IterableIterator<[string, CircuitBreaker]> {
+    return this.breakers.entries()
+  }
+}

@@ -1,0 +1,103 @@
+// Turns a request's model name into the ordered chain of targets to try: policy, breakers, per-request options.
+import type { RoutePolicy, RoutingSettings } from '../../shared/config/schema.ts'
+import { mayUseModel } from '../auth.ts'
+import type { ChatRequest } from '../chat-request.ts'
+import type { Caller, Route, RoutePlan, Snapshot } from '../config-store.ts'
+import { GatewayError } from '../errors.ts'
+import type { GatewayOptions } from '../gateway-options.ts'
+import type { BreakerRegistry } from './breaker.ts'
+import type { LatencyTracker } from './latency.ts'
+import { orderTargets, type Weighted } from './policies.ts'
+
+export interface RoutingState {
+  breakers: BreakerRegistry
+  latency: LatencyTracker
+  now: () => number
+  random: () => number
+}
+
+export interface RoutingDecision {
+  plan: RoutePlan
+  policy: RoutePolicy
+  // Targets to try in order: the policy's choice first, then the fallback chain.
+  chain: Route[]
+}
+
+const OPTIONS = 'x-gateway-options'
+
+export function routeRequest(snapshot: Snapshot, caller: Caller, req: ChatRequest, options: GatewayOptions, state: RoutingState): RoutingDecision {
+  const plan = lookUp(snapshot, caller, req.model, 'model')
+  const policy = options.policy ?? plan.policy
+  if (options.provider !== undefined && !plan.targets.some((r) => r.target.provider.provider_id === options.provider)) {
+    throw new GatewayError('invalid_parameter', `Invalid ${OPTIONS}: provider '${options.provider}' does not serve '${req.model}'.`, { param: `${OPTIONS}.provider` })
+  }
+  const fallbackPlans = Array.isArray(options.fallback) ? options.fallback.map((m) => lookUp(snapshot, caller, m, `${OPTIONS}.fallback`)) : undefined
+
+  const usable = usableTargets(plan, req, state, snapshot.config.file.routing)
+  const { latency } = snapshot.config.file.routing
+  let ordered = orderTargets(policy, plan, usable, {
+    callerId: caller.client.client_id,
+    inputTokens: approximateInputTokens(req),
+    outputTokens: req.max_completion_tokens ?? req.max_tokens ?? snapshot.config.file.quota.default_max_output_tokens,
+    random: state.random,
+    p95: (key) => state.latency.figure(key, latency).p95,
+  })
+  if (options.provider !== undefined) {
+    const preferred = options.provider
+    ordered = [...ordered.filter((r) => r.target.provider.provider_id === preferred), ...ordered.filter((r) => r.target.provider.provider_id !== preferred)]
+  }
+  const first = ordered[0] as Route
+  const wantsFallback = options.fallback === undefined ? plan.fallback : options.fallback !== false
+  if (!wantsFallback) return { plan, policy, chain: [first] }
+  if (!fallbackPlans) return { plan, policy, chain: ordered }
+  const chain = [first]
+  for (const p of fallbackPlans) {
+    for (const { route } of usableTargets(p, req, state, snapshot.config.file.routing, false)) if (!chain.includes(route)) chain.push(route)
+  }
+  return { plan, policy, chain }
+}
+
+function lookUp(snapshot: Snapshot, caller: Caller, model: string, param: string): RoutePlan {
+  const plan = snapshot.routes.get(model)
+  if (!plan || !mayUseModel(caller, model)) {
+    throw new GatewayError('model_not_found', `The model '${model}' does not exist or you do not have access to it.`, { param })
+  }
+  return plan
+}
+
+// Targets that can take this request now: enabled with a key, able to produce the output asked
+// for, and not behind an open breaker. `required` throws when none is left, saying why.
+function usableTargets(plan: RoutePlan, req: ChatRequest, state: RoutingState, settings: RoutingSettings, required = true): Weighted[] {
+  const available = plan.targets.flatMap((route, i) => (route.unavailable === undefined ? [{ route, weight: plan.weights[i] ?? 1 }] : []))
+  if (available.length === 0) {
+    if (!required) return []
+    const reasons = plan.targets.map((r) => `${r.target.provider.provider_id}: ${r.unavailable}`).join('; ')
+    throw new GatewayError('provider_unavailable', `No provider can serve '${plan.name}' now (${reasons}).`)
+  }
+  // A cap above a target's own output limit would be refused upstream; prefer targets that fit,
+  // but when none does, let the provider say so.
+  const asked = req.max_completion_tokens ?? req.max_tokens
+  const fitting = asked == null ? available : available.filter((u) => (u.route.target.model.max_output_tokens ?? Infinity) >= asked)
+  const capable = fitting.length > 0 ? fitting : available
+  const now = state.now()
+  const closed = settings.breaker.enabled ? capable.filter((u) => state.breakers.get(u.route.key).canPass(now)) : capable
+  if (closed.length === 0 && required) {
+    const reopen = Math.min(...capable.map((u) => state.breakers.get(u.route.key).reopensAt() ?? now + 1000))
+    const seconds = Math.max(1, Math.ceil((reopen - now) / 1000))
+    throw new GatewayError('provider_unavailable', `Every target of '${plan.name}' is failing (circuit open). Retry in ${seconds} s.`, { retryAfterSeconds: seconds })
+  }
+  return closed
+}
+
+// The cost policy compares targets on one size; message text at ~4 characters a token is close
+// enough to rank them, and costs nothing compared with a tokenizer.
+export function approximateInputTokens(req: ChatRequest): number {
+  let chars = 0
+  for (const m of req.messages) {
+    if (typeof m.content === 'string') chars += m.content.length
+    else if (Array.isArray(m.content)) {
+      for (const part of m.content as Array<{ type: string; text?: unknown }>) if (typeof part.text === 'string') chars += part.text.length
+    }
+  }
+  return Math.ceil(chars / 4) + 4 * req.messages.length
+}
