@@ -95,6 +95,8 @@ export async function dispatch<T>(
       breaker.failure(deps.now())
       lastError = err
       if (verdict === 'next-target' || retry >= settings.retries) break
+      // This failure opened the breaker: no point waiting to be refused.
+      if (settings.breakers && !breaker.canPass(deps.now())) break
       const retryAfterMs = err.retryAfterSeconds === undefined ? 0 : err.retryAfterSeconds * 1000
       // Waiting longer than this is worse than trying another target (or answering now).
       if (retryAfterMs > settings.max_retry_after_ms) break

@@ -10,6 +10,12 @@ const WIRES: WireFormat[] = [openAiWire, anthropicWire, geminiWire]
 export interface Behavior {
   // Answer with this HTTP status and an OpenAI error body (error_body overrides the body).
   status?: number
+  // With status: fail only the next this-many requests, then answer normally.
+  times?: number
+  // With status: fail each request with this probability (0..1), the rest answer normally.
+  error_rate?: number
+  // GET /models (the health check): answer with this status.
+  health_status?: number
   error_body?: unknown
   retry_after?: number
   // Non-streaming: delay before the response.
@@ -44,6 +50,7 @@ export interface RecordedRequest {
 
 export interface EmulatorStats {
   requests: number
+  health_checks: number
   streams_completed: number
   streams_cancelled: number
 }
@@ -57,6 +64,8 @@ export interface Emulator {
   reset(): void
   readonly requests: RecordedRequest[]
   readonly stats: EmulatorStats
+  // Chat requests received per upstream model (all of them, unlike `requests`).
+  readonly byModel: Map<string, number>
   // Resolves once the named counter reaches n.
   waitFor(counter: keyof EmulatorStats, n: number): Promise<void>
   stop(): Promise<void>
@@ -77,7 +86,8 @@ const enc = new TextEncoder()
 export function startEmulator(opts: EmulatorOptions = {}): Emulator {
   const behaviors = new Map<string, Behavior>()
   const requests: RecordedRequest[] = []
-  const stats: EmulatorStats = { requests: 0, streams_completed: 0, streams_cancelled: 0 }
+  const byModel = new Map<string, number>()
+  const stats: EmulatorStats = { requests: 0, health_checks: 0, streams_completed: 0, streams_cancelled: 0 }
   const waiters: Array<{ counter: keyof EmulatorStats; n: number; resolve: () => void }> = []
   const recordLimit = opts.recordLimit ?? 1000
   let seq = 0
@@ -93,6 +103,16 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
     }
   }
 
+  // Whether this request gets the behavior's error status (consuming one of `times`).
+  const failsNow = (model: string, b: Behavior): boolean => {
+    if (b.status === undefined || b.status < 400) return false
+    if (b.error_rate !== undefined && Math.random() >= b.error_rate) return false
+    if (b.times === undefined) return true
+    if (b.times <= 0) return false
+    behaviors.set(behaviors.has(model) ? model : '*', { ...b, times: b.times - 1 })
+    return true
+  }
+
   const behaviorFor = (model: unknown): Behavior => (typeof model === 'string' ? behaviors.get(model) : undefined) ?? behaviors.get('*') ?? {}
 
   const server = Bun.serve({
@@ -103,11 +123,14 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       const url = new URL(req.url)
       if (url.pathname === '/__emulator/behavior') return control(req)
       if (url.pathname === '/__emulator/stats') return Response.json(stats)
-      bump('requests')
       if (req.method === 'GET' && (url.pathname === '/v1/models' || url.pathname === '/v1beta/models')) {
+        bump('health_checks')
+        const hs = behaviors.get('*')?.health_status
+        if (hs !== undefined && hs >= 400) return Response.json({ error: { message: 'emulated outage', type: 'server_error', param: null, code: null } }, { status: hs })
         const denied = opts.apiKey === undefined ? undefined : authFor(req).checkAuth(req, opts.apiKey)
         return denied ?? Response.json({ object: 'list', data: [{ id: 'emulated', object: 'model', created: 1700000000, owned_by: 'emulator' }] })
       }
+      bump('requests')
       const wire = WIRES.find((w) => w.matches(req.method, url.pathname))
       if (!wire) return Response.json({ error: { message: `Unknown request URL: ${req.method} ${url.pathname}`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }, { status: 404 })
       if (opts.apiKey !== undefined) {
@@ -125,9 +148,10 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       const invalid = wire.validate(body)
       if (invalid) return invalid
       const model = wire.modelOf(body, url.pathname)
+      byModel.set(model, (byModel.get(model) ?? 0) + 1)
       const b = behaviorFor(model)
       if (b.hang) return hang(req.signal)
-      if (b.status !== undefined && b.status >= 400) return b.error_body !== undefined ? Response.json(b.error_body, { status: b.status }) : wire.error(b.status, b.retry_after)
+      if (failsNow(model, b) && b.status !== undefined) return b.error_body !== undefined ? Response.json(b.error_body, { status: b.status }) : wire.error(b.status, b.retry_after)
       const reply = {
         words: splitReply(b.reply ?? DEFAULT_REPLY),
         toolCalls: (b.tool_calls ?? []).map((t, i) => ({ id: `call_emu${seq}_${i}`, ...t })),
@@ -205,9 +229,11 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
     reset() {
       behaviors.clear()
       requests.length = 0
+      byModel.clear()
     },
     requests,
     stats,
+    byModel,
     waitFor(counter, n) {
       if (stats[counter] >= n) return Promise.resolve()
       return new Promise((resolve) => waiters.push({ counter, n, resolve }))

@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'bun:test'
+import type { BreakerSettings } from '../../shared/config/schema.ts'
+import { CircuitBreaker, ErrorRateStrategy, type Transition } from './breaker.ts'
+
+const settings: BreakerSettings = { enabled: true, failure_rate: 0.5, min_requests: 4, window_ms: 10_000, cooldown_ms: 5_000, half_open_probes: 1 }
+
+function breaker(over: Partial<BreakerSettings> = {}) {
+  const transitions: Transition[] = []
+  const b = new CircuitBreaker('p/m', { ...settings, ...over }, (t) => transitions.push(t))
+  return { b, transitions }
+}
+
+describe('ErrorRateStrategy', () => {
+  it('trips only above the rate and at the minimum volume', () => {
+    const s = new ErrorRateStrategy(settings)
+    s.record(false, 0)
+    s.record(false, 0)
+    s.record(false, 0)
+    // 3 of 3 failed, but fewer than min_requests.
+    expect(s.shouldTrip(0)).toBe(false)
+    s.record(true, 0)
+    // 3 of 4 = 75 % > 50 %.
+    expect(s.shouldTrip(0)).toBe(true)
+  })
+
+  it('does not trip at exactly the rate', () => {
+    const s = new ErrorRateStrategy(settings)
+    for (const ok of [true, false, true, false]) s.record(ok, 0)
+    expect(s.shouldTrip(0)).toBe(false)
+  })
+
+  it('forgets outcomes older than the window, a bucket at a time', () => {
+    const s = new ErrorRateStrategy(settings)
+    for (let i = 0; i < 4; i++) s.record(false, 0)
+    expect(s.counts()).toEqual({ total: 4, failures: 4 })
+    s.record(true, 5_000)
+    expect(s.counts().total).toBe(5)
+    // The first bucket [0, 1000) leaves the window at 10 s.
+    expect(s.shouldTrip(10_500)).toBe(false)
+    expect(s.counts()).toEqual({ total: 1, failures: 0 })
+  })
+})
+
+describe('CircuitBreaker', () => {
+  it('opens on the error rate, refuses while open, half-opens after the cooldown', () => {
+    const { b, transitions } = breaker()
+    for (let i = 0; i < 3; i++) b.failure(1000)
+    expect(b.state(1000).kind).toBe('closed')
+    b.failure(1000)
+    expect(b.state(1000)).toEqual({ kind: 'open', since: 1000, until: 6000 })
+    expect(b.canPass(5999)).toBe(false)
+    expect(b.tryPass(5999)).toBe(false)
+    expect(b.state(6000).kind).toBe('half-open')
+    expect(transitions.map((t) => t.to)).toEqual(['open', 'half-open'])
+  })
+
+  it('lets a limited number of probes through while half-open', () => {
+    const { b } = breaker({ half_open_probes: 2 })
+    for (let i = 0; i < 4; i++) b.failure(0)
+    expect(b.tryPass(5000)).toBe(true)
+    expect(b.tryPass(5000)).toBe(true)
+    expect(b.tryPass(5000)).toBe(false)
+    expect(b.canPass(5000)).toBe(false)
+    // A probe that ended without a verdict gives its slot back.
+    b.abandon(5001)
+    expect(b.tryPass(5001)).toBe(true)
+  })
+
+  it('closes on a successful probe with a clean window', () => {
+    const { b, transitions } = breaker()
+    for (let i = 0; i < 4; i++) b.failure(0)
+    expect(b.tryPass(5000)).toBe(true)
+    b.success(5100)
+    expect(b.state(5100).kind).toBe('closed')
+    expect(b.counts()).toEqual({ total: 0, failures: 0 })
+    expect(transitions.map((t) => t.to)).toEqual(['open', 'half-open', 'closed'])
+  })
+
+  it('opens again when a probe fails, for another cooldown', () => {
+    const { b } = breaker()
+    for (let i = 0; i < 4; i++) b.failure(0)
+    expect(b.tryPass(5000)).toBe(true)
+    b.failure(5200)
+    expect(b.state(5200)).toEqual({ kind: 'open', since: 5200, until: 10_200 })
+  })
+
+  it('counts health checks while closed and restarts the cooldown on a failed one while open', () => {
+    const { b } = breaker()
+    for (let i = 0; i < 4; i++) b.observeHealth(false, 0)
+    expect(b.state(0).kind).toBe('open')
+    b.observeHealth(false, 4000)
+    expect(b.state(8999).kind).toBe('open')
+    // A passing health check does not close it: probes decide.
+    b.observeHealth(true, 9000)
+    expect(b.state(9000).kind).toBe('half-open')
+    b.observeHealth(true, 9000)
+    expect(b.state(9000).kind).toBe('half-open')
+  })
+
+  it('never refuses when disabled', () => {
+    const { b } = breaker({ enabled: false })
+    for (let i = 0; i < 20; i++) b.failure(0)
+    expect(b.tryPass(0)).toBe(true)
+    expect(b.state(0).kind).toBe('closed')
+  })
+})

@@ -1,0 +1,166 @@
+import { describe, expect, it } from 'bun:test'
+import { parseConfig } from '../../shared/config/load.ts'
+import type { BreakerSettings } from '../../shared/config/schema.ts'
+import { buildSnapshot, type Route } from '../config-store.ts'
+import { GatewayError } from '../errors.ts'
+import { BreakerRegistry } from '../routing/breaker.ts'
+import { LatencyTracker } from '../routing/latency.ts'
+import { CLIENT_CLOSED } from './call.ts'
+import { backoffMs, dispatch, type Attempt, type DispatchDeps, type DispatchSettings } from './dispatch.ts'
+
+const provider = (id: string) => ({
+  provider_id: id,
+  name: id,
+  kind: 'openai-compatible',
+  base_url: 'http://127.0.0.1:1/v1',
+  models: [{ name: 'm', upstream_model: `up-${id}`, cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002 }],
+})
+const snapshot = buildSnapshot(parseConfig(JSON.stringify({ providers: [provider('a'), provider('b'), provider('c')] }), 'd.json'))
+const chain = snapshot.routes.get('m')?.targets as Route[]
+const breakerSettings: BreakerSettings = { enabled: true, failure_rate: 0.5, min_requests: 100, window_ms: 10_000, cooldown_ms: 5_000, half_open_probes: 1 }
+const settings: DispatchSettings = { retries: 2, backoff_base_ms: 100, backoff_max_ms: 1_000, max_retry_after_ms: 3_000, breakers: true }
+
+const upstream503 = () => new GatewayError('upstream_unavailable', 'down', { upstreamStatus: 503 })
+const upstream429 = (s: number) => new GatewayError('rate_limit_exceeded', 'slow down', { upstreamStatus: 429, retryAfterSeconds: s })
+
+// A scripted world: each target answers from its list of outcomes; the clock only moves when slept.
+function world(script: Record<string, Array<GatewayError | 'ok'>>, opts: { random?: number; admit?: (r: Route) => number | undefined; breakers?: BreakerRegistry } = {}) {
+  let now = 1_000_000
+  const sleeps: number[] = []
+  const sent: string[] = []
+  const deps: DispatchDeps = {
+    breakers: opts.breakers ?? new BreakerRegistry(breakerSettings),
+    latency: new LatencyTracker(() => now),
+    now: () => now,
+    random: () => opts.random ?? 0.5,
+    sleep: async (ms) => {
+      sleeps.push(ms)
+      now += ms
+    },
+    admit: async (r) => opts.admit?.(r),
+  }
+  const send = async (route: Route) => {
+    sent.push(route.key)
+    const next = script[route.key]?.shift() ?? 'ok'
+    if (next !== 'ok') throw next
+    return `answer from ${route.key}`
+  }
+  const attempts: Attempt[] = []
+  const run = (s: DispatchSettings = settings, signal = new AbortController().signal) => dispatch(chain, s, deps, signal, attempts, send)
+  return { run, sleeps, sent, attempts, deps }
+}
+
+describe('dispatch', () => {
+  it('retries a retryable error on the same target with exponential backoff and full jitter', async () => {
+    const w = world({ 'a/m': [upstream503(), upstream503()] }, { random: 0.5 })
+    const r = await w.run()
+    expect(r).toMatchObject({ value: 'answer from a/m', index: 0 })
+    expect(w.sent).toEqual(['a/m', 'a/m', 'a/m'])
+    // random 0.5 of min(1000, 100 * 2^n): 50 then 100.
+    expect(w.sleeps).toEqual([50, 100])
+    expect(w.attempts.map((a) => a.outcome)).toEqual(['error', 'error', 'success'])
+  })
+
+  it('keeps every backoff within [0, min(max, base * 2^n))', () => {
+    const s = { backoff_base_ms: 100, backoff_max_ms: 1_000 }
+    expect([0, 1, 2, 3, 4, 5].map((n) => backoffMs(n, s, () => 0.999_999))).toEqual([0, 1, 2, 3, 4, 5].map((n) => Math.min(1000, 100 * 2 ** n) * 0.999_999))
+    for (let i = 0; i < 1000; i++) {
+      const n = i % 8
+      const ms = backoffMs(n, s, Math.random)
+      expect(ms).toBeGreaterThanOrEqual(0)
+      expect(ms).toBeLessThan(Math.min(1000, 100 * 2 ** n))
+    }
+  })
+
+  it("waits the provider's retry-after when it is longer than the backoff", async () => {
+    const w = world({ 'a/m': [upstream429(2)] })
+    await w.run()
+    expect(w.sleeps).toEqual([2000])
+    expect(w.sent).toEqual(['a/m', 'a/m'])
+  })
+
+  it('moves to the next target rather than wait a retry-after above the cap', async () => {
+    const w = world({ 'a/m': [upstream429(30)] })
+    const r = await w.run()
+    expect(w.sleeps).toEqual([])
+    expect(r).toMatchObject({ value: 'answer from b/m', index: 1 })
+  })
+
+  it('falls back to the second and then the third target once retries are spent', async () => {
+    const w = world({ 'a/m': [upstream503(), upstream503(), upstream503()], 'b/m': [upstream503(), upstream503(), upstream503()] })
+    const r = await w.run()
+    expect(r).toMatchObject({ value: 'answer from c/m', index: 2 })
+    expect(w.sent).toEqual(['a/m', 'a/m', 'a/m', 'b/m', 'b/m', 'b/m', 'c/m'])
+    expect(w.attempts.filter((a) => a.outcome === 'error').map((a) => a.http_status)).toEqual([503, 503, 503, 503, 503, 503])
+  })
+
+  it('throws the last error when every target failed', async () => {
+    const fail = () => [upstream503(), upstream503(), upstream503()]
+    const w = world({ 'a/m': fail(), 'b/m': fail(), 'c/m': fail() })
+    await expect(w.run()).rejects.toMatchObject({ code: 'upstream_unavailable' })
+    expect(w.sent.length).toBe(9)
+  })
+
+  it('returns a non-retryable error at once: no retry, no fallback', async () => {
+    const w = world({ 'a/m': [new GatewayError('context_length_exceeded', 'too long', { upstreamStatus: 400 })] })
+    await expect(w.run()).rejects.toMatchObject({ code: 'context_length_exceeded' })
+    expect(w.sent).toEqual(['a/m'])
+    expect(w.sleeps).toEqual([])
+  })
+
+  it('does not retry a target that refuses our credentials, but tries the next', async () => {
+    const w = world({ 'a/m': [new GatewayError('upstream_auth_error', 'bad key', { upstreamStatus: 401 })] })
+    const r = await w.run()
+    expect(w.sent).toEqual(['a/m', 'b/m'])
+    expect(r.index).toBe(1)
+  })
+
+  it('skips a target whose adapter refuses a parameter, answering its 400 only if none takes it', async () => {
+    const refuse = () => new GatewayError('unsupported_parameter', "Unsupported parameter 'seed'", { param: 'seed' })
+    const w = world({ 'a/m': [refuse()] })
+    expect((await w.run()).index).toBe(1)
+    const none = world({ 'a/m': [refuse()], 'b/m': [refuse()], 'c/m': [refuse()] })
+    await expect(none.run()).rejects.toMatchObject({ code: 'unsupported_parameter', param: 'seed' })
+  })
+
+  it('skips a provider at its rate limit and says when to retry if all are', async () => {
+    const w = world({}, { admit: (r) => (r.key === 'a/m' ? 5_000 : undefined) })
+    expect((await w.run()).index).toBe(1)
+    expect(w.attempts[0]).toMatchObject({ target: 'a/m', outcome: 'skipped', error_code: 'rate_limit_exceeded' })
+    const all = world({}, { admit: () => 2_500 })
+    await expect(all.run()).rejects.toMatchObject({ code: 'rate_limit_exceeded', retryAfterSeconds: 3 })
+  })
+
+  it('feeds the breaker, stops retrying a target whose breaker opened, and skips it next time', async () => {
+    const breakers = new BreakerRegistry({ ...breakerSettings, min_requests: 2 })
+    const w = world({ 'a/m': [upstream503(), upstream503(), upstream503()] }, { breakers })
+    const r = await w.run()
+    // Two failures trip it (2 of 2 > 50 %): no third try, no wait for one; b answers.
+    expect(w.sent).toEqual(['a/m', 'a/m', 'b/m'])
+    expect(r.index).toBe(1)
+    expect(w.sleeps).toEqual([50])
+    expect(breakers.get('a/m').state(w.deps.now()).kind).toBe('open')
+    const again = world({}, { breakers })
+    await again.run()
+    expect(again.sent).toEqual(['b/m'])
+    expect(again.attempts[0]).toMatchObject({ target: 'a/m', outcome: 'skipped', error_code: 'circuit_open' })
+  })
+
+  it('records latency for successful attempts only', async () => {
+    const w = world({ 'a/m': [upstream503()] })
+    await w.run({ ...settings, retries: 0 })
+    expect(w.deps.latency.figure('b/m', { window_ms: 60_000, min_samples: 1 }).samples).toBe(1)
+    expect(w.deps.latency.figure('a/m', { window_ms: 60_000, min_samples: 1 }).samples).toBe(0)
+  })
+
+  it('stops when the client leaves during a backoff', async () => {
+    const ac = new AbortController()
+    const w = world({ 'a/m': [upstream503()] })
+    w.deps.sleep = async () => {
+      ac.abort()
+      throw CLIENT_CLOSED
+    }
+    await expect(w.run(settings, ac.signal)).rejects.toBe(CLIENT_CLOSED)
+    expect(w.sent).toEqual(['a/m'])
+  })
+})
