@@ -62,7 +62,7 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
       // Only the same text fixed (or replaced) is tried again.
       applied = d
       const problems = err instanceof ConfigError ? err.problems : [String(err)]
-      log.warn('config rejected; the previous config keeps serving', { source, reason, problems })
+      log.warn('config rejected; the previous config keeps serving', { source, reason, config_sha256: d, problems })
       return false
     }
     const before = store.current.config.file.server
@@ -71,7 +71,7 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
     opts.onSwap?.(next)
     const after = next.config.file.server
     const restartNeeded = (['port', 'host'] as const).filter((k) => before[k] !== after[k]).map((k) => `server.${k}`)
-    log.info('config reloaded', { source, reason, routes: next.routes.size, targets: next.targets.size, ...(restartNeeded.length ? { restart_needed_for: restartNeeded } : {}) })
+    log.info('config reloaded', { source, reason, config_sha256: d, routes: next.routes.size, targets: next.targets.size, ...(restartNeeded.length ? { restart_needed_for: restartNeeded } : {}) })
     return true
   }
 

@@ -10,6 +10,8 @@ const START_TIMEOUT_MS = 20_000
 
 export interface GatewayProcess {
   url: string
+  // The config file the process reads (rewrite it to test hot reload).
+  configPath: string
   port: number
   pid: number
   // Every stdout line so far (JSON logs).
@@ -55,6 +57,7 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
   const port = Number(listening.port)
   return {
     url: `http://127.0.0.1:${port}`,
+    configPath,
     port,
     pid: proc.pid,
     lines: log.lines,
