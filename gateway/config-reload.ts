@@ -85,10 +85,13 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
   try {
     // The folder, not the file: an editor that renames a new file over it would end a file watch.
     watcher = watch(dirname(opts.filePath), (_event, name) => {
-      if (name !== null && name !== basename(opts.filePath)) return
+      // Kubernetes swaps a ConfigMap's files through a `..data` symlink: that counts as a change too.
+      if (name !== null && name !== basename(opts.filePath) && !name.startsWith('..')) return
       clearTimeout(settle)
       settle = setTimeout(() => void reload('file changed'), SETTLE_MS)
     })
+    // A folder removed or unmounted: the poll still reads the file (or reports that it cannot).
+    watcher.on('error', (err) => log.warn('config file watch stopped; relying on the poll', { err }))
   } catch (err) {
     log.warn('cannot watch the config file; relying on the poll', { err })
   }

@@ -42,7 +42,6 @@ async function start(): Promise<void> {
   const log = createLogger(config.logLevel)
   for (const [provider, reason] of config.unavailable) log.warn('provider unavailable', { provider, reason })
 
-  const { server: settings } = config.file
   const redis = config.redisUrl ? connectRedis(config.redisUrl, config.file.quota.redis_timeout_ms) : undefined
   // Reconnect noise stays out of the request log; what matters is surfaced by each request.
   redis?.on('error', (err: Error) => log.debug('redis error', { err }))
@@ -61,10 +60,19 @@ async function start(): Promise<void> {
     log,
     redis,
     redisKey: config.configRedisKey,
-    onSwap: (next) => routing.breakers.configure(next.config.file.routing.breaker),
+    onSwap: (next) => {
+      routing.breakers.configure(next.config.file.routing.breaker)
+      const keys = new Set(next.targets.keys())
+      routing.breakers.retain(keys)
+      routing.latency.retain(keys)
+    },
   })
   // A config kept in Redis replaces the file as soon as Redis answers.
   if (redis && config.configRedisKey) await reloader.reload('startup')
+  if (!redis && config.configRedisKey) log.warn('GATEWAY_CONFIG_REDIS_KEY is set without REDIS_URL; the config file is used')
+  // What the process binds to comes from the config it starts with (the Redis key's, if any).
+  const live = store.current.config
+  const settings = live.file.server
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'))
   const health = startHealthMonitor(store, routing, log)
   const share = redis ? startLatencyShare(redis, store, routing.latency, log) : undefined
@@ -87,8 +95,8 @@ async function start(): Promise<void> {
   const server = app.server
   if (!server) throw new Error('server did not start')
   // Budgets count every request's tokens: load the tokenizers now rather than on the first request.
-  if (config.file.quotas.length > 0) void Promise.all([countTextTokens('warm', 'o200k_base'), countTextTokens('warm', 'cl100k_base')])
-  log.lifecycle('listening', { port: server.port, host: settings.host, config: config.source, quota_store: redis ? 'redis' : 'memory' })
+  if (live.file.quotas.length > 0) void Promise.all([countTextTokens('warm', 'o200k_base'), countTextTokens('warm', 'cl100k_base')])
+  log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory' })
 
   const shutdown = (signal: string) => {
     log.lifecycle('draining', { signal, pending_requests: server.pendingRequests })

@@ -12,7 +12,7 @@ import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { estimateRequest, withOutputCap, type Estimate } from '../quota/estimate.ts'
 import { planFor, type QuotaService, type Reservation } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
-import { dispatch, type Attempt, type DispatchDeps } from '../upstream/dispatch.ts'
+import { dispatch, type Attempt, type DispatchDeps, type Verdict } from '../upstream/dispatch.ts'
 
 export interface ChatDeps {
   usage: UsageSink
@@ -117,27 +117,31 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const { routing } = snapshot.config.file
   const dispatchDeps: DispatchDeps = {
     ...deps.routing,
-    admit: (route) => deps.quota.admitProvider(route.target.provider, requestId),
+    // One admission per upstream call: retries count against the provider's limit too.
+    admit: (route, n) => deps.quota.admitProvider(route.target.provider, `${requestId}:${n}`),
   }
-  const dispatchSettings = { ...routing, retries: decision.plan.retries, breakers: routing.breaker.enabled }
+  const dispatchSettings = { ...routing, retries: decision.plan.retries, breakers: routing.breaker.enabled, deadline: ctx.startedAt + routing.max_total_ms }
   // Headers naming the target that answered, and how many tries it took.
-  const served = (route: Route, index: number) => {
+  const served = (route: Route, fellBack: boolean) => {
     outcome.target = route.target
-    outcome.fellBack = index > 0
+    outcome.fellBack = fellBack
     headers['x-gateway-provider'] = route.target.provider.provider_id
     headers['x-gateway-model'] = route.target.upstreamModel
     headers['x-gateway-attempts'] = String(sentAttempts(attempts))
     const est = estimates.get(route)
     if (est?.capApplied) headers['x-gateway-max-tokens'] = String(est.maxOutput)
   }
-  const providerOptions = options.provider_options ?? {}
+  // Provider-specific fields are for the kind of provider the request is meant for (the first
+  // target's): a fallback of another kind gets the request without them.
+  const firstKind = decision.chain[0]?.target.provider.kind
+  const providerOptionsFor = (route: Route) => (route.target.provider.kind === firstKind ? (options.provider_options ?? {}) : {})
 
   if (!outcome.stream) {
     try {
-      const { value, route, index } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
-        completeChat(r.adapter, r.target, requestFor(r), providerOptions, request.signal),
+      const { value, route, fellBack } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
+        completeChat(r.adapter, r.target, requestFor(r), providerOptionsFor(r), request.signal),
       )
-      served(route, index)
+      served(route, fellBack)
       outcome.usage = value.completion.usage ?? (await estimateUsage(route, req, undefined))
       outcome.ttfbMs = performance.now() - ctx.startedAt
       record()
@@ -155,8 +159,11 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
 
   // Counting tokens may load a tokenizer: the record is written when it is done, off the response path.
   function recordEstimated(contentChunks: number) {
-    const route = decision.chain.find((r) => r.target === outcome.target) ?? decision.chain[0]
+    // The target the request was with when it ended: the last one called.
+    const last = attempts.findLast((a) => a.outcome !== 'skipped')
+    const route = (last && snapshot.targets.get(last.target)) ?? decision.chain[0]
     if (!route) return record()
+    outcome.target = route.target
     estimateUsage(route, req, contentChunks)
       .then((u) => {
         outcome.usage = u
@@ -165,13 +172,16 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       .finally(record)
   }
 
-  // Fallback ends once a stream opened: what goes wrong after that reaches the client as an SSE
-  // error frame, and counts against the target's breaker.
-  const onEnd = (route: Route) => (s: StreamOutcome) => {
+  // Fallback ends once the stream's first bytes are ready: what goes wrong after that reaches the
+  // client as an SSE error frame. The target's breaker hears how the stream ended.
+  let settleStream: ((v: Verdict) => void) | undefined
+  let endVerdict: Verdict | undefined
+  const onEnd = (s: StreamOutcome) => {
     outcome.ttfbMs = s.ttfbMs
     outcome.clientClosed = s.clientClosed
     outcome.error = s.error
-    if (s.error) deps.routing.breakers.get(route.key).failure(deps.routing.now())
+    endVerdict = s.clientClosed ? 'abandon' : s.error ? 'failure' : 'success'
+    settleStream?.(endVerdict)
     if (s.usage) {
       outcome.usage = s.usage
       record()
@@ -182,17 +192,27 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
   try {
     const { server } = snapshot.config.file
-    const { value: opened, route, index } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
-      openChatStream(r.adapter, r.target, requestFor(r), {
-        callerWantsUsage: wantsUsageChunk(req),
-        providerOptions,
-        timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
-        clientSignal: request.signal,
-        startedAt: ctx.startedAt,
-        onEnd: onEnd(r),
-      }),
+    const dispatched = await dispatch(
+      decision.chain,
+      dispatchSettings,
+      dispatchDeps,
+      request.signal,
+      attempts,
+      (r) =>
+        openChatStream(r.adapter, r.target, requestFor(r), {
+          callerWantsUsage: wantsUsageChunk(req),
+          providerOptions: providerOptionsFor(r),
+          timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
+          clientSignal: request.signal,
+          startedAt: ctx.startedAt,
+          onEnd,
+        }),
+      true,
     )
-    served(route, index)
+    const { value: opened, route, fellBack } = dispatched
+    settleStream = dispatched.settle
+    if (endVerdict) settleStream(endVerdict)
+    served(route, fellBack)
     if (opened.upstreamRequestId) headers['x-upstream-request-id'] = opened.upstreamRequestId
     return new Response(opened.body, {
       headers: { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },

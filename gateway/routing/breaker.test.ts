@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'bun:test'
 import type { BreakerSettings } from '../../shared/config/schema.ts'
-import { CircuitBreaker, ErrorRateStrategy, type Transition } from './breaker.ts'
+import { CircuitBreaker, ErrorRateStrategy, type Pass, type Transition } from './breaker.ts'
+
+const plain: Pass = { probe: false, period: -1 }
 
 const settings: BreakerSettings = { enabled: true, failure_rate: 0.5, min_requests: 4, window_ms: 10_000, cooldown_ms: 5_000, half_open_probes: 1 }
 
@@ -44,33 +46,41 @@ describe('ErrorRateStrategy', () => {
 describe('CircuitBreaker', () => {
   it('opens on the error rate, refuses while open, half-opens after the cooldown', () => {
     const { b, transitions } = breaker()
-    for (let i = 0; i < 3; i++) b.failure(1000)
+    for (let i = 0; i < 3; i++) b.failure(1000, plain)
     expect(b.state(1000).kind).toBe('closed')
-    b.failure(1000)
+    b.failure(1000, plain)
     expect(b.state(1000)).toEqual({ kind: 'open', since: 1000, until: 6000 })
     expect(b.canPass(5999)).toBe(false)
-    expect(b.tryPass(5999)).toBe(false)
+    expect(b.tryPass(5999)).toBeUndefined()
     expect(b.state(6000).kind).toBe('half-open')
     expect(transitions.map((t) => t.to)).toEqual(['open', 'half-open'])
   })
 
   it('lets a limited number of probes through while half-open', () => {
     const { b } = breaker({ half_open_probes: 2 })
-    for (let i = 0; i < 4; i++) b.failure(0)
-    expect(b.tryPass(5000)).toBe(true)
-    expect(b.tryPass(5000)).toBe(true)
-    expect(b.tryPass(5000)).toBe(false)
+    for (let i = 0; i < 4; i++) b.failure(0, plain)
+    const first = b.tryPass(5000)
+    expect(first?.probe).toBe(true)
+    expect(b.tryPass(5000)?.probe).toBe(true)
+    expect(b.tryPass(5000)).toBeUndefined()
     expect(b.canPass(5000)).toBe(false)
-    // A probe that ended without a verdict gives its slot back.
-    b.abandon(5001)
-    expect(b.tryPass(5001)).toBe(true)
+    // A request let through before the half-open spell cannot free a probe slot...
+    b.abandon(5001, plain)
+    expect(b.tryPass(5001)).toBeUndefined()
+    // ...a probe that ended without a verdict gives its slot back.
+    b.abandon(5001, first as Pass)
+    expect(b.tryPass(5001)?.probe).toBe(true)
   })
 
   it('closes on a successful probe with a clean window', () => {
     const { b, transitions } = breaker()
-    for (let i = 0; i < 4; i++) b.failure(0)
-    expect(b.tryPass(5000)).toBe(true)
-    b.success(5100)
+    for (let i = 0; i < 4; i++) b.failure(0, plain)
+    const probe = b.tryPass(5000) as Pass
+    // Outcomes of requests that are not this spell's probes decide nothing.
+    b.success(5050, plain)
+    b.failure(5050, plain)
+    expect(b.state(5050).kind).toBe('half-open')
+    b.success(5100, probe)
     expect(b.state(5100).kind).toBe('closed')
     expect(b.counts()).toEqual({ total: 0, failures: 0 })
     expect(transitions.map((t) => t.to)).toEqual(['open', 'half-open', 'closed'])
@@ -78,10 +88,14 @@ describe('CircuitBreaker', () => {
 
   it('opens again when a probe fails, for another cooldown', () => {
     const { b } = breaker()
-    for (let i = 0; i < 4; i++) b.failure(0)
-    expect(b.tryPass(5000)).toBe(true)
-    b.failure(5200)
+    for (let i = 0; i < 4; i++) b.failure(0, plain)
+    const probe = b.tryPass(5000) as Pass
+    b.failure(5200, probe)
     expect(b.state(5200)).toEqual({ kind: 'open', since: 5200, until: 10_200 })
+    // That probe cannot settle the next half-open spell.
+    expect(b.state(10_200).kind).toBe('half-open')
+    b.success(10_300, probe)
+    expect(b.state(10_300).kind).toBe('half-open')
   })
 
   it('counts health checks while closed and restarts the cooldown on a failed one while open', () => {
@@ -99,8 +113,8 @@ describe('CircuitBreaker', () => {
 
   it('never refuses when disabled', () => {
     const { b } = breaker({ enabled: false })
-    for (let i = 0; i < 20; i++) b.failure(0)
-    expect(b.tryPass(0)).toBe(true)
+    for (let i = 0; i < 20; i++) b.failure(0, plain)
+    expect(b.tryPass(0)).toEqual(plain)
     expect(b.state(0).kind).toBe('closed')
   })
 })

@@ -4,7 +4,16 @@ import type { BreakerSettings } from '../../shared/config/schema.ts'
 export type BreakerState =
   | { kind: 'closed' }
   | { kind: 'open'; since: number; until: number }
-  | { kind: 'half-open'; since: number; probes: number }
+  // `period` tells one half-open spell from the next, so a probe cannot settle a later one.
+  | { kind: 'half-open'; since: number; probes: number; period: number }
+
+// The right to send one request, from tryPass: whether it holds a half-open probe slot.
+export interface Pass {
+  readonly probe: boolean
+  readonly period: number
+}
+
+const NOT_A_PROBE: Pass = { probe: false, period: -1 }
 
 export type BreakerStateName = BreakerState['kind']
 
@@ -75,6 +84,7 @@ export interface Transition {
 export class CircuitBreaker {
   private current: BreakerState = { kind: 'closed' }
   private readonly strategy: ErrorRateStrategy
+  private periods = 0
 
   constructor(
     readonly key: string,
@@ -92,7 +102,7 @@ export class CircuitBreaker {
 
   // The state as of `now`: an open breaker whose cooldown has passed reads as half-open.
   state(now: number): BreakerState {
-    if (this.current.kind === 'open' && now >= this.current.until) this.move({ kind: 'half-open', since: now, probes: 0 })
+    if (this.current.kind === 'open' && now >= this.current.until) this.move({ kind: 'half-open', since: now, probes: 0, period: ++this.periods })
     return this.current
   }
 
@@ -104,39 +114,38 @@ export class CircuitBreaker {
   }
 
   // Takes the right to send one request; in half-open, one of the limited probe slots. A caller
-  // that gets true must end with success(), failure() or abandon().
-  tryPass(now: number): boolean {
-    if (!this.settings.enabled) return true
+  // that gets a pass ends it with success(), failure() or abandon().
+  tryPass(now: number): Pass | undefined {
+    if (!this.settings.enabled) return NOT_A_PROBE
     const s = this.state(now)
-    if (s.kind === 'closed') return true
-    if (s.kind === 'open' || s.probes >= this.settings.half_open_probes) return false
+    if (s.kind === 'closed') return NOT_A_PROBE
+    if (s.kind === 'open' || s.probes >= this.settings.half_open_probes) return undefined
     s.probes++
-    return true
+    return { probe: true, period: s.period }
   }
 
-  success(now: number): void {
+  // While half-open only this spell's probes decide; requests let through before it say nothing.
+  success(now: number, pass: Pass): void {
     const s = this.state(now)
-    if (s.kind === 'half-open') {
+    if (s.kind === 'closed') return this.strategy.record(true, now)
+    if (s.kind === 'half-open' && this.isProbeOf(s, pass)) {
       this.strategy.reset()
       this.move({ kind: 'closed' })
-      return
     }
-    this.strategy.record(true, now)
   }
 
-  failure(now: number): void {
+  failure(now: number, pass: Pass): void {
     if (!this.settings.enabled) return
     const s = this.state(now)
-    if (s.kind === 'half-open') return this.open(now)
-    if (s.kind === 'open') return
-    this.strategy.record(false, now)
-    if (this.strategy.shouldTrip(now)) this.open(now)
+    if (s.kind === 'closed') return this.recordFailure(now)
+    if (s.kind === 'half-open' && this.isProbeOf(s, pass)) this.open(now)
   }
 
-  // The request ended with no verdict on the target (the caller left, or its own error).
-  abandon(now: number): void {
+  // The request ended with no verdict on the target (the caller left, or the gateway's own error):
+  // a probe gives its slot back.
+  abandon(now: number, pass: Pass): void {
     const s = this.state(now)
-    if (s.kind === 'half-open' && s.probes > 0) s.probes--
+    if (s.kind === 'half-open' && this.isProbeOf(s, pass) && s.probes > 0) s.probes--
   }
 
   // A background health check counts like a request while closed. While open, a failed one
@@ -147,7 +156,7 @@ export class CircuitBreaker {
     const s = this.state(now)
     if (s.kind === 'closed') {
       if (healthy) this.strategy.record(true, now)
-      else this.failure(now)
+      else this.recordFailure(now)
     } else if (s.kind === 'open' && !healthy) {
       this.current = { kind: 'open', since: s.since, until: now + this.settings.cooldown_ms }
     }
@@ -160,6 +169,15 @@ export class CircuitBreaker {
 
   counts(): { total: number; failures: number } {
     return this.strategy.counts()
+  }
+
+  private isProbeOf(s: Extract<BreakerState, { kind: 'half-open' }>, pass: Pass): boolean {
+    return pass.probe && pass.period === s.period
+  }
+
+  private recordFailure(now: number): void {
+    this.strategy.record(false, now)
+    if (this.strategy.shouldTrip(now)) this.open(now)
   }
 
   private open(now: number): void {
@@ -203,6 +221,12 @@ export class BreakerRegistry {
       this.breakers.set(key, b)
     }
     return b
+  }
+
+  // After a reload: forget targets the config no longer has.
+  retain(keys: ReadonlySet<string>): void {
+    for (const key of this.breakers.keys()) if (!keys.has(key)) this.breakers.delete(key)
+    for (const k of this.transitions.keys()) if (!keys.has(k.slice(0, k.lastIndexOf(' ')))) this.transitions.delete(k)
   }
 
   entries(): IterableIterator<[string, CircuitBreaker]> {

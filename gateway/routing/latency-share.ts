@@ -35,14 +35,14 @@ export function startLatencyShare(redis: RedisClient, store: ConfigStore, tracke
     for (const [field, value] of Object.entries(all)) {
       const bar = field.indexOf('|')
       const [p95, samples, at] = value.split(' ').map(Number)
-      if (bar < 0 || p95 === undefined || samples === undefined || at === undefined || !Number.isFinite(at)) continue
+      if (bar < 0 || p95 === undefined || samples === undefined || at === undefined || ![p95, samples, at].every(Number.isFinite)) continue
       if (now - at > w.window_ms) {
         stale.push(field)
         continue
       }
       if (field.slice(0, bar) === instance) continue
       const key = field.slice(bar + 1)
-      remote.set(key, [...(remote.get(key) ?? []), { p95, samples }])
+      remote.set(key, [...(remote.get(key) ?? []), { p95, samples, at }])
     }
     if (stale.length > 0) await redis.hdel(LATENCY_KEY, ...stale)
     tracker.setRemote(remote)

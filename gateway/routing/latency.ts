@@ -11,11 +11,16 @@ export interface LatencyFigure {
   samples: number
   // Where p95 came from: request samples (this instance and others), or health checks only.
   source: 'requests' | 'health' | 'none'
+  // Failed attempts here in the window: a target failing at least as often as it succeeds is
+  // tried last, whatever its p95 (a target that only fails has no latency to rank it by).
+  failures: number
 }
 
 export interface SharedFigure {
   p95: number
   samples: number
+  // When the other instance published it (unix ms): it stops counting after the window.
+  at: number
 }
 
 // Samples kept per target: enough for a stable p95, small enough to sort quickly.
@@ -53,6 +58,7 @@ class Samples {
 export class LatencyTracker {
   private readonly requests = new Map<string, Samples>()
   private readonly health = new Map<string, Samples>()
+  private readonly failed = new Map<string, Samples>()
   private remote = new Map<string, SharedFigure[]>()
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -60,6 +66,10 @@ export class LatencyTracker {
   // How long a successful attempt took to get its answer (headers of a stream).
   record(key: string, ms: number): void {
     this.samples(this.requests, key).push(this.now(), ms)
+  }
+
+  recordFailure(key: string): void {
+    this.samples(this.failed, key).push(this.now(), 0)
   }
 
   recordHealth(key: string, ms: number): void {
@@ -76,16 +86,19 @@ export class LatencyTracker {
   figure(key: string, w: LatencyWindow): LatencyFigure {
     const now = this.now()
     const local = this.requests.get(key)?.p95(now, w.window_ms)
+    const failures = this.failed.get(key)?.p95(now, w.window_ms).n ?? 0
     let samples = local?.n ?? 0
     let weighted = local?.p95 === undefined ? 0 : local.p95 * local.n
     for (const r of this.remote.get(key) ?? []) {
+      // Figures from an instance that stopped sharing (or a Redis that stopped answering) age out.
+      if (Date.now() - r.at > w.window_ms) continue
       samples += r.samples
       weighted += r.p95 * r.samples
     }
-    if (samples >= w.min_samples) return { p95: weighted / samples, samples, source: 'requests' }
+    if (samples >= w.min_samples) return { p95: weighted / samples, samples, source: 'requests', failures }
     const h = this.health.get(key)?.p95(now, w.window_ms)
-    if (h?.p95 !== undefined) return { p95: h.p95, samples: h.n, source: 'health' }
-    return { p95: undefined, samples, source: 'none' }
+    if (h?.p95 !== undefined) return { p95: h.p95, samples: h.n, source: 'health', failures }
+    return { p95: undefined, samples, source: 'none', failures }
   }
 
   // This instance's own request figures, to share.
@@ -94,13 +107,14 @@ export class LatencyTracker {
     const now = this.now()
     for (const [key, s] of this.requests) {
       const f = s.p95(now, w.window_ms)
-      if (f.p95 !== undefined) out.set(key, { p95: f.p95, samples: f.n })
+      if (f.p95 !== undefined) out.set(key, { p95: f.p95, samples: f.n, at: Date.now() })
     }
     return out
   }
 
-  keys(): string[] {
-    return [...new Set([...this.requests.keys(), ...this.health.keys(), ...this.remote.keys()])]
+  // After a reload: forget targets the config no longer has.
+  retain(keys: ReadonlySet<string>): void {
+    for (const map of [this.requests, this.health, this.failed]) for (const key of map.keys()) if (!keys.has(key)) map.delete(key)
   }
 
   private samples(map: Map<string, Samples>, key: string): Samples {

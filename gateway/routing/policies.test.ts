@@ -25,7 +25,7 @@ const snapshot = buildSnapshot(
 )
 const plan = (name: string) => snapshot.routes.get(name) as RoutePlan
 const usable = (p: RoutePlan): Weighted[] => p.targets.map((route, i) => ({ route, weight: p.weights[i] ?? 1 }))
-const input = (over: Partial<PolicyInput> = {}): PolicyInput => ({ callerId: 'c1', inputTokens: 1000, outputTokens: 100, random: Math.random, p95: () => undefined, ...over })
+const input = (over: Partial<PolicyInput> = {}): PolicyInput => ({ callerId: 'c1', inputTokens: 1000, outputTokens: 100, random: Math.random, latency: () => ({ p95: undefined, failing: false }), ...over })
 const ids = (routes: Array<{ key: string }>) => routes.map((r) => r.key)
 
 describe('routing policies', () => {
@@ -40,9 +40,13 @@ describe('routing policies', () => {
   })
 
   it('latency tries unknown targets first, then the lowest p95', () => {
-    const p95 = (figures: Record<string, number>) => (key: string) => figures[key]
-    expect(ids(orderTargets('latency', plan('m'), usable(plan('m')), input({ p95: p95({ 'a/m': 300, 'b/m': 40, 'c/m': 90 }) })))).toEqual(['b/m', 'c/m', 'a/m'])
-    expect(ids(orderTargets('latency', plan('m'), usable(plan('m')), input({ p95: p95({ 'a/m': 300, 'b/m': 40 }) })))).toEqual(['c/m', 'b/m', 'a/m'])
+    const p95 = (figures: Record<string, number>, failing: string[] = []) => (key: string) => ({ p95: figures[key], failing: failing.includes(key) })
+    const order = (latency: PolicyInput['latency']) => ids(orderTargets('latency', plan('m'), usable(plan('m')), input({ latency })))
+    expect(order(p95({ 'a/m': 300, 'b/m': 40, 'c/m': 90 }))).toEqual(['b/m', 'c/m', 'a/m'])
+    expect(order(p95({ 'a/m': 300, 'b/m': 40 }))).toEqual(['c/m', 'b/m', 'a/m'])
+    // A target that has been failing goes last, known latency or not.
+    expect(order(p95({ 'a/m': 300, 'b/m': 40 }, ['c/m']))).toEqual(['b/m', 'a/m', 'c/m'])
+    expect(order(p95({ 'a/m': 300, 'b/m': 40, 'c/m': 90 }, ['b/m']))).toEqual(['c/m', 'a/m', 'b/m'])
   })
 
   it('ab splits by weight within statistical bounds, the rest following in config order', () => {

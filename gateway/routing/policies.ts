@@ -9,8 +9,9 @@ export interface PolicyInput {
   outputTokens: number
   // Uniform in [0, 1): the ab split when not sticky.
   random: () => number
-  // A target's recent p95 in ms; undefined when not yet known.
-  p95: (key: string) => number | undefined
+  // A target's recent p95 in ms (undefined when not yet known), and whether it has recently
+  // failed at least as often as it succeeded.
+  latency: (key: string) => { p95: number | undefined; failing: boolean }
 }
 
 export interface Weighted {
@@ -38,9 +39,16 @@ function byCost(usable: readonly Weighted[], input: PolicyInput): Route[] {
 }
 
 // Lowest recent p95 first. A target with no figure yet goes first: trying it is how it gets one
-// (and a target whose samples aged out of the window is tried again).
+// (and a target whose samples aged out of the window is tried again), unless it has been
+// failing: failing targets go last, since errors carry no latency to rank them by.
 function byLatency(usable: readonly Weighted[], input: PolicyInput): Route[] {
-  return stableSortBy(usable.map((u) => u.route), (r) => input.p95(r.key) ?? -1)
+  return stableSortBy(
+    usable.map((u) => u.route),
+    (r) => {
+      const { p95, failing } = input.latency(r.key)
+      return failing ? Number.MAX_SAFE_INTEGER : (p95 ?? -1)
+    },
+  )
 }
 
 // The target whose share of the total weight contains `point`, then the others in config order.

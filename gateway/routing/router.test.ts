@@ -25,7 +25,7 @@ const snapshot = buildSnapshot(
       providers: [provider('a'), provider('b', 1000), provider('c')],
       routes: [
         { name: 'chat', policy: 'explicit', targets: [{ provider: 'a', model: 'm' }, { provider: 'b', model: 'm' }] },
-        { name: 'solo', targets: [{ provider: 'c', model: 'm' }], fallback: false },
+        { name: 'solo', targets: [{ provider: 'c', model: 'm' }, { provider: 'a', model: 'm' }], fallback: false },
       ],
       routing: { breaker: { min_requests: 1, cooldown_ms: 4000 } },
       clients: [
@@ -66,7 +66,9 @@ describe('routeRequest', () => {
   it('replaces the fallback chain with the models the caller names, or drops it', () => {
     expect(route('chat', { fallback: ['only-c', 'm'] })).toEqual(['a/m', 'c/only-c', 'b/m', 'c/m'])
     expect(route('chat', { fallback: false })).toEqual(['a/m'])
+    // true cannot switch on a fallback the route switched off; a list of the caller's models can.
     expect(route('solo', { fallback: true })).toEqual(['c/m'])
+    expect(route('solo', { fallback: ['m'] })).toEqual(['c/m', 'a/m', 'b/m'])
   })
 
   it('limits a fallback list to models the caller may call', () => {
@@ -91,9 +93,9 @@ describe('routeRequest', () => {
   it('skips targets whose breaker is open and answers 503 with retry-after when all are', () => {
     let now = 0
     const state = createRoutingState(snapshot.config.file.routing.breaker, { now: () => now })
-    state.breakers.get('a/m').failure(0)
+    state.breakers.get('a/m').failure(0, { probe: false, period: -1 })
     expect(route('chat', {}, 'all', {}, state)).toEqual(['b/m'])
-    state.breakers.get('b/m').failure(1000)
+    state.breakers.get('b/m').failure(1000, { probe: false, period: -1 })
     now = 1500
     expect(catchGatewayError(() => route('chat', {}, 'all', {}, state))).toMatchObject({ status: 503, code: 'provider_unavailable', retryAfterSeconds: 3 })
     // After a's cooldown it is half-open and may take a probe.

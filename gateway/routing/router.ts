@@ -40,14 +40,18 @@ export function routeRequest(snapshot: Snapshot, caller: Caller, req: ChatReques
     inputTokens: approximateInputTokens(req),
     outputTokens: req.max_completion_tokens ?? req.max_tokens ?? snapshot.config.file.quota.default_max_output_tokens,
     random: state.random,
-    p95: (key) => state.latency.figure(key, latency).p95,
+    latency: (key) => {
+      const f = state.latency.figure(key, latency)
+      return { p95: f.p95, failing: f.failures > 0 && f.failures >= f.samples }
+    },
   })
   if (options.provider !== undefined) {
     const preferred = options.provider
     ordered = [...ordered.filter((r) => r.target.provider.provider_id === preferred), ...ordered.filter((r) => r.target.provider.provider_id !== preferred)]
   }
   const first = ordered[0] as Route
-  const wantsFallback = options.fallback === undefined ? plan.fallback : options.fallback !== false
+  // A caller may switch fallback off or name its own chain, not turn on one the route switched off.
+  const wantsFallback = options.fallback === false ? false : plan.fallback || Array.isArray(options.fallback)
   if (!wantsFallback) return { plan, policy, chain: [first] }
   if (!fallbackPlans) return { plan, policy, chain: ordered }
   const chain = [first]

@@ -40,6 +40,8 @@ export async function completeChat(
     timeoutMs,
   )
   const onClientAbort = () => ac.abort(CLIENT_CLOSED)
+  // A signal that is already aborted fires no event.
+  if (clientSignal.aborted) ac.abort(CLIENT_CLOSED)
   clientSignal.addEventListener('abort', onClientAbort, { once: true })
   try {
     const res = await sendUpstream(adapter.buildRequest(req, target, false, options), ac.signal, target)

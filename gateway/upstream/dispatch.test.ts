@@ -18,13 +18,13 @@ const provider = (id: string) => ({
 const snapshot = buildSnapshot(parseConfig(JSON.stringify({ providers: [provider('a'), provider('b'), provider('c')] }), 'd.json'))
 const chain = snapshot.routes.get('m')?.targets as Route[]
 const breakerSettings: BreakerSettings = { enabled: true, failure_rate: 0.5, min_requests: 100, window_ms: 10_000, cooldown_ms: 5_000, half_open_probes: 1 }
-const settings: DispatchSettings = { retries: 2, backoff_base_ms: 100, backoff_max_ms: 1_000, max_retry_after_ms: 3_000, breakers: true }
+const settings: DispatchSettings = { retries: 2, backoff_base_ms: 100, backoff_max_ms: 1_000, max_retry_after_ms: 3_000, breakers: true, deadline: Number.POSITIVE_INFINITY }
 
 const upstream503 = () => new GatewayError('upstream_unavailable', 'down', { upstreamStatus: 503 })
 const upstream429 = (s: number) => new GatewayError('rate_limit_exceeded', 'slow down', { upstreamStatus: 429, retryAfterSeconds: s })
 
 // A scripted world: each target answers from its list of outcomes; the clock only moves when slept.
-function world(script: Record<string, Array<GatewayError | 'ok'>>, opts: { random?: number; admit?: (r: Route) => number | undefined; breakers?: BreakerRegistry } = {}) {
+function world(script: Record<string, Array<GatewayError | 'ok'>>, opts: { random?: number; admit?: (r: Route, n: number) => number | undefined; breakers?: BreakerRegistry } = {}) {
   let now = 1_000_000
   const sleeps: number[] = []
   const sent: string[] = []
@@ -37,7 +37,7 @@ function world(script: Record<string, Array<GatewayError | 'ok'>>, opts: { rando
       sleeps.push(ms)
       now += ms
     },
-    admit: async (r) => opts.admit?.(r),
+    admit: async (r, n) => opts.admit?.(r, n),
   }
   const send = async (route: Route) => {
     sent.push(route.key)
@@ -46,7 +46,7 @@ function world(script: Record<string, Array<GatewayError | 'ok'>>, opts: { rando
     return `answer from ${route.key}`
   }
   const attempts: Attempt[] = []
-  const run = (s: DispatchSettings = settings, signal = new AbortController().signal) => dispatch(chain, s, deps, signal, attempts, send)
+  const run = (s: DispatchSettings = settings, signal = new AbortController().signal, defer = false) => dispatch(chain, s, deps, signal, attempts, send, defer)
   return { run, sleeps, sent, attempts, deps }
 }
 
@@ -54,7 +54,7 @@ describe('dispatch', () => {
   it('retries a retryable error on the same target with exponential backoff and full jitter', async () => {
     const w = world({ 'a/m': [upstream503(), upstream503()] }, { random: 0.5 })
     const r = await w.run()
-    expect(r).toMatchObject({ value: 'answer from a/m', index: 0 })
+    expect(r).toMatchObject({ value: 'answer from a/m', fellBack: false })
     expect(w.sent).toEqual(['a/m', 'a/m', 'a/m'])
     // random 0.5 of min(1000, 100 * 2^n): 50 then 100.
     expect(w.sleeps).toEqual([50, 100])
@@ -83,13 +83,13 @@ describe('dispatch', () => {
     const w = world({ 'a/m': [upstream429(30)] })
     const r = await w.run()
     expect(w.sleeps).toEqual([])
-    expect(r).toMatchObject({ value: 'answer from b/m', index: 1 })
+    expect(r).toMatchObject({ value: 'answer from b/m', fellBack: true })
   })
 
   it('falls back to the second and then the third target once retries are spent', async () => {
     const w = world({ 'a/m': [upstream503(), upstream503(), upstream503()], 'b/m': [upstream503(), upstream503(), upstream503()] })
     const r = await w.run()
-    expect(r).toMatchObject({ value: 'answer from c/m', index: 2 })
+    expect(r).toMatchObject({ value: 'answer from c/m', fellBack: true })
     expect(w.sent).toEqual(['a/m', 'a/m', 'a/m', 'b/m', 'b/m', 'b/m', 'c/m'])
     expect(w.attempts.filter((a) => a.outcome === 'error').map((a) => a.http_status)).toEqual([503, 503, 503, 503, 503, 503])
   })
@@ -112,20 +112,24 @@ describe('dispatch', () => {
     const w = world({ 'a/m': [new GatewayError('upstream_auth_error', 'bad key', { upstreamStatus: 401 })] })
     const r = await w.run()
     expect(w.sent).toEqual(['a/m', 'b/m'])
-    expect(r.index).toBe(1)
+    expect(r.fellBack).toBe(true)
   })
 
   it('skips a target whose adapter refuses a parameter, answering its 400 only if none takes it', async () => {
     const refuse = () => new GatewayError('unsupported_parameter', "Unsupported parameter 'seed'", { param: 'seed' })
     const w = world({ 'a/m': [refuse()] })
-    expect((await w.run()).index).toBe(1)
+    const r = await w.run()
+    expect(r.route.key).toBe('b/m')
+    // Nothing reached a/m: b/m is the first target called, so this is not a fallback.
+    expect(r.fellBack).toBe(false)
+    expect(w.attempts[0]).toMatchObject({ target: 'a/m', outcome: 'skipped', error_code: 'unsupported_parameter' })
     const none = world({ 'a/m': [refuse()], 'b/m': [refuse()], 'c/m': [refuse()] })
     await expect(none.run()).rejects.toMatchObject({ code: 'unsupported_parameter', param: 'seed' })
   })
 
   it('skips a provider at its rate limit and says when to retry if all are', async () => {
     const w = world({}, { admit: (r) => (r.key === 'a/m' ? 5_000 : undefined) })
-    expect((await w.run()).index).toBe(1)
+    expect((await w.run()).route.key).toBe('b/m')
     expect(w.attempts[0]).toMatchObject({ target: 'a/m', outcome: 'skipped', error_code: 'rate_limit_exceeded' })
     const all = world({}, { admit: () => 2_500 })
     await expect(all.run()).rejects.toMatchObject({ code: 'rate_limit_exceeded', retryAfterSeconds: 3 })
@@ -137,7 +141,7 @@ describe('dispatch', () => {
     const r = await w.run()
     // Two failures trip it (2 of 2 > 50 %): no third try, no wait for one; b answers.
     expect(w.sent).toEqual(['a/m', 'a/m', 'b/m'])
-    expect(r.index).toBe(1)
+    expect(r.route.key).toBe('b/m')
     expect(w.sleeps).toEqual([50])
     expect(breakers.get('a/m').state(w.deps.now()).kind).toBe('open')
     const again = world({}, { breakers })
@@ -162,5 +166,62 @@ describe('dispatch', () => {
     }
     await expect(w.run(settings, ac.signal)).rejects.toBe(CLIENT_CLOSED)
     expect(w.sent).toEqual(['a/m'])
+  })
+
+  it('admits every upstream call on its own, retries included', async () => {
+    const admitted: Array<[string, number]> = []
+    const w = world({ 'a/m': [upstream503(), upstream503()] }, { admit: (r, n) => void admitted.push([r.key, n]) })
+    await w.run()
+    expect(admitted).toEqual([
+      ['a/m', 0],
+      ['a/m', 1],
+      ['a/m', 2],
+    ])
+  })
+
+  it("answers the gateway's own failure at once, without holding it against the target", async () => {
+    const breakers = new BreakerRegistry({ ...breakerSettings, min_requests: 1 })
+    const w = world({ 'a/m': [new GatewayError('internal_error', 'bug')] }, { breakers })
+    await expect(w.run()).rejects.toMatchObject({ code: 'internal_error' })
+    expect(w.sent).toEqual(['a/m'])
+    expect(breakers.get('a/m').state(w.deps.now()).kind).toBe('closed')
+  })
+
+  it('does not pay twice for an unreadable 2xx: answered at once and held against the target', async () => {
+    const breakers = new BreakerRegistry({ ...breakerSettings, min_requests: 1 })
+    const w = world({ 'a/m': [new GatewayError('upstream_bad_response', 'no choices')] }, { breakers })
+    await expect(w.run()).rejects.toMatchObject({ code: 'upstream_bad_response' })
+    expect(w.sent).toEqual(['a/m'])
+    expect(breakers.get('a/m').state(w.deps.now()).kind).toBe('open')
+  })
+
+  it('starts no attempt after the deadline and says so', async () => {
+    const w = world({ 'a/m': [upstream503(), upstream503(), upstream503()] })
+    await expect(w.run({ ...settings, deadline: performance.now() - 1 })).rejects.toMatchObject({ code: 'upstream_timeout' })
+    expect(w.sent).toEqual([])
+    // A backoff that would end past the deadline is not started: the last error is the answer.
+    const late = world({ 'a/m': [upstream503(), upstream503(), upstream503()] })
+    await expect(late.run({ ...settings, deadline: performance.now() + 20 })).rejects.toMatchObject({ code: 'upstream_unavailable' })
+    expect(late.sent).toEqual(['a/m'])
+  })
+
+  it('leaves the verdict to the caller when asked, for a stream that ends later', async () => {
+    const breakers = new BreakerRegistry({ ...breakerSettings, min_requests: 2 })
+    for (let i = 0; i < 2; i++) {
+      const w = world({}, { breakers })
+      const r = await w.run(settings, new AbortController().signal, true)
+      expect(breakers.get('a/m').counts()).toEqual({ total: i, failures: i })
+      r.settle('failure')
+      r.settle('success')
+    }
+    // Two streams that broke: two failures, not two successes and two failures.
+    expect(breakers.get('a/m').state(1_000_000).kind).toBe('open')
+  })
+
+  it('sends nothing when the client left while the call was being admitted', async () => {
+    const ac = new AbortController()
+    const w = world({}, { admit: () => void ac.abort() })
+    await expect(w.run(settings, ac.signal)).rejects.toBe(CLIENT_CLOSED)
+    expect(w.sent).toEqual([])
   })
 })

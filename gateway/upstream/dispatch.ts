@@ -2,7 +2,7 @@
 import type { RoutingSettings } from '../../shared/config/schema.ts'
 import type { Route } from '../config-store.ts'
 import { GatewayError, toGatewayError } from '../errors.ts'
-import type { BreakerRegistry } from '../routing/breaker.ts'
+import type { BreakerRegistry, Pass } from '../routing/breaker.ts'
 import type { LatencyTracker } from '../routing/latency.ts'
 import { CLIENT_CLOSED } from './call.ts'
 import type { Attempt } from '../../shared/usage-event.ts'
@@ -18,24 +18,34 @@ export interface DispatchDeps {
   // Waits ms, or rejects with CLIENT_CLOSED when the signal aborts first.
   sleep(ms: number, signal: AbortSignal): Promise<void>
   random(): number
-  // The provider's requests-per-minute admission: undefined when admitted, else ms until a slot frees.
-  admit(route: Route): Promise<number | undefined>
+  // The provider's requests-per-minute admission for one upstream call (`attempt` numbers the
+  // request's calls, so retries count too): undefined when admitted, else ms until a slot frees.
+  admit(route: Route, attempt: number): Promise<number | undefined>
 }
 
 export interface DispatchSettings extends Pick<RoutingSettings, 'backoff_base_ms' | 'backoff_max_ms' | 'max_retry_after_ms'> {
   retries: number
   breakers: boolean
+  // No attempt or backoff starts after this (performance.now() ms): a request's budget
+  // reservation must outlive everything it may still do.
+  deadline: number
 }
+
+// How the served attempt ended, for the target's breaker: a stream is judged when it ends.
+export type Verdict = 'success' | 'failure' | 'abandon'
 
 export interface Dispatched<T> {
   value: T
   route: Route
-  // Index in the chain of the target that answered: above 0 means a fallback served it.
-  index: number
+  // Served by a target other than the first one actually called.
+  fellBack: boolean
+  // Only with deferVerdict: call once the answer is complete (a stream's end).
+  settle(verdict: Verdict): void
 }
 
 // `send` makes one attempt and resolves once the target has answered with success (for a
-// stream: its headers). `attempts` receives every try, whatever happens.
+// stream: its first bytes). `attempts` receives every try, whatever happens. With deferVerdict
+// the served attempt's breaker verdict waits for settle(); otherwise success is recorded at once.
 export async function dispatch<T>(
   chain: readonly Route[],
   settings: DispatchSettings,
@@ -43,65 +53,104 @@ export async function dispatch<T>(
   signal: AbortSignal,
   attempts: Attempt[],
   send: (route: Route) => Promise<T>,
+  deferVerdict = false,
 ): Promise<Dispatched<T>> {
   let lastError: GatewayError | undefined
   // A target that cannot take the request's parameters: its 400 is the answer if none can.
   let firstRefusal: GatewayError | undefined
   let rpmWait: number | undefined
-  for (const [index, route] of chain.entries()) {
+  let deadlinePassed = false
+  let firstCalled: string | undefined
+  for (const route of chain) {
     const breaker = deps.breakers.get(route.key)
     for (let retry = 0; ; retry++) {
       if (signal.aborted) throw CLIENT_CLOSED
+      if (performance.now() >= settings.deadline) {
+        deadlinePassed = true
+        break
+      }
       const skip = (code: string) => attempts.push(attemptOf(route, 'skipped', code, null, 0))
-      const wait = await deps.admit(route)
+      const pass = settings.breakers ? breaker.tryPass(deps.now()) : NO_BREAKER
+      if (!pass) {
+        skip('circuit_open')
+        break
+      }
+      const wait = await deps.admit(route, attempts.length)
       if (wait !== undefined) {
+        breaker.abandon(deps.now(), pass)
         rpmWait = Math.min(rpmWait ?? wait, wait)
         skip('rate_limit_exceeded')
         break
       }
-      if (settings.breakers && !breaker.tryPass(deps.now())) {
-        skip('circuit_open')
-        break
+      if (signal.aborted) {
+        breaker.abandon(deps.now(), pass)
+        throw CLIENT_CLOSED
       }
       const started = performance.now()
       let err: GatewayError
       try {
         const value = await send(route)
         const ms = performance.now() - started
-        breaker.success(deps.now())
         deps.latency.record(route.key, ms)
         attempts.push(attemptOf(route, 'success', null, null, ms))
-        return { value, route, index }
+        firstCalled ??= route.key
+        let settled = false
+        const settle = (verdict: Verdict) => {
+          if (settled) return
+          settled = true
+          const now = deps.now()
+          if (verdict === 'success') breaker.success(now, pass)
+          else if (verdict === 'failure') breaker.failure(now, pass)
+          else breaker.abandon(now, pass)
+        }
+        if (!deferVerdict) settle('success')
+        return { value, route, fellBack: firstCalled !== route.key, settle }
       } catch (e) {
         err = toGatewayError(e)
       }
-      attempts.push(attemptOf(route, 'error', err.code, err.upstreamStatus ?? null, performance.now() - started))
-      if (err === CLIENT_CLOSED) {
-        breaker.abandon(deps.now())
-        throw err
-      }
-      const verdict = judge(err)
+      const ms = performance.now() - started
+      const verdict = err === CLIENT_CLOSED ? 'client-closed' : judge(err)
       if (verdict === 'refused') {
         // Nothing was sent: the adapter refused a parameter this provider lacks.
-        breaker.abandon(deps.now())
+        breaker.abandon(deps.now(), pass)
+        skip(err.code)
         firstRefusal ??= err
         break
       }
-      if (verdict === 'final') {
-        // The provider answered properly; the request itself is wrong.
-        breaker.success(deps.now())
-        throw err
+      attempts.push(attemptOf(route, 'error', err.code, err.upstreamStatus ?? null, ms))
+      firstCalled ??= route.key
+      switch (verdict) {
+        case 'client-closed':
+        case 'internal':
+          // No verdict on the target: the caller left, or the gateway itself failed.
+          breaker.abandon(deps.now(), pass)
+          throw err
+        case 'final':
+          // The provider answered properly; the request itself is wrong.
+          breaker.success(deps.now(), pass)
+          throw err
+        case 'broken':
+          breaker.failure(deps.now(), pass)
+          deps.latency.recordFailure(route.key)
+          throw err
       }
-      breaker.failure(deps.now())
+      breaker.failure(deps.now(), pass)
+      deps.latency.recordFailure(route.key)
       lastError = err
       if (verdict === 'next-target' || retry >= settings.retries) break
-      // This failure opened the breaker: no point waiting to be refused.
-      if (settings.breakers && !breaker.canPass(deps.now())) break
       const retryAfterMs = err.retryAfterSeconds === undefined ? 0 : err.retryAfterSeconds * 1000
       // Waiting longer than this is worse than trying another target (or answering now).
       if (retryAfterMs > settings.max_retry_after_ms) break
-      await deps.sleep(Math.max(retryAfterMs, backoffMs(retry, settings, deps.random)), signal)
+      // This failure opened the breaker: no point waiting to be refused.
+      if (settings.breakers && !breaker.canPass(deps.now())) break
+      const delay = Math.max(retryAfterMs, backoffMs(retry, settings, deps.random))
+      if (performance.now() + delay >= settings.deadline) {
+        deadlinePassed = true
+        break
+      }
+      await deps.sleep(delay, signal)
     }
+    if (deadlinePassed) break
   }
   if (lastError) throw lastError
   if (firstRefusal) throw firstRefusal
@@ -111,8 +160,11 @@ export async function dispatch<T>(
       retryAfterSeconds: seconds,
     })
   }
+  if (deadlinePassed) throw new GatewayError('upstream_timeout', 'No target answered within the routing deadline (routing.max_total_ms).')
   throw new GatewayError('provider_unavailable', 'Every target that could serve this request is failing (circuit open).', { retryAfterSeconds: 1 })
 }
+
+const NO_BREAKER: Pass = { probe: false, period: -1 }
 
 // Full jitter (AWS's "exponential backoff and jitter"): uniform in [0, min(max, base * 2^retry)).
 export function backoffMs(retry: number, settings: Pick<RoutingSettings, 'backoff_base_ms' | 'backoff_max_ms'>, random: () => number): number {
@@ -123,8 +175,13 @@ export function backoffMs(retry: number, settings: Pick<RoutingSettings, 'backof
 //   retry        the target may recover: retry it, then the next target;
 //   next-target  retrying this target cannot help, another may (credentials refused, model unknown);
 //   refused      the adapter would not send this request (a parameter the provider lacks);
-//   final        the caller's request is at fault (400, context length): answered at once.
-export function judge(err: GatewayError): 'retry' | 'next-target' | 'refused' | 'final' {
+//   final        the caller's request is at fault (400, context length): answered at once;
+//   broken       the provider answered 2xx with something unreadable: it may have billed, so
+//                answered at once rather than paid for again, and held against the target;
+//   internal     the gateway's own failure: answered at once, no verdict on the target.
+export function judge(err: GatewayError): 'retry' | 'next-target' | 'refused' | 'final' | 'broken' | 'internal' {
+  if (err.code === 'internal_error') return 'internal'
+  if (err.code === 'upstream_bad_response') return 'broken'
   // Our credentials refused, or the provider does not know the configured model: config faults
   // of this target that another target does not share.
   if (err.code === 'upstream_auth_error' || (err.code === 'model_not_found' && err.upstreamStatus !== undefined)) return 'next-target'

@@ -40,7 +40,8 @@ export interface RelayOptions {
 
 const encoder = new TextEncoder()
 
-// Resolves once upstream headers arrived with a 2xx; errors before that throw (nothing sent yet).
+// Resolves once the upstream answered 2xx and produced its first bytes for the client; failures
+// before that throw (nothing has been sent yet, so the caller may retry or fall back).
 export async function openChatStream(adapter: ProviderAdapter, target: Target, req: ChatRequest, opts: RelayOptions): Promise<OpenedStream> {
   const id = target.provider.provider_id
   const ac = new AbortController()
@@ -53,6 +54,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     opts.timeouts.idleMs,
   )
   const onClientAbort = () => ac.abort(CLIENT_CLOSED)
+  if (opts.clientSignal.aborted) ac.abort(CLIENT_CLOSED)
   opts.clientSignal.addEventListener('abort', onClientAbort, { once: true })
   const stopTimers = () => {
     clearTimeout(total)
@@ -87,35 +89,75 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     opts.onEnd({ usage: translator.usage, error, clientClosed, finished: translator.finished, contentChunks: translator.contentChunks, ttfbMs })
   }
 
+  // Reads upstream until there is something to send the client, or the stream ended.
+  const next = async (): Promise<Step> => {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) {
+        const out = collect(parser.end().map((e) => translator.onEvent(e)))
+        const tail = translator.end()
+        const bytes = collect([out, tail])
+        // A translator that framed an in-stream provider error already told the client.
+        const error = translator.error ?? (translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`))
+        return { kind: 'end', bytes, error, framed: translator.error !== undefined }
+      }
+      idle.refresh()
+      const hadPending = parser.bufferedBytes > 0
+      const events = parser.push(value)
+      // Fast path: the chunk held whole events only and all go out unchanged, so forward it as is.
+      const outputs = events.map((e) => translator.onEvent(e))
+      const out = !hadPending && parser.bufferedBytes === 0 && outputs.every((o, i) => o === events[i]?.raw) ? value : collect(outputs)
+      if (out && out.length > 0) {
+        if (ttfbMs === undefined) ttfbMs = performance.now() - opts.startedAt
+        return { kind: 'data', bytes: out }
+      }
+    }
+  }
+
+  // Nothing reaches the client until the stream has carried content: a break, a timeout or a
+  // provider error event before that (after a role-only first chunk, say) is an attempt failure
+  // the caller may retry or fall back from, since no response has been sent yet. What came
+  // before the content goes out with it.
+  let first: Step | undefined
+  try {
+    const held: Uint8Array[] = []
+    for (;;) {
+      const step = await next()
+      if (step.bytes) held.push(step.bytes)
+      if (step.kind === 'end') {
+        first = { ...step, bytes: collect(held) }
+        break
+      }
+      if (translator.contentChunks > 0 || translator.error) {
+        first = { kind: 'data', bytes: collect(held) ?? step.bytes }
+        break
+      }
+    }
+  } catch (err) {
+    stopTimers()
+    const reason = classifyFailure(err, ac.signal, target)
+    throw reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke before the first content`) : reason
+  }
+  const failedEarly = translator.contentChunks === 0 ? (translator.error ?? (first.kind === 'end' ? first.error : undefined)) : undefined
+  if (failedEarly) {
+    stopTimers()
+    ac.abort(failedEarly)
+    throw failedEarly
+  }
+
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        for (;;) {
-          const { done, value } = await reader.read()
-          if (done) {
-            const out = collect(parser.end().map((e) => translator.onEvent(e)))
-            const tail = translator.end()
-            if (out) controller.enqueue(out)
-            if (tail) controller.enqueue(encoder.encode(tail))
-            // A translator that framed an in-stream provider error already told the client.
-            const error = translator.error ?? (translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`))
-            if (error && !translator.error) controller.enqueue(encoder.encode(errorFrame(error)))
-            controller.close()
-            finish(error, false)
-            return
-          }
-          idle.refresh()
-          const hadPending = parser.bufferedBytes > 0
-          const events = parser.push(value)
-          // Fast path: the chunk held whole events only and all go out unchanged, so forward it as is.
-          const outputs = events.map((e) => translator.onEvent(e))
-          const out = !hadPending && parser.bufferedBytes === 0 && outputs.every((o, i) => o === events[i]?.raw) ? value : collect(outputs)
-          if (out && out.length > 0) {
-            if (ttfbMs === undefined) ttfbMs = performance.now() - opts.startedAt
-            controller.enqueue(out)
-            return
-          }
+        const step = first ?? (await next())
+        first = undefined
+        if (step.kind === 'data') {
+          controller.enqueue(step.bytes)
+          return
         }
+        if (step.bytes) controller.enqueue(step.bytes)
+        if (step.error && !step.framed) controller.enqueue(encoder.encode(errorFrame(step.error)))
+        controller.close()
+        finish(step.error, false)
       } catch (err) {
         const reason = classifyFailure(err, ac.signal, target)
         if (reason === CLIENT_CLOSED) return finish(undefined, true)
@@ -137,7 +179,12 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
   return { body, upstreamRequestId: res.headers.get('x-request-id') }
 }
 
-function collect(outputs: Array<Uint8Array | string | undefined>): Uint8Array | undefined {
+type Step =
+  | { kind: 'data'; bytes: Uint8Array }
+  // framed: the error already went out as the provider's own frame.
+  | { kind: 'end'; bytes: Uint8Array | undefined; error: GatewayError | undefined; framed: boolean }
+
+function collect(outputs: ReadonlyArray<Uint8Array | string | undefined>): Uint8Array | undefined {
   const parts: Uint8Array[] = []
   for (const o of outputs) if (o !== undefined) parts.push(typeof o === 'string' ? encoder.encode(o) : o)
   return parts.length === 0 ? undefined : concatBytes(parts)

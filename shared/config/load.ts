@@ -137,6 +137,15 @@ function checkReferences(file: GatewayConfig): string[] {
     if (q.entity_type === 'team' && q.entity_id !== undefined && !teamIds.has(q.entity_id)) problems.push(`/quotas/${i}/entity_id: no team "${q.entity_id}"`)
   })
   problems.push(...checkRoutes(file))
+  // A reservation must outlive the request: the last attempt may start at max_total_ms and run
+  // for its own timeout. Shorter, and a slow request's usage would find its reservation gone.
+  if (file.quotas.length > 0) {
+    const longest = Math.max(file.server.stream_timeout_ms, ...file.providers.map((p) => p.timeout_ms))
+    const needed = file.routing.max_total_ms + longest
+    if (file.quota.reservation_ttl_ms < needed) {
+      problems.push(`/quota/reservation_ttl_ms: must be at least routing.max_total_ms + the longest timeout (${needed} ms), so a reservation outlives its request`)
+    }
+  }
   const callable = new Set([...modelNames, ...file.routes.map((r) => r.name)])
   const clientIds = new Set<string>()
   const hashes = new Set<string>()

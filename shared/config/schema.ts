@@ -183,6 +183,8 @@ export const RoutingSettings = t.Object(
     backoff_max_ms: t.Integer({ minimum: 0, default: 2_000 }),
     // A provider's retry-after is waited for up to this; a longer one moves on to the next target.
     max_retry_after_ms: t.Integer({ minimum: 0, default: 5_000 }),
+    // No retry or fallback starts this long after the request arrived; the caller gets the last error.
+    max_total_ms: t.Integer({ minimum: 1, default: 180_000 }),
     breaker: BreakerSettings,
     latency: t.Object(
       {

@@ -23,6 +23,9 @@ export interface Behavior {
   // Streaming: delay before headers and the first chunk; then between chunks.
   ttfb_ms?: number
   chunk_interval_ms?: number
+  // Streaming: after this many frames (the first is the role chunk), go quiet for stall_ms.
+  stall_after_frames?: number
+  stall_ms?: number
   // The assistant's answer, split into one chunk per word.
   reply?: string
   // Streaming: break the connection after this many content chunks.
@@ -190,7 +193,7 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
     const stream = new ReadableStream<Uint8Array>({
       async pull(controller) {
         if (cancelled) return
-        const delay = i === 0 ? (b.ttfb_ms ?? 0) : (b.chunk_interval_ms ?? 0)
+        const delay = i === 0 ? (b.ttfb_ms ?? 0) : i === b.stall_after_frames ? (b.stall_ms ?? 0) : (b.chunk_interval_ms ?? 0)
         if (delay > 0) await Bun.sleep(delay)
         if (cancelled) return
         const frame = frames[i++]

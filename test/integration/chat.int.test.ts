@@ -193,15 +193,24 @@ describe('broken and slow streams', () => {
     expect((await client.chat.completions.create(ask)).choices.length).toBe(1)
   })
 
-  it('gives up on an idle upstream with a timeout error frame', async () => {
-    emulator.setBehavior('emu-upstream', { chunk_interval_ms: 4000 })
+  it('gives up on an upstream that goes idle mid-stream with a timeout error frame', async () => {
+    emulator.setBehavior('emu-upstream', { stall_after_frames: 2, stall_ms: 4000 })
     const cancelled = emulator.stats.streams_cancelled
     const stream = await client.chat.completions.create({ ...ask, stream: true })
+    let text = ''
     const err = await (async () => {
-      for await (const _ of stream) {
-        // drain
-      }
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
     })().catch((e: unknown) => e)
+    expect(text).toBe('Hello')
+    expect((err as APIError).message).toContain('no data from the provider')
+    await emulator.waitFor('streams_cancelled', cancelled + 1)
+  })
+
+  it('answers 504 when the provider goes idle after its role chunk, before any content', async () => {
+    emulator.setBehavior('emu-upstream', { chunk_interval_ms: 4000 })
+    const cancelled = emulator.stats.streams_cancelled
+    const err = await client.chat.completions.create({ ...ask, stream: true }).catch((e: unknown) => e)
+    expect((err as APIError).status).toBe(504)
     expect((err as APIError).message).toContain('no data from the provider')
     await emulator.waitFor('streams_cancelled', cancelled + 1)
   })

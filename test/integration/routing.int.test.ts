@@ -128,7 +128,30 @@ describe('fallback chains', () => {
     expect(await usageRecord(response.headers.get('x-request-id'))).toMatchObject({ status: 'fallback', stream: true, attempts: 3 })
   })
 
-  it('ends a stream that breaks after its first byte with an error frame, not a fallback', async () => {
+  it('falls back for a stream that breaks after its role chunk, before any content', async () => {
+    emulator.setBehavior('up-1', { disconnect_after_chunks: 0, chunk_interval_ms: 20 })
+    const { data: stream, response } = await client.chat.completions.create({ ...ask('chain'), stream: true }).withResponse()
+    let text = ''
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
+    expect(text).toContain('Hello')
+    expect(response.headers.get('x-gateway-provider')).toBe('p2')
+    const rec = await usageRecord(response.headers.get('x-request-id'))
+    expect(rec).toMatchObject({ status: 'fallback', attempts: 3 })
+    expect((rec.attempt_log as Array<{ error_code: string | null }>).map((a) => a.error_code)).toEqual(['upstream_error', 'upstream_error', null])
+  })
+
+  it("falls back when a provider's stream opens with an overloaded error event", async () => {
+    emulator.setBehavior('up-1', { status: 503 })
+    emulator.setBehavior('up-2', { status: 503 })
+    // Anthropic's way of failing a stream: 200, message_start, then an error event.
+    emulator.setBehavior('up-3', { stream_error_after_chunks: 0 })
+    const err = await client.chat.completions.create({ ...ask('chain'), stream: true }).catch((e: unknown) => e)
+    // No fallback is left after p3; what matters is that its in-stream error was retried like a status.
+    expect((err as APIError).status).toBe(503)
+    expect(emulator.byModel.get('up-3')).toBe(2)
+  })
+
+  it('ends a stream that breaks after its first content with an error frame, not a fallback', async () => {
     // The interval lets the first chunks reach the client before the connection breaks.
     emulator.setBehavior('up-1', { disconnect_after_chunks: 2, chunk_interval_ms: 20 })
     const { data: stream, response } = await client.chat.completions.create({ ...ask('chain'), stream: true }).withResponse()
