@@ -17,7 +17,7 @@ export interface Sample {
   ok: boolean
   // Whole exchange: request sent until the body has been read to the end.
   totalMs: number
-  // Until the first body chunk was read (streaming only; equals totalMs otherwise).
+  // Until the first chunk with content was read (streaming only; equals totalMs otherwise).
   ttfbMs: number
   error?: string
 }
@@ -55,6 +55,9 @@ export function createSendCompletion(): Send {
   }
 }
 
+// A chunk delta with text in it ("content":"" does not count).
+const CONTENT = /"content":"[^"]/
+
 export function createSendStream(): Send {
   const bodies = new Map<Target, string>()
   const decoder = new TextDecoder()
@@ -76,7 +79,9 @@ export function createSendStream(): Send {
       for (;;) {
         const { value, done } = await reader.read()
         if (done) break
-        if (Number.isNaN(ttfbMs)) ttfbMs = performance.now() - start
+        // Time to the first content, not the first byte: the gateway holds a role-only first chunk
+        // until content follows (so it can still fall back), and content is what a caller waits for.
+        if (Number.isNaN(ttfbMs) && CONTENT.test(decoder.decode(value))) ttfbMs = performance.now() - start
         previous = last
         last = value
       }

@@ -31,7 +31,7 @@ export function renderReport(r: ReportInput): string {
   if (latency) out.push(`Non-streaming latency, concurrency 1, alternating (${latency.seconds.toFixed(1)} s)`, renderLatencyTable(latency, r.labels, 'total_ms'), '')
   const stream = findPhase(r.phases, 'stream_c1')
   if (stream) {
-    out.push(`Streaming time to first byte, concurrency 1, alternating (${stream.seconds.toFixed(1)} s)`, renderLatencyTable(stream, r.labels, 'ttfb_ms'), '')
+    out.push(`Streaming time to first content, concurrency 1, alternating (${stream.seconds.toFixed(1)} s)`, renderLatencyTable(stream, r.labels, 'ttfb_ms'), '')
     out.push('Streaming total stream time, same requests', renderLatencyTable(stream, r.labels, 'total_ms'), '')
   }
   const throughput = r.phases.filter((p) => p.phase.startsWith('throughput_'))
