@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Installs what the integration tests start themselves (Debian's redis-server) when it is missing.
+# Installs what the integration tests start themselves (Debian's redis-server and clickhouse-server) when missing.
 # Nothing is left running as a service: each test starts and stops its own servers.
 set -euo pipefail
-if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then exit 0; fi
+missing=()
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then missing+=(redis-server); fi
+# Debian puts clickhouse-server in /usr/sbin, which a non-root PATH may lack.
+if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then missing+=(clickhouse-server clickhouse-client); fi
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "redis-server is missing: run 'sudo apt-get install redis-server' (the tests start their own instances)" >&2
+  echo "${missing[*]} missing: run 'sudo apt-get install ${missing[*]}' (the tests start their own instances)" >&2
   exit 1
 fi
-echo "installing redis-server (Debian package) for the integration tests" >&2
+echo "installing ${missing[*]} (Debian packages) for the integration tests" >&2
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-# The package may start a system instance; the tests do not use it.
-systemctl stop redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packages may start system instances; the tests do not use them (and they hold the default ports).
+# Only services of packages installed just now: a server the machine already ran is left alone.
+for service in "${missing[@]}"; do
+  [ "$service" = clickhouse-client ] && continue
+  systemctl stop "$service" >/dev/null 2>&1 || service "$service" stop >/dev/null 2>&1 || true
+done
