@@ -1,4 +1,4 @@
-// The Redis connection for the request path: fail fast, never queue, every call under a deadline.
+// Redis connections: the request path's (fail fast, never queue, every call under a deadline) and a background worker's (blocking reads, patient reconnects).
 import Redis, { Cluster, type RedisOptions } from 'ioredis'
 
 export type RedisClient = Redis | Cluster
@@ -15,16 +15,38 @@ export function connectRedis(url: string, timeoutMs: number): RedisClient {
     // Keep trying to come back; requests fail fast meanwhile.
     retryStrategy: (times) => Math.min(times * 100, 2000),
   }
-  const urls = url.split(',').map((u) => u.trim()).filter(Boolean)
+  const urls = splitUrls(url)
   if (urls.length === 1) return new Redis(urls[0] ?? url, { ...options, enableAutoPipelining: true })
-  const nodes = urls.map((u) => {
-    const parsed = new URL(u)
-    return { host: parsed.hostname, port: Number(parsed.port || 6379) }
-  })
-  return new Cluster(nodes, {
+  return new Cluster(clusterNodes(urls), {
     enableOfflineQueue: false,
     enableAutoPipelining: true,
     clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
     redisOptions: options,
+  })
+}
+
+// For a background consumer: blocking reads (XREADGROUP BLOCK) need no command deadline, and a
+// command issued during a reconnect waits for it instead of failing the loop.
+export function connectWorkerRedis(url: string): RedisClient {
+  const options: RedisOptions = {
+    maxRetriesPerRequest: null,
+    retryStrategy: (times) => Math.min(times * 100, 2000),
+  }
+  const urls = splitUrls(url)
+  if (urls.length === 1) return new Redis(urls[0] ?? url, options)
+  return new Cluster(clusterNodes(urls), { clusterRetryStrategy: (times) => Math.min(times * 100, 2000), redisOptions: options })
+}
+
+function splitUrls(url: string): string[] {
+  return url
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean)
+}
+
+function clusterNodes(urls: readonly string[]) {
+  return urls.map((u) => {
+    const parsed = new URL(u)
+    return { host: parsed.hostname, port: Number(parsed.port || 6379) }
   })
 }

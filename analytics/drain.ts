@@ -1,0 +1,300 @@
+// Drains the usage stream into a store: XREADGROUP → batch → insert → XACK, reclaiming dead consumers' entries, dead-lettering poison, trimming only what every group acknowledged.
+import type { Logger } from '../shared/log.ts'
+import type { RedisClient } from '../shared/redis.ts'
+import type { UsageRecord } from '../shared/usage-event.ts'
+import { decodeUsage, USAGE_DEAD_LETTERS, USAGE_GROUP, USAGE_STREAM } from '../shared/usage-stream.ts'
+
+// Where records go: ClickHouse in production (idempotent by request_id, so a redelivered record
+// is stored once).
+export interface UsageStore {
+  insert(records: readonly UsageRecord[]): Promise<void>
+  // Whether the store answers at all: tells an outage (wait) from a record it refuses (poison).
+  reachable(): Promise<boolean>
+}
+
+export interface DrainOptions {
+  // This worker's name in the group; a restarted worker with the same name takes its own
+  // pending entries back first.
+  consumer: string
+  batchSize: number
+  // A partial batch is written once its oldest record is this old.
+  flushMs: number
+  // Entries another consumer has held this long without acknowledging are taken over.
+  claimIdleMs: number
+  // A record tried this many times (redeliveries, or refusals by a reachable store) goes to the
+  // dead-letter stream instead of blocking the ones behind it.
+  maxDeliveries: number
+  // Backoff while the store is unreachable: doubles up to the max.
+  retryMs: number
+  maxRetryMs: number
+  trimEveryMs: number
+}
+
+export interface DrainStats {
+  inserted: number
+  batches: number
+  dead_lettered: number
+  // Entries read but not yet acknowledged by this worker (the batch in hand).
+  in_hand: number
+  last_insert_at: number | undefined
+  store_unreachable_since: number | undefined
+}
+
+interface Entry {
+  id: string
+  fields: string[]
+}
+
+type StreamReply = Array<[string, Array<[string, string[]]>]> | null
+
+// The ids a trim may drop: below every group's oldest pending entry (or its last delivered one).
+export async function safeTrimPoint(redis: RedisClient): Promise<string | undefined> {
+  const groups = (await redis.xinfo('GROUPS', USAGE_STREAM)) as unknown[][]
+  let bound: string | undefined
+  for (const g of groups) {
+    const info = pairs(g)
+    const name = String(info.name)
+    let groupBound = String(info['last-delivered-id'])
+    if (Number(info.pending) > 0) {
+      const summary = (await redis.xpending(USAGE_STREAM, name)) as [number, string | null, string | null, unknown]
+      if (summary[1]) groupBound = summary[1]
+    }
+    if (bound === undefined || compareIds(groupBound, bound) < 0) bound = groupBound
+  }
+  return bound === '0-0' ? undefined : bound
+}
+
+export class StreamDrain {
+  private running = false
+  private stopped: Promise<void> | undefined
+  private batch: Entry[] = []
+  private batchSince = 0
+  private lastClaim = 0
+  private lastTrim = 0
+  private tries = new Map<string, number>()
+  readonly stats: DrainStats = { inserted: 0, batches: 0, dead_lettered: 0, in_hand: 0, last_insert_at: undefined, store_unreachable_since: undefined }
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly store: UsageStore,
+    private readonly log: Logger,
+    private readonly opts: DrainOptions,
+  ) {}
+
+  start(): void {
+    if (this.running) return
+    this.running = true
+    this.stopped = this.run().catch((err: unknown) => {
+      this.log.error('usage drain stopped on an error', { err })
+    })
+  }
+
+  // Stops reading, writes the batch in hand (acknowledging it if the store took it), resolves.
+  async stop(): Promise<void> {
+    this.running = false
+    await this.stopped
+  }
+
+  private async run(): Promise<void> {
+    await this.ensureGroup()
+    // After a crash, this consumer's own delivered-but-unacknowledged entries come first.
+    let cursor = '0'
+    while (this.running) {
+      const now = Date.now()
+      if (now - this.lastClaim >= this.opts.claimIdleMs / 2) {
+        this.lastClaim = now
+        await this.reclaim()
+      }
+      const room = this.opts.batchSize - this.batch.length
+      const wait = this.batch.length === 0 ? 1000 : Math.max(1, Math.min(1000, this.opts.flushMs - (now - this.batchSince)))
+      let reply: StreamReply
+      try {
+        reply =
+          cursor === '0'
+            ? ((await this.redis.xreadgroup('GROUP', USAGE_GROUP, this.opts.consumer, 'COUNT', room, 'STREAMS', USAGE_STREAM, '0')) as StreamReply)
+            : ((await this.redis.xreadgroup('GROUP', USAGE_GROUP, this.opts.consumer, 'COUNT', room, 'BLOCK', wait, 'STREAMS', USAGE_STREAM, '>')) as StreamReply)
+      } catch (err) {
+        if (!this.running) break
+        this.log.warn('usage stream read failed', { err })
+        await sleep(this.opts.retryMs)
+        if (isNoGroup(err)) await this.ensureGroup()
+        continue
+      }
+      const entries = toEntries(reply)
+      if (cursor === '0' && entries.length < room) cursor = '>'
+      this.take(entries)
+      if (this.batch.length >= this.opts.batchSize || (this.batch.length > 0 && Date.now() - this.batchSince >= this.opts.flushMs)) await this.flush()
+      if (Date.now() - this.lastTrim >= this.opts.trimEveryMs) {
+        this.lastTrim = Date.now()
+        await this.trim()
+      }
+    }
+    // Graceful stop: the batch in hand is written and acknowledged, or left pending for the next
+    // worker (never lost, never half-acknowledged).
+    if (this.batch.length > 0) await this.flush()
+  }
+
+  private take(entries: Entry[]): void {
+    if (entries.length === 0) return
+    if (this.batch.length === 0) this.batchSince = Date.now()
+    this.batch.push(...entries)
+    this.stats.in_hand = this.batch.length
+  }
+
+  private async ensureGroup(): Promise<void> {
+    try {
+      // From the start of the stream: records appended before the first worker ran are read too.
+      await this.redis.xgroup('CREATE', USAGE_STREAM, USAGE_GROUP, '0', 'MKSTREAM')
+    } catch (err) {
+      if (!String(err).includes('BUSYGROUP')) throw err
+    }
+  }
+
+  // Entries a dead consumer held: taken over, unless they have been delivered too often already
+  // (a record that crashed every worker that took it).
+  private async reclaim(): Promise<void> {
+    try {
+      const [, claimed] = (await this.redis.xautoclaim(USAGE_STREAM, USAGE_GROUP, this.opts.consumer, this.opts.claimIdleMs, '0-0', 'COUNT', this.opts.batchSize)) as [
+        string,
+        Array<[string, string[]] | null>,
+      ]
+      const entries = claimed.flatMap((e) => (e ? [{ id: e[0], fields: e[1] }] : []))
+      if (entries.length === 0) return
+      const counts = await this.deliveryCounts(entries)
+      const poison = entries.filter((e) => (counts.get(e.id) ?? 0) > this.opts.maxDeliveries)
+      for (const e of poison) await this.deadLetter(e, `delivered ${counts.get(e.id)} times without being stored`)
+      const kept = entries.filter((e) => !poison.includes(e) && !this.batch.some((b) => b.id === e.id))
+      if (kept.length > 0) this.log.info('took over usage entries from an idle consumer', { entries: kept.length })
+      this.take(kept)
+    } catch (err) {
+      this.log.warn('usage reclaim failed', { err })
+    }
+  }
+
+  private async deliveryCounts(entries: Entry[]): Promise<Map<string, number>> {
+    const ids = entries.map((e) => e.id).sort(compareIds)
+    const rows = (await this.redis.xpending(USAGE_STREAM, USAGE_GROUP, ids[0] ?? '-', ids[ids.length - 1] ?? '+', ids.length * 2)) as Array<[string, string, number, number]>
+    return new Map(rows.map((r) => [r[0], Number(r[3])]))
+  }
+
+  // Writes the batch and acknowledges what the store took. Records the store refuses while it is
+  // reachable are isolated by halving, and dead-lettered after maxDeliveries tries.
+  private async flush(): Promise<void> {
+    const entries = this.batch
+    const good: Array<{ entry: Entry; record: UsageRecord }> = []
+    for (const entry of entries) {
+      const record = decodeUsage(entry.fields)
+      if (record instanceof Error) await this.deadLetter(entry, record.message)
+      else good.push({ entry, record })
+    }
+    let backoff = this.opts.retryMs
+    let pending = good
+    while (pending.length > 0) {
+      pending = await this.store.insert(pending.map((g) => g.record)).then(
+        async () => {
+          await this.ack(pending.map((g) => g.entry.id))
+          this.stats.inserted += pending.length
+          this.stats.batches++
+          this.stats.last_insert_at = Date.now()
+          if (this.stats.store_unreachable_since !== undefined) {
+            this.log.info('usage store reachable again', { down_ms: Date.now() - this.stats.store_unreachable_since })
+            this.stats.store_unreachable_since = undefined
+          }
+          return []
+        },
+        async (err: unknown) => {
+          if (await this.store.reachable().catch(() => false)) return this.isolate(pending, err)
+          this.stats.store_unreachable_since ??= Date.now()
+          this.log.warn('usage store unreachable; the batch waits in the stream', { records: pending.length, err })
+          return pending
+        },
+      )
+      if (pending.length === 0) break
+      // Stopping while the store is down: leave the entries pending for the next worker.
+      if (!this.running && this.stats.store_unreachable_since !== undefined) break
+      await sleep(backoff)
+      backoff = Math.min(backoff * 2, this.opts.maxRetryMs)
+    }
+    this.batch = []
+    this.stats.in_hand = 0
+  }
+
+  // The store is up but refused the batch: write halves apart so one bad record cannot hold the
+  // rest back. Returns what is still to retry.
+  private async isolate(records: Array<{ entry: Entry; record: UsageRecord }>, err: unknown): Promise<Array<{ entry: Entry; record: UsageRecord }>> {
+    if (records.length === 1) {
+      const only = records[0] as { entry: Entry; record: UsageRecord }
+      const tries = (this.tries.get(only.entry.id) ?? 0) + 1
+      this.tries.set(only.entry.id, tries)
+      if (tries < this.opts.maxDeliveries) return records
+      this.tries.delete(only.entry.id)
+      await this.deadLetter(only.entry, `refused by the store ${tries} times: ${String(err).slice(0, 300)}`)
+      return []
+    }
+    const half = Math.ceil(records.length / 2)
+    const left: Array<{ entry: Entry; record: UsageRecord }> = []
+    for (const part of [records.slice(0, half), records.slice(half)]) {
+      try {
+        await this.store.insert(part.map((p) => p.record))
+        await this.ack(part.map((p) => p.entry.id))
+        this.stats.inserted += part.length
+        this.stats.batches++
+      } catch (e) {
+        left.push(...(await this.isolate(part, e)))
+      }
+    }
+    return left
+  }
+
+  private async ack(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.redis.xack(USAGE_STREAM, USAGE_GROUP, ...ids)
+  }
+
+  // The entry, why, and where it came from, appended to the dead-letter stream; then acknowledged
+  // (in one MULTI, so it is never both gone and not set aside).
+  private async deadLetter(entry: Entry, reason: string): Promise<void> {
+    await this.redis
+      .multi()
+      .xadd(USAGE_DEAD_LETTERS, '*', 'source_id', entry.id, 'reason', reason, ...entry.fields)
+      .xack(USAGE_STREAM, USAGE_GROUP, entry.id)
+      .exec()
+    this.stats.dead_lettered++
+    this.log.error('usage entry dead-lettered', { entry_id: entry.id, reason })
+  }
+
+  private async trim(): Promise<void> {
+    try {
+      const bound = await safeTrimPoint(this.redis)
+      if (bound) await this.redis.xtrim(USAGE_STREAM, 'MINID', bound)
+    } catch (err) {
+      this.log.warn('usage stream trim failed', { err })
+    }
+  }
+}
+
+function toEntries(reply: StreamReply): Entry[] {
+  const out: Entry[] = []
+  for (const [, entries] of reply ?? []) for (const [id, fields] of entries) out.push({ id, fields })
+  return out
+}
+
+function pairs(list: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = list[i + 1]
+  return out
+}
+
+// Stream ids are `<ms>-<seq>`: compared as numbers, not strings.
+export function compareIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt)
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt)
+  return am === bm ? Number(as - bs) : am < bm ? -1 : 1
+}
+
+function isNoGroup(err: unknown): boolean {
+  return String(err).includes('NOGROUP')
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}

@@ -1,0 +1,31 @@
+// UsageRecords for tests: a valid one, with any field overridden.
+import type { UsageRecord } from '../../shared/usage-event.ts'
+
+export const sampleRecord = (over: Partial<UsageRecord> = {}): UsageRecord => ({
+  request_id: 'req_1',
+  client_id: 'c',
+  team_id: 't',
+  provider_id: 'p',
+  model: 'm',
+  upstream_model: 'm-up',
+  input_tokens: 10,
+  output_tokens: 5,
+  cached_input_tokens: 0,
+  cache_write_input_tokens: 0,
+  reasoning_tokens: 0,
+  usage_estimated: false,
+  cost_pico: 12_345,
+  cost_usd: 0.000000012345,
+  latency_ms: 12.5,
+  ttfb_ms: 3,
+  status: 'success',
+  http_status: 200,
+  error_type: null,
+  error_code: null,
+  stream: false,
+  client_closed: false,
+  attempts: 1,
+  attempt_log: [],
+  created_at: '2026-11-27T10:00:00.000Z',
+  ...over,
+})
