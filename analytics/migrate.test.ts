@@ -1,0 +1,48 @@
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { ENGINE_LABEL, ENGINES, openTestEngine, type TestEngine } from '../test/harness/clickhouse-engines.ts'
+import { loadMigrations, migrate, splitStatements } from './migrate.ts'
+
+describe('migration files', () => {
+  it('are numbered, unique and split into single statements', () => {
+    const ms = loadMigrations()
+    expect(ms.map((m) => m.version)).toEqual(['0001', '0002'])
+    for (const m of ms) for (const s of m.statements) expect(s).not.toContain(';')
+  })
+
+  it('drop whole-line comments and empty statements', () => {
+    expect(splitStatements('-- a; b\nSELECT 1;\n\n  -- c\nSELECT 2;\n')).toEqual(['SELECT 1', 'SELECT 2'])
+  })
+})
+
+for (const kind of ENGINES) {
+  describe(`migrate on ${ENGINE_LABEL[kind]}`, () => {
+    let engine: TestEngine
+    beforeAll(async () => {
+      engine = await openTestEngine(kind)
+    })
+    afterAll(async () => {
+      await engine?.stop()
+    })
+
+    it('applies every migration once, even when two workers start at once', async () => {
+      const [a, b] = await Promise.all([migrate(engine.ch), migrate(engine.ch)])
+      expect([...new Set([...(a ?? []), ...(b ?? [])])].sort()).toEqual(['0001', '0002'])
+      const tables = await engine.ch.query<{ name: string }>("SELECT name FROM system.tables WHERE database = 'default' ORDER BY name")
+      expect(tables.map((t) => t.name)).toEqual(['schema_migrations', 'usage_daily', 'usage_daily_staging', 'usage_raw'])
+      const recorded = await engine.ch.query<{ version: string }>('SELECT version FROM schema_migrations FINAL ORDER BY version')
+      expect(recorded.map((r) => r.version)).toEqual(['0001', '0002'])
+    })
+
+    it('applies nothing when run again', async () => {
+      expect(await migrate(engine.ch)).toEqual([])
+    })
+
+    it('rejects a failed query with the ClickHouse message', async () => {
+      await expect(engine.ch.query('SELECT no_such_column FROM usage_raw')).rejects.toThrow(/no_such_column/)
+    })
+
+    it('returns UInt64 as a string, as 18.16 does by default', async () => {
+      expect(await engine.ch.query('SELECT toUInt64(18446744073709551615) AS n')).toEqual([{ n: '18446744073709551615' }])
+    })
+  })
+}
