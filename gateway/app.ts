@@ -12,6 +12,7 @@ import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
 import { quotaStatus, requireAdmin, routingStatus } from './routes/admin.ts'
 import type { UsageSink } from './usage.ts'
+import type { UsageSinkStats } from './usage-stream-sink.ts'
 import type { GatewayRouting } from './routing/state.ts'
 import { renderMetrics } from './routes/metrics.ts'
 
@@ -21,6 +22,8 @@ export interface AppDeps {
   usage: UsageSink
   quota: QuotaService
   quotaStore: QuotaStore
+  // The usage stream sink's counters, for /metrics (with Redis only).
+  usageStats?: () => UsageSinkStats
   // Breakers, latency figures, clocks: state that outlives config snapshots.
   routing: GatewayRouting
   // Readiness of what the gateway depends on beyond its config (Redis when configured).
@@ -58,7 +61,7 @@ export function createApp(deps: AppDeps) {
       }
     })
     .get('/metrics', function metrics({ snapshot }) {
-      return renderMetrics(snapshot, deps.routing)
+      return renderMetrics(snapshot, deps.routing, deps.usageStats?.())
     })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {

@@ -1,7 +1,6 @@
 // Admin endpoints for operators holding ADMIN_TOKEN: budgets (GET /admin/quotas), routing and breakers (GET /admin/routing).
-import { timingSafeEqual, createHash } from 'node:crypto'
 import type { QuotaRecord } from '../../shared/config/schema.ts'
-import type { Secret } from '../../shared/secret.ts'
+import { sameSecret, type Secret } from '../../shared/secret.ts'
 import type { Snapshot } from '../config-store.ts'
 import { GatewayError } from '../errors.ts'
 import { linesOf } from '../quota/quota.ts'
@@ -84,11 +83,4 @@ function entitiesOf(records: readonly QuotaRecord[], clients: ReadonlyArray<{ cl
     for (const id of ids) out.push({ record, entity: `${record.entity_type}:${id}` })
   }
   return out
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  // Compare digests: equal length, so the comparison time says nothing about the token.
-  const a = createHash('sha256').update(given).digest()
-  const b = createHash('sha256').update(expected).digest()
-  return timingSafeEqual(a, b)
 }

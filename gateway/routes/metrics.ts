@@ -1,10 +1,11 @@
-// GET /metrics: Prometheus text for routing state (breakers, per-target p95); issue 7 adds the request metrics.
+// GET /metrics: Prometheus text for routing state (breakers, per-target p95) and the usage stream sink; issue 7 adds the request metrics.
 import type { Snapshot } from '../config-store.ts'
 import type { RoutingState } from '../routing/router.ts'
+import type { UsageSinkStats } from '../usage-stream-sink.ts'
 
 const STATE_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
 
-export function renderMetrics(snapshot: Snapshot, state: RoutingState): Response {
+export function renderMetrics(snapshot: Snapshot, state: RoutingState, usage?: UsageSinkStats): Response {
   const now = state.now()
   const window = snapshot.config.file.routing.latency
   const out: string[] = [
@@ -23,6 +24,19 @@ export function renderMetrics(snapshot: Snapshot, state: RoutingState): Response
   for (const r of snapshot.targets.values()) {
     const f = state.latency.figure(r.key, window)
     if (f.p95 !== undefined) out.push(`gateway_target_latency_p95_seconds{${labels(r.key, r.target.provider.provider_id)}} ${f.p95 / 1000}`)
+  }
+  if (usage) {
+    out.push(
+      '# HELP gateway_usage_records_appended_total Usage records appended to the Redis stream.',
+      '# TYPE gateway_usage_records_appended_total counter',
+      `gateway_usage_records_appended_total ${usage.appended}`,
+      '# HELP gateway_usage_records_buffered Usage records waiting in memory for the stream.',
+      '# TYPE gateway_usage_records_buffered gauge',
+      `gateway_usage_records_buffered ${usage.buffered}`,
+      '# HELP gateway_usage_records_dropped_total Usage records dropped because the buffer was full.',
+      '# TYPE gateway_usage_records_dropped_total counter',
+      `gateway_usage_records_dropped_total ${usage.dropped}`,
+    )
   }
   return new Response(`${out.join('\n')}\n`, { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } })
 }

@@ -212,9 +212,19 @@ export const RoutingSettings = t.Object(
 )
 export type RoutingSettings = Static<typeof RoutingSettings>
 
+export const UsageSettings = t.Object(
+  {
+    // Records held in memory while the usage stream (Redis) is unreachable; past this, new
+    // records are dropped, logged and counted (gateway_usage_records_dropped_total).
+    max_buffered_records: t.Integer({ minimum: 1, default: 50_000 }),
+  },
+  { ...strict, default: {} },
+)
+
 export const GatewayConfig = t.Object(
   {
     server: ServerConfig,
+    usage: UsageSettings,
     providers: t.Array(ProviderConfig, { minItems: 1 }),
     routes: t.Array(RouteConfig, { default: [] }),
     routing: RoutingSettings,

@@ -1,0 +1,126 @@
+// Runs the analytics side: ClickHouse (server or embedded) migrated, the stream drain or the in-process sink, scheduled rollups, the query API.
+import type { Logger } from '../shared/log.ts'
+import { connectWorkerRedis, type RedisClient } from '../shared/redis.ts'
+import { USAGE_GROUP, USAGE_STREAM } from '../shared/usage-stream.ts'
+import { analyticsApi } from './api.ts'
+import { connectClickHouse, openEmbeddedClickHouse, type ClickHouse } from './clickhouse.ts'
+import type { WorkerConfig } from './config.ts'
+import { StreamDrain } from './drain.ts'
+import { migrate } from './migrate.ts'
+import { rollupDay } from './rollup.ts'
+import { clickHouseStore, InProcessUsageSink } from './store.ts'
+
+export interface Worker {
+  ch: ClickHouse
+  // The query API's port.
+  port: number
+  // Only when running inside the gateway process (no Redis): where the gateway hands records.
+  sink: InProcessUsageSink | undefined
+  // Recomputes today's rollup (and yesterday's in the first day after midnight UTC).
+  rollupRecent(): Promise<void>
+  // Writes what is in hand, then stops everything.
+  stop(): Promise<void>
+}
+
+const SHUTDOWN_FLUSH_MS = 10_000
+
+export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stream' | 'in-process'): Promise<Worker> {
+  const ch = config.clickhouseUrl ? connectClickHouse(config.clickhouseUrl) : openEmbeddedClickHouse(config.dataDir)
+  const applied = await migrate(ch)
+  if (applied.length > 0) log.info('analytics migrations applied', { versions: applied })
+  const store = clickHouseStore(ch)
+
+  let redis: RedisClient | undefined
+  let drain: StreamDrain | undefined
+  let sink: InProcessUsageSink | undefined
+  if (mode === 'stream') {
+    if (!config.redisUrl) throw new Error('the analytics worker reads the usage stream: set REDIS_URL (without Redis, npm start runs it inside the gateway)')
+    redis = connectWorkerRedis(config.redisUrl)
+    redis.on('error', (err: Error) => log.debug('redis error', { err }))
+    drain = new StreamDrain(redis, store, log, {
+      consumer: config.consumer,
+      batchSize: config.batchSize,
+      flushMs: config.flushMs,
+      claimIdleMs: 30_000,
+      maxDeliveries: 5,
+      retryMs: 200,
+      maxRetryMs: 5_000,
+      trimEveryMs: 10_000,
+    })
+    drain.start()
+  } else {
+    sink = new InProcessUsageSink(store, log, { batchSize: config.batchSize, flushMs: config.flushMs, maxBuffered: 100_000, retryMs: 1_000 })
+  }
+
+  let lastToday = ''
+  const rollupRecent = async () => {
+    const now = new Date()
+    const today = now.toISOString().slice(0, 10)
+    // The first run after midnight UTC finalizes yesterday with everything that arrived late.
+    if (lastToday && lastToday !== today) await rollupDay(ch, lastToday)
+    await rollupDay(ch, today)
+    lastToday = today
+  }
+  let rollupTimer: ReturnType<typeof setTimeout> | undefined
+  let stopping = false
+  const scheduleRollup = () => {
+    rollupTimer = setTimeout(() => {
+      rollupRecent()
+        .catch((err: unknown) => log.warn('scheduled rollup failed', { err }))
+        .finally(() => {
+          if (!stopping) scheduleRollup()
+        })
+    }, config.rollupEveryMs)
+  }
+  scheduleRollup()
+
+  const server = Bun.serve({
+    port: config.port,
+    hostname: config.host,
+    fetch: analyticsApi({ ch, log, adminToken: config.adminToken, metrics: () => metricsLines(drain, sink, redis) }),
+  })
+
+  return {
+    ch,
+    port: server.port ?? config.port,
+    sink,
+    rollupRecent,
+    async stop() {
+      stopping = true
+      clearTimeout(rollupTimer)
+      await drain?.stop()
+      if (sink && !(await sink.drain(SHUTDOWN_FLUSH_MS))) log.error('usage records still buffered at shutdown', { buffered: sink.buffered })
+      await server.stop()
+      redis?.disconnect()
+      await ch.close()
+    },
+  }
+}
+
+async function metricsLines(drain: StreamDrain | undefined, sink: InProcessUsageSink | undefined, redis: RedisClient | undefined): Promise<string[]> {
+  const out: string[] = []
+  const counter = (name: string, help: string, value: number) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${value}`)
+  const gauge = (name: string, help: string, value: number) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`)
+  if (drain) {
+    counter('analytics_records_inserted_total', 'Usage records written to ClickHouse.', drain.stats.inserted)
+    counter('analytics_records_dead_lettered_total', 'Stream entries set aside in the dead-letter stream.', drain.stats.dead_lettered)
+    gauge('analytics_store_unreachable', '1 while ClickHouse does not answer.', drain.stats.store_unreachable_since === undefined ? 0 : 1)
+  }
+  if (sink) {
+    counter('analytics_records_inserted_total', 'Usage records written to ClickHouse.', sink.stats.inserted)
+    counter('analytics_records_dropped_total', 'Usage records dropped because the in-process buffer was full.', sink.stats.dropped)
+    gauge('analytics_records_buffered', 'Usage records waiting in memory.', sink.buffered)
+  }
+  if (redis) {
+    // Lag: entries not yet delivered to the group plus those delivered and not yet stored.
+    const groups = (await redis.xinfo('GROUPS', USAGE_STREAM).catch(() => [])) as unknown[][]
+    for (const g of groups) {
+      const info: Record<string, unknown> = {}
+      for (let i = 0; i + 1 < g.length; i += 2) info[String(g[i])] = g[i + 1]
+      if (info.name !== USAGE_GROUP) continue
+      gauge('analytics_stream_lag', 'Usage stream entries not yet read by the worker group.', Number(info.lag ?? 0))
+      gauge('analytics_stream_pending', 'Usage stream entries read but not yet acknowledged.', Number(info.pending ?? 0))
+    }
+  }
+  return out
+}

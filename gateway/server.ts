@@ -1,0 +1,142 @@
+// Runs the gateway: load config, listen; health checks, latency sharing and config reload in the background; usage to the stream; drain on SIGTERM.
+import { ConfigError, loadConfig } from '../shared/config/load.ts'
+import { createLogger, type Logger } from '../shared/log.ts'
+import { createApp } from './app.ts'
+import { buildSnapshot, ConfigStore } from './config-store.ts'
+import { logUsageSink, type UsageSink } from './usage.ts'
+import { RedisStreamSink, teeSinks } from './usage-stream-sink.ts'
+import { connectRedis, type RedisClient } from '../shared/redis.ts'
+import { MemoryQuotaStore } from './quota/memory-store.ts'
+import { QuotaService } from './quota/quota.ts'
+import { countTextTokens } from './providers/tokenize.ts'
+import { RedisQuotaStore } from './quota/redis-store.ts'
+import { createRoutingState } from './routing/state.ts'
+import { startHealthMonitor } from './routing/health-monitor.ts'
+import { startLatencyShare } from './routing/latency-share.ts'
+import { startConfigReload } from './config-reload.ts'
+
+const DRAIN_MS = 10_000
+const REDIS_STARTUP_WAIT_MS = 5_000
+
+function waitReady(redis: RedisClient, ms: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    redis.once('ready', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+}
+
+// Where usage records go besides the log when there is no Redis stream (the in-process analytics
+// worker), and how to stop it after the server drained.
+export interface LocalUsage {
+  sink: UsageSink
+  stop(): Promise<void>
+}
+
+export interface GatewayExtras {
+  // Called with the logger once the config is loaded; only used without REDIS_URL.
+  localUsage?: (log: Logger) => Promise<LocalUsage | undefined>
+}
+
+export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
+  let store: ConfigStore
+  let config
+  try {
+    config = loadConfig(process.env)
+    store = new ConfigStore(buildSnapshot(config))
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`${err.message}\n`)
+    process.exit(78)
+  }
+  const log = createLogger(config.logLevel)
+  for (const [provider, reason] of config.unavailable) log.warn('provider unavailable', { provider, reason })
+
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, config.file.quota.redis_timeout_ms) : undefined
+  // Reconnect noise stays out of the request log; what matters is surfaced by each request.
+  redis?.on('error', (err: Error) => log.debug('redis error', { err }))
+  redis?.on('ready', () => log.info('redis ready'))
+  // Give Redis a moment before taking traffic, so the first requests do not fail closed; a Redis
+  // that stays down does not stop the gateway starting (readyz says so, requests get 503).
+  if (redis) await waitReady(redis, REDIS_STARTUP_WAIT_MS)
+  const quotaStore = redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore()
+  const routing = createRoutingState(config.file.routing.breaker, {
+    onTransition: (t) => log.warn('circuit breaker', { target: t.key, from: t.from, to: t.to }),
+  })
+  const reloader = startConfigReload({
+    filePath: config.source,
+    env: process.env,
+    store,
+    log,
+    redis,
+    redisKey: config.configRedisKey,
+    onSwap: (next) => {
+      routing.breakers.configure(next.config.file.routing.breaker)
+      const keys = new Set(next.targets.keys())
+      routing.breakers.retain(keys)
+      routing.latency.retain(keys)
+    },
+  })
+  // A config kept in Redis replaces the file as soon as Redis answers.
+  if (redis && config.configRedisKey) await reloader.reload('startup')
+  if (!redis && config.configRedisKey) log.warn('GATEWAY_CONFIG_REDIS_KEY is set without REDIS_URL; the config file is used')
+  // What the process binds to comes from the config it starts with (the Redis key's, if any).
+  const live = store.current.config
+  const settings = live.file.server
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'))
+  const health = startHealthMonitor(store, routing, log)
+  const share = redis ? startLatencyShare(redis, store, routing.latency, log) : undefined
+  // Usage: every record is its request's log line, and goes on to the stream (with Redis) or to
+  // the in-process analytics worker (without).
+  const streamSink = redis ? new RedisStreamSink(redis, log, { maxBuffered: live.file.usage.max_buffered_records, batch: 100, retryMs: 1000 }) : undefined
+  const local = redis ? undefined : await extras.localUsage?.(log)
+  const usage = teeSinks(...[logUsageSink(log), streamSink ?? local?.sink].filter((s): s is UsageSink => s !== undefined))
+  const app = createApp({
+    store,
+    log,
+    usage,
+    usageStats: streamSink ? () => ({ appended: streamSink.stats.appended, buffered: streamSink.buffered, dropped: streamSink.stats.dropped }) : undefined,
+    quota: new QuotaService(quotaStore, () => store.current.config.file.quota, log),
+    quotaStore,
+    routing,
+    ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
+  })
+  app.listen({
+    port: settings.port,
+    hostname: settings.host,
+    // Our own check answers 413 in OpenAI's shape; this is only the hard stop above it.
+    maxRequestBodySize: settings.max_body_bytes * 2,
+    idleTimeout: 0,
+  })
+  const server = app.server
+  if (!server) throw new Error('server did not start')
+  // Budgets count every request's tokens: load the tokenizers now rather than on the first request.
+  if (live.file.quotas.length > 0) void Promise.all([countTextTokens('warm', 'o200k_base'), countTextTokens('warm', 'cl100k_base')])
+  log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory' })
+
+  const shutdown = (signal: string) => {
+    log.lifecycle('draining', { signal, pending_requests: server.pendingRequests })
+    reloader.stop()
+    health.stop()
+    share?.stop()
+    // stop(false) refuses new connections and resolves once in-flight requests have finished;
+    // then the usage records in hand are written before the process goes.
+    const force = setTimeout(() => process.exit(0), DRAIN_MS)
+    void server
+      .stop(false)
+      .then(async () => {
+        if (streamSink && !(await streamSink.drain(DRAIN_MS / 2))) log.error('usage records still buffered at shutdown', { buffered: streamSink.buffered })
+        await local?.stop()
+      })
+      .finally(() => {
+        clearTimeout(force)
+        process.exit(0)
+      })
+  }
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+  process.on('SIGINT', () => shutdown('SIGINT'))
+}
+
