@@ -25,7 +25,7 @@ interface Ports {
 type ServerProcess = Subprocess<'ignore', 'pipe', 'pipe'>
 
 // Processes still running when the test process exits (a failed test that never reached stop()):
-// an orphaned server would keep its ports and its folder.
+// an orphaned server would keep running and hold its ports.
 const running = new Set<ServerProcess>()
 process.on('exit', () => {
   for (const p of running) p.kill('SIGKILL')
@@ -33,14 +33,20 @@ process.on('exit', () => {
 
 export async function startClickHouse(): Promise<ClickHouseServer> {
   const dir = mkdtempSync(join(tmpdir(), 'clickhouse-test-'))
-  const ports = freePorts(3)
-  const config = writeConfig(dir, { http: ports[0] ?? 0, tcp: ports[1] ?? 0, interserver: ports[2] ?? 0 })
+  let config: Ports
   let proc: ServerProcess
-  try {
-    proc = await spawn(config, dir)
-  } catch (err) {
-    rmSync(dir, { recursive: true, force: true })
-    throw err
+  // A free port can be taken by someone else between the probe and the server's bind: pick anew.
+  for (let attempt = 1; ; attempt++) {
+    const ports = freePorts(3)
+    config = writeConfig(dir, { http: ports[0] ?? 0, tcp: ports[1] ?? 0, interserver: ports[2] ?? 0 })
+    try {
+      proc = await spawn(config, dir)
+      break
+    } catch (err) {
+      if (attempt < 3 && String(err).includes('Address already in use')) continue
+      rmSync(dir, { recursive: true, force: true })
+      throw err
+    }
   }
   const url = `http://127.0.0.1:${config.http}`
   return {
@@ -121,8 +127,8 @@ function serverBinary(): string {
   return existsSync('/usr/sbin/clickhouse-server') ? '/usr/sbin/clickhouse-server' : 'clickhouse-server'
 }
 
-// 18.16 runs as root as it is (it only switches user when the data folder belongs to someone
-// else), so CI's root needs nothing special.
+// CI runs the tests as root: checked that 18.16 starts as root with this root-owned folder, with
+// nothing to configure (the Debian service would run it as `clickhouse`; the tests never use it).
 async function spawn(ports: Ports, dir: string): Promise<ServerProcess> {
   const proc = Bun.spawn([serverBinary(), `--config-file=${dir}/config.xml`], {
     cwd: dir,
