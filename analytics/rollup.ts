@@ -10,7 +10,7 @@ export async function rollupDay(ch: ClickHouse, day: string): Promise<void> {
   // A plain literal: current ClickHouse refuses an expression such as toDate('...') after PARTITION.
   const partition = `PARTITION ${sqlDate(day)}`
   await ch.exec(`ALTER TABLE usage_daily_staging DROP ${partition}`)
-  await ch.exec(rollupSelectSql(day))
+  await ch.exec(rollupInsertSql(day))
   const built = await ch.query<{ n: string }>(`SELECT count() AS n FROM usage_daily_staging WHERE day = toDate(${sqlDate(day)})`)
   if (built[0]?.n === '0') {
     // A day without records ends empty. 18.16 replaces with an empty source partition, current
@@ -24,7 +24,7 @@ export async function rollupDay(ch: ClickHouse, day: string): Promise<void> {
 
 // Aggregates are aliased with names no source column has: 18.16 refuses `sum(x) AS x` when x is
 // also read. INSERT ... SELECT matches columns by position, so the aliases do not matter there.
-export function rollupSelectSql(day: string): string {
+export function rollupInsertSql(day: string): string {
   const d = `toDate(${sqlDate(day)})`
   return `INSERT INTO usage_daily_staging (day, client_id, team_id, provider_id, model, requests, errors, fallbacks,
   input_tokens, output_tokens, cached_input_tokens, cost_pico, latency_p50_ms, latency_p95_ms, latency_p99_ms, computed_at)
