@@ -24,13 +24,16 @@ export interface GatewayProcess {
 export interface GatewayProcessOptions {
   config: Record<string, unknown>
   env?: Record<string, string>
+  // gateway/main.ts (default), or scripts/start.ts: npm start, with the in-process analytics
+  // worker when REDIS_URL is unset.
+  entry?: 'gateway' | 'start'
 }
 
 export async function startGateway(opts: GatewayProcessOptions): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-test-'))
   const configPath = join(dir, 'gateway.json')
   writeFileSync(configPath, JSON.stringify(opts.config))
-  const proc = Bun.spawn([process.execPath, join(ROOT, 'gateway/main.ts')], {
+  const proc = Bun.spawn([process.execPath, join(ROOT, opts.entry === 'start' ? 'scripts/start.ts' : 'gateway/main.ts')], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', GATEWAY_CONFIG: configPath, PORT: '0', ...opts.env },
     stdout: 'pipe',
