@@ -3,7 +3,7 @@ import { createLogger } from '../shared/log.ts'
 import { connectWorkerRedis, type RedisClient } from '../shared/redis.ts'
 import type { UsageRecord } from '../shared/usage-event.ts'
 import { encodeUsage, RECORD_FIELD, USAGE_DEAD_LETTERS, USAGE_GROUP, USAGE_STREAM } from '../shared/usage-stream.ts'
-import { sampleRecord } from '../test/harness/usage-records.ts'
+import { usageRecord } from '../test/harness/usage-fixture.ts'
 import { startRedis, type RedisServer } from '../test/harness/redis.ts'
 import { StreamDrain, type DrainOptions, type UsageStore } from './drain.ts'
 
@@ -72,7 +72,7 @@ async function stopDrains(): Promise<void> {
 
 async function append(n: number, prefix = 'r'): Promise<string[]> {
   const ids = Array.from({ length: n }, (_, i) => `${prefix}${i}`)
-  await Promise.all(ids.map((id) => redis.xadd(USAGE_STREAM, '*', RECORD_FIELD, encodeUsage(sampleRecord({ request_id: id })))))
+  await Promise.all(ids.map((id) => redis.xadd(USAGE_STREAM, '*', RECORD_FIELD, encodeUsage(usageRecord({ request_id: id })))))
   return ids
 }
 

@@ -19,6 +19,29 @@ export function clickHouseStore(ch: ClickHouse): UsageStore {
   }
 }
 
+// Remembers the UTC days of the records stored since last asked: the days whose rollup is stale,
+// whenever their records arrive (a backlog drained after an outage lands on old days).
+export function trackDays(store: UsageStore): { store: UsageStore; takeStaleDays(): string[]; markStale(day: string): void } {
+  let stale = new Set<string>()
+  return {
+    store: {
+      insert: async (records) => {
+        await store.insert(records)
+        for (const r of records) stale.add(r.created_at.slice(0, 10))
+      },
+      reachable: () => store.reachable(),
+    },
+    markStale(day) {
+      stale.add(day)
+    },
+    takeStaleDays() {
+      const days = [...stale].sort()
+      stale = new Set()
+      return days
+    },
+  }
+}
+
 export interface InProcessOptions {
   batchSize: number
   flushMs: number

@@ -8,7 +8,7 @@ import type { WorkerConfig } from './config.ts'
 import { StreamDrain } from './drain.ts'
 import { migrate } from './migrate.ts'
 import { rollupDay } from './rollup.ts'
-import { clickHouseStore, InProcessUsageSink } from './store.ts'
+import { clickHouseStore, InProcessUsageSink, trackDays } from './store.ts'
 
 export interface Worker {
   ch: ClickHouse
@@ -16,7 +16,7 @@ export interface Worker {
   port: number
   // Only when running inside the gateway process (no Redis): where the gateway hands records.
   sink: InProcessUsageSink | undefined
-  // Recomputes today's rollup (and yesterday's in the first day after midnight UTC).
+  // Recomputes the rollup of every day that received records since the last run.
   rollupRecent(): Promise<void>
   // Writes what is in hand, then stops everything.
   stop(): Promise<void>
@@ -28,7 +28,11 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
   const ch = config.clickhouseUrl ? connectClickHouse(config.clickhouseUrl) : openEmbeddedClickHouse(config.dataDir)
   const applied = await migrate(ch)
   if (applied.length > 0) log.info('analytics migrations applied', { versions: applied })
-  const store = clickHouseStore(ch)
+  const tracked = trackDays(clickHouseStore(ch))
+  const store = tracked.store
+  // A previous process may have stored records and stopped before their rollup ran.
+  const now = Date.now()
+  for (const t of [now - 86_400_000, now]) tracked.markStale(new Date(t).toISOString().slice(0, 10))
 
   let redis: RedisClient | undefined
   let drain: StreamDrain | undefined
@@ -52,14 +56,23 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
     sink = new InProcessUsageSink(store, log, { batchSize: config.batchSize, flushMs: config.flushMs, maxBuffered: 100_000, retryMs: 1_000 })
   }
 
-  let lastToday = ''
+  // Yesterday is finalized by the same rule: records of yesterday stored after its last rollup
+  // make it stale again.
   const rollupRecent = async () => {
-    const now = new Date()
-    const today = now.toISOString().slice(0, 10)
-    // The first run after midnight UTC finalizes yesterday with everything that arrived late.
-    if (lastToday && lastToday !== today) await rollupDay(ch, lastToday)
-    await rollupDay(ch, today)
-    lastToday = today
+    const days = tracked.takeStaleDays()
+    try {
+      for (const [i, day] of days.entries()) {
+        try {
+          await rollupDay(ch, day)
+        } catch (err) {
+          // Left for the next run, with the days after it.
+          for (const d of days.slice(i)) tracked.markStale(d)
+          throw err
+        }
+      }
+    } finally {
+      if (days.length > 0) log.debug('rollups recomputed', { days })
+    }
   }
   let rollupTimer: ReturnType<typeof setTimeout> | undefined
   let stopping = false

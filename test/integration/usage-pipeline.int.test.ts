@@ -224,7 +224,8 @@ describe('embedded pipeline (npm start without Redis or ClickHouse)', () => {
   it('records usage in embedded ClickHouse inside the gateway process and answers cost queries', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'embedded-analytics-'))
     const emu = startEmulator({ recordLimit: 10 })
-    const gw = await startGateway({ config: config(emu), entry: 'start', env: { ANALYTICS_DATA_DIR: dir, ANALYTICS_PORT: '0', ANALYTICS_FLUSH_MS: '20' } })
+    // Rollups every 100 ms: the scheduled job, not a request, brings today's figures up to date.
+    const gw = await startGateway({ config: config(emu), entry: 'start', env: { ANALYTICS_DATA_DIR: dir, ANALYTICS_PORT: '0', ANALYTICS_FLUSH_MS: '20', ANALYTICS_ROLLUP_MS: '100' } })
     try {
       const analytics = await gw.waitForLog((l) => l.msg === 'analytics listening')
       const url = `http://127.0.0.1:${analytics.port}`
@@ -238,7 +239,6 @@ describe('embedded pipeline (npm start without Redis or ClickHouse)', () => {
       let cost = ''
       while (cost !== String(expected)) {
         if (Date.now() > deadline) throw new Error(`embedded rollup shows ${cost}, expected ${expected}`)
-        await fetch(`${url}/v1/rollups?from=${TODAY}`, { method: 'POST' })
         const { rows } = (await (await fetch(`${url}/v1/costs?from=${TODAY}&to=${TODAY}`)).json()) as { rows: Array<{ cost_pico: string; requests: number }> }
         cost = rows[0]?.cost_pico ?? ''
         if (cost !== String(expected)) await Bun.sleep(50)
