@@ -110,6 +110,18 @@ describe('StreamDrain', () => {
     expect(d.stats.inserted).toBe(500)
   })
 
+  it('writes and acknowledges the batch in hand when stopped', async () => {
+    const store = new KeyedStore()
+    // A batch that would wait a minute to fill: stop() must not.
+    const d = drain(store, { batchSize: 1000, flushMs: 60_000 })
+    await append(40)
+    while (d.stats.in_hand < 40) await Bun.sleep(5)
+    expect(store.rows.size).toBe(0)
+    await d.stop()
+    expect(store.rows.size).toBe(40)
+    expect(await pending()).toBe(0)
+  })
+
   it('reads records appended before the first worker started', async () => {
     await append(20)
     const store = new KeyedStore()
