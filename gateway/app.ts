@@ -11,7 +11,8 @@ import { listModels } from './routes/models.ts'
 import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
 import { quotaStatus, requireAdmin, routingStatus } from './routes/admin.ts'
-import type { UsageSink } from './usage.ts'
+import { teeSinks, type UsageSink } from './usage.ts'
+import { GatewayMetrics } from './metrics/request-metrics.ts'
 import type { UsageSinkStats } from './usage-stream-sink.ts'
 import type { GatewayRouting } from './routing/state.ts'
 import { renderMetrics } from './routes/metrics.ts'
@@ -22,6 +23,8 @@ export interface AppDeps {
   usage: UsageSink
   quota: QuotaService
   quotaStore: QuotaStore
+  // Request metrics; created here when not given (they also observe every usage record).
+  metrics?: GatewayMetrics
   // The usage stream sink's counters, for /metrics (with Redis only).
   usageStats?: () => UsageSinkStats
   // Breakers, latency figures, clocks: state that outlives config snapshots.
@@ -31,8 +34,10 @@ export interface AppDeps {
 }
 
 export function createApp(deps: AppDeps) {
+  const metrics = deps.metrics ?? new GatewayMetrics(deps.store, deps.quota)
   const chatDeps = {
-    usage: deps.usage,
+    usage: teeSinks(deps.usage, metrics),
+    metrics,
     quota: deps.quota,
     routing: deps.routing,
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
@@ -60,8 +65,8 @@ export function createApp(deps: AppDeps) {
         return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
       }
     })
-    .get('/metrics', function metrics({ snapshot }) {
-      return renderMetrics(snapshot, deps.routing, deps.usageStats?.())
+    .get('/metrics', function prometheusMetrics({ snapshot }) {
+      return renderMetrics(snapshot, deps.routing, deps.usageStats?.(), metrics.registry.render())
     })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {

@@ -3,8 +3,8 @@ import { ConfigError, loadConfig } from '../shared/config/load.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
-import { logUsageSink, type UsageSink } from './usage.ts'
-import { RedisStreamSink, teeSinks } from './usage-stream-sink.ts'
+import { logUsageSink, teeSinks, type UsageSink } from './usage.ts'
+import { RedisStreamSink } from './usage-stream-sink.ts'
 import { connectRedis, type RedisClient } from '../shared/redis.ts'
 import { MemoryQuotaStore } from './quota/memory-store.ts'
 import { QuotaService } from './quota/quota.ts'
@@ -98,7 +98,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     store,
     log,
     usage,
-    usageStats: streamSink ? () => ({ appended: streamSink.stats.appended, buffered: streamSink.buffered, dropped: streamSink.stats.dropped }) : undefined,
+    usageStats: streamSink ? () => ({ ...streamSink.stats, buffered: streamSink.buffered }) : undefined,
     quota: new QuotaService(quotaStore, () => store.current.config.file.quota, log),
     quotaStore,
     routing,

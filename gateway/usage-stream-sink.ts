@@ -18,6 +18,8 @@ export interface UsageSinkStats {
   appended: number
   buffered: number
   dropped: number
+  // Append rounds Redis refused (each retried later).
+  failures: number
 }
 
 export class RedisStreamSink implements UsageSink {
@@ -26,7 +28,7 @@ export class RedisStreamSink implements UsageSink {
   private retry: ReturnType<typeof setTimeout> | undefined
   private idle: Array<() => void> = []
   private lastDropLog = 0
-  readonly stats = { appended: 0, dropped: 0 }
+  readonly stats = { appended: 0, dropped: 0, failures: 0 }
 
   constructor(
     private readonly redis: RedisClient,
@@ -89,6 +91,7 @@ export class RedisStreamSink implements UsageSink {
       } catch (err) {
         this.queue.splice(0, written)
         this.stats.appended += written
+        this.stats.failures++
         this.log.warn('usage stream unavailable; records kept in memory', { buffered: this.queue.length, err })
         this.flushing = false
         this.retry = setTimeout(() => {
@@ -103,14 +106,5 @@ export class RedisStreamSink implements UsageSink {
     }
     this.flushing = false
     for (const done of this.idle.splice(0)) done()
-  }
-}
-
-// Every record to each sink: the request log line and the stream.
-export function teeSinks(...sinks: UsageSink[]): UsageSink {
-  return {
-    append(record) {
-      for (const s of sinks) s.append(record)
-    },
   }
 }

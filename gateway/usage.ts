@@ -68,6 +68,15 @@ export function logUsageSink(log: Logger): UsageSink {
   }
 }
 
+// Every record to each sink: the request log line, the stream, the metrics.
+export function teeSinks(...sinks: UsageSink[]): UsageSink {
+  return {
+    append(record) {
+      for (const s of sinks) s.append(record)
+    },
+  }
+}
+
 // Keeps records in memory: for tests and the in-process pipeline.
 export class MemoryUsageSink implements UsageSink {
   readonly records: UsageRecord[] = []

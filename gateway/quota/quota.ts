@@ -53,6 +53,8 @@ export interface Reservation {
 }
 
 export class QuotaService {
+  // Reservations this process holds that are not yet settled or released (for /metrics).
+  outstanding = 0
   // Settings may be a function, so a config reload reaches a running service.
   constructor(
     private readonly store: QuotaStore,
@@ -89,10 +91,22 @@ export class QuotaService {
       throw new GatewayError('dependency_unavailable', 'The quota store is unavailable; the request was not sent.', { cause: (failure as PromiseRejectedResult).reason })
     }
     const headers = rateHeaders(plan, results as Array<PromiseFulfilledResult<Extract<ReserveOutcome, { ok: true }>>>)
+    this.outstanding++
+    let done = false
+    const end = () => {
+      if (done) return false
+      done = true
+      this.outstanding--
+      return true
+    }
     return {
       headers,
-      settle: (tokens, costPico) => this.finish(plan, requestId, (p) => this.store.settle(p.entity, requestId, tokens, picoToMicroCeil(costPico))),
-      release: () => this.releaseAll(plan, requestId),
+      settle: (tokens, costPico) => {
+        if (end()) this.finish(plan, requestId, (p) => this.store.settle(p.entity, requestId, tokens, picoToMicroCeil(costPico)))
+      },
+      release: () => {
+        if (end()) this.releaseAll(plan, requestId)
+      },
     }
   }
 

@@ -13,10 +13,12 @@ import { estimateRequest, withOutputCap, type Estimate } from '../quota/estimate
 import { planFor, type QuotaService, type Reservation } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
 import { dispatch, type Attempt, type DispatchDeps, type Verdict } from '../upstream/dispatch.ts'
+import type { GatewayMetrics } from '../metrics/request-metrics.ts'
 
 export interface ChatDeps {
   usage: UsageSink
   quota: QuotaService
+  metrics: GatewayMetrics
   routing: RoutingState & { sleep: DispatchDeps['sleep'] }
   onInternalError(err: unknown, requestId: string): void
 }
@@ -39,7 +41,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     options = parseGatewayOptions(request.headers.get('x-gateway-options'))
     req = parseChatRequest(await readJsonBody(request, snapshot.config.file.server.max_body_bytes))
   } catch (err) {
-    return errorResponse(toGatewayError(err), baseHeaders)
+    const e = toGatewayError(err)
+    deps.metrics.rejected.inc([e.code])
+    return errorResponse(e, baseHeaders)
   }
 
   const attempts: Attempt[] = []
@@ -176,7 +180,10 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   // client as an SSE error frame. The target's breaker hears how the stream ended.
   let settleStream: ((v: Verdict) => void) | undefined
   let endVerdict: Verdict | undefined
+  let streamOpen = false
   const onEnd = (s: StreamOutcome) => {
+    if (streamOpen) deps.metrics.streamClosed()
+    streamOpen = false
     outcome.ttfbMs = s.ttfbMs
     outcome.clientClosed = s.clientClosed
     outcome.error = s.error
@@ -213,6 +220,10 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     settleStream = dispatched.settle
     if (endVerdict) settleStream(endVerdict)
     served(route, fellBack)
+    if (endVerdict === undefined) {
+      streamOpen = true
+      deps.metrics.streamOpened()
+    }
     if (opened.upstreamRequestId) headers['x-upstream-request-id'] = opened.upstreamRequestId
     return new Response(opened.body, {
       headers: { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },

@@ -1,14 +1,15 @@
-// GET /metrics: Prometheus text for routing state (breakers, per-target p95) and the usage stream sink; issue 7 adds the request metrics.
+// GET /metrics: Prometheus text: request metrics, routing state (breakers, per-target p95) and the usage stream sink.
 import type { Snapshot } from '../config-store.ts'
 import type { RoutingState } from '../routing/router.ts'
 import type { UsageSinkStats } from '../usage-stream-sink.ts'
 
 const STATE_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
 
-export function renderMetrics(snapshot: Snapshot, state: RoutingState, usage?: UsageSinkStats): Response {
+export function renderMetrics(snapshot: Snapshot, state: RoutingState, usage?: UsageSinkStats, requestLines: readonly string[] = []): Response {
   const now = state.now()
   const window = snapshot.config.file.routing.latency
   const out: string[] = [
+    ...requestLines,
     '# HELP gateway_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open.',
     '# TYPE gateway_breaker_state gauge',
   ]
@@ -36,6 +37,9 @@ export function renderMetrics(snapshot: Snapshot, state: RoutingState, usage?: U
       '# HELP gateway_usage_records_dropped_total Usage records dropped because the buffer was full.',
       '# TYPE gateway_usage_records_dropped_total counter',
       `gateway_usage_records_dropped_total ${usage.dropped}`,
+      '# HELP gateway_usage_append_failures_total Append rounds the usage stream refused (the records were kept and retried).',
+      '# TYPE gateway_usage_append_failures_total counter',
+      `gateway_usage_append_failures_total ${usage.failures}`,
     )
   }
   return new Response(`${out.join('\n')}\n`, { headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' } })
