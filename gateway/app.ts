@@ -13,6 +13,7 @@ import type { QuotaStore } from './quota/types.ts'
 import { quotaStatus, requireAdmin, routingStatus } from './routes/admin.ts'
 import { teeSinks, type UsageSink } from './usage.ts'
 import { GatewayMetrics } from './metrics/request-metrics.ts'
+import type { Tracer } from '@opentelemetry/api'
 import type { UsageSinkStats } from './usage-stream-sink.ts'
 import type { GatewayRouting } from './routing/state.ts'
 import { renderMetrics } from './routes/metrics.ts'
@@ -23,6 +24,8 @@ export interface AppDeps {
   usage: UsageSink
   quota: QuotaService
   quotaStore: QuotaStore
+  // Spans for each request and its steps; absent when tracing is off.
+  tracer?: Tracer
   // Request metrics; created here when not given (they also observe every usage record).
   metrics?: GatewayMetrics
   // The usage stream sink's counters, for /metrics (with Redis only).
@@ -38,6 +41,7 @@ export function createApp(deps: AppDeps) {
   const chatDeps = {
     usage: teeSinks(deps.usage, metrics),
     metrics,
+    tracer: deps.tracer,
     quota: deps.quota,
     routing: deps.routing,
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),

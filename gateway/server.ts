@@ -5,6 +5,7 @@ import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { logUsageSink, teeSinks, type UsageSink } from './usage.ts'
 import { RedisStreamSink } from './usage-stream-sink.ts'
+import { startOtlpTracing } from './tracing.ts'
 import { connectRedis, type RedisClient } from '../shared/redis.ts'
 import { MemoryQuotaStore } from './quota/memory-store.ts'
 import { QuotaService } from './quota/quota.ts'
@@ -94,10 +95,12 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   const streamSink = redis ? new RedisStreamSink(redis, log, { maxBuffered: live.file.usage.max_buffered_records, batch: 100, retryMs: 1000 }) : undefined
   const local = redis ? undefined : await extras.localUsage?.(log)
   const usage = teeSinks(...[logUsageSink(log), streamSink ?? local?.sink].filter((s): s is UsageSink => s !== undefined))
+  const tracing = live.tracing.enabled ? startOtlpTracing(live.tracing.serviceName) : undefined
   const app = createApp({
     store,
     log,
     usage,
+    tracer: tracing?.tracer,
     usageStats: streamSink ? () => ({ ...streamSink.stats, buffered: streamSink.buffered }) : undefined,
     quota: new QuotaService(quotaStore, () => store.current.config.file.quota, log),
     quotaStore,
@@ -115,7 +118,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   if (!server) throw new Error('server did not start')
   // Budgets count every request's tokens: load the tokenizers now rather than on the first request.
   if (live.file.quotas.length > 0) void Promise.all([countTextTokens('warm', 'o200k_base'), countTextTokens('warm', 'cl100k_base')])
-  log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory' })
+  log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory', tracing: live.tracing.enabled ? 'otlp' : 'off' })
 
   const shutdown = (signal: string) => {
     log.lifecycle('draining', { signal, pending_requests: server.pendingRequests })
@@ -130,6 +133,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
       .then(async () => {
         if (streamSink && !(await streamSink.drain(DRAIN_MS / 2))) log.error('usage records still buffered at shutdown', { buffered: streamSink.buffered })
         await local?.stop()
+        await tracing?.shutdown().catch(() => undefined)
       })
       .finally(() => {
         clearTimeout(force)

@@ -14,11 +14,15 @@ import { planFor, type QuotaService, type Reservation } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
 import { dispatch, type Attempt, type DispatchDeps, type Verdict } from '../upstream/dispatch.ts'
 import type { GatewayMetrics } from '../metrics/request-metrics.ts'
+import { startRequestTrace } from '../tracing.ts'
+import { SpanKind, type Tracer } from '@opentelemetry/api'
 
 export interface ChatDeps {
   usage: UsageSink
   quota: QuotaService
   metrics: GatewayMetrics
+  // Absent when tracing is off: then no span is created at all.
+  tracer?: Tracer
   routing: RoutingState & { sleep: DispatchDeps['sleep'] }
   onInternalError(err: unknown, requestId: string): void
 }
@@ -33,16 +37,25 @@ export interface RequestContext {
 export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
   const { request, requestId, snapshot } = ctx
   const baseHeaders: Record<string, string> = { 'x-request-id': requestId }
+  const tr = startRequestTrace(deps.tracer, request, 'POST /v1/chat/completions')
   let caller: Caller
   let req: ChatRequest
   let options: GatewayOptions
   try {
-    caller = authenticate(request.headers.get('authorization'), snapshot)
+    const auth = tr.step('auth')
+    try {
+      caller = authenticate(request.headers.get('authorization'), snapshot)
+    } catch (err) {
+      auth.end(toGatewayError(err))
+      throw err
+    }
+    auth.end()
     options = parseGatewayOptions(request.headers.get('x-gateway-options'))
     req = parseChatRequest(await readJsonBody(request, snapshot.config.file.server.max_body_bytes))
   } catch (err) {
     const e = toGatewayError(err)
     deps.metrics.rejected.inc([e.code])
+    tr.finish(undefined, e)
     return errorResponse(e, baseHeaders)
   }
 
@@ -67,10 +80,17 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const record = () => {
     const rec = buildUsageRecord(outcome, performance.now())
     deps.usage.append(rec)
-    if (!reservation) return
-    if (outcome.usage) reservation.settle(rec.input_tokens + rec.output_tokens, rec.cost_pico)
-    else reservation.release()
+    if (reservation) {
+      const settle = tr.step('quota.settle')
+      if (outcome.usage) reservation.settle(rec.input_tokens + rec.output_tokens, rec.cost_pico)
+      else reservation.release()
+      settle.end()
+    }
+    forward?.end(outcome.error)
+    tr.finish(rec)
   }
+  // From the answer's first byte to its last (a stream's whole relay).
+  let forward: ReturnType<typeof tr.step> | undefined
   const headers: Record<string, string> = { ...baseHeaders }
   // A failure after the request was accepted: logged if unexpected, recorded, answered in OpenAI's shape.
   const fail = (err: unknown): Response => {
@@ -90,11 +110,15 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
 
   let decision: RoutingDecision
+  const routing = tr.step('route')
   try {
     decision = routeRequest(snapshot, caller, req, options, deps.routing)
   } catch (err) {
+    routing.end(toGatewayError(err))
     return fail(err)
   }
+  routing.end()
+  routing.setAttributes({ 'gateway.policy': decision.policy, 'gateway.chain': decision.chain.map((r) => r.key).join(',') })
   // Until a target answers, the record names the first one chosen.
   outcome.target = decision.chain[0]?.target
 
@@ -102,6 +126,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const plan = planFor(snapshot.config.file.quotas, caller)
   const estimates = new Map<Route, Estimate>()
   if (plan.length > 0) {
+    const reserving = tr.step('quota.reserve')
     try {
       const settings = snapshot.config.file.quota
       for (const route of decision.chain) estimates.set(route, await estimateRequest(route, req, settings))
@@ -109,7 +134,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       const worst = { tokens: Math.max(...all.map((e) => e.tokens)), micro: Math.max(...all.map((e) => e.micro)) }
       reservation = await deps.quota.reserve(plan, requestId, { ...(all[0] as Estimate), ...worst })
       if (reservation) Object.assign(headers, reservation.headers)
+      reserving.end()
     } catch (err) {
+      reserving.end(toGatewayError(err))
       return fail(err)
     }
   }
@@ -118,13 +145,33 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const est = estimates.get(route)
     return est?.capApplied ? withOutputCap(req, est.maxOutput, route.target.provider.kind) : req
   }
-  const { routing } = snapshot.config.file
+  const routingSettings = snapshot.config.file.routing
   const dispatchDeps: DispatchDeps = {
     ...deps.routing,
     // One admission per upstream call: retries count against the provider's limit too.
     admit: (route, n) => deps.quota.admitProvider(route.target.provider, `${requestId}:${n}`),
   }
-  const dispatchSettings = { ...routing, retries: decision.plan.retries, breakers: routing.breaker.enabled, deadline: ctx.startedAt + routing.max_total_ms }
+  const dispatchSettings = {
+    ...routingSettings,
+    retries: decision.plan.retries,
+    breakers: routingSettings.breaker.enabled,
+    deadline: ctx.startedAt + routingSettings.max_total_ms,
+  }
+  // Each provider call as a client span whose traceparent goes upstream.
+  const attempt = <T>(r: Route, call: (headers: Record<string, string> | undefined) => Promise<T>): Promise<T> => {
+    if (!deps.tracer) return call(undefined)
+    const s = tr.step('provider.attempt', { 'gateway.target': r.key, 'gateway.provider_id': r.target.provider.provider_id, 'gen_ai.request.model': r.target.upstreamModel }, SpanKind.CLIENT)
+    return call(tr.headersFor(s)).then(
+      (v) => {
+        s.end()
+        return v
+      },
+      (err: unknown) => {
+        s.end(toGatewayError(err))
+        throw err
+      },
+    )
+  }
   // Headers naming the target that answered, and how many tries it took.
   const served = (route: Route, fellBack: boolean) => {
     outcome.target = route.target
@@ -143,8 +190,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   if (!outcome.stream) {
     try {
       const { value, route, fellBack } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
-        completeChat(r.adapter, r.target, requestFor(r), providerOptionsFor(r), request.signal),
+        attempt(r, (h) => completeChat(r.adapter, r.target, requestFor(r), providerOptionsFor(r), request.signal, h)),
       )
+      forward = tr.step('response.forward')
       served(route, fellBack)
       outcome.usage = value.completion.usage ?? (await estimateUsage(route, req, undefined))
       outcome.ttfbMs = performance.now() - ctx.startedAt
@@ -206,16 +254,20 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       request.signal,
       attempts,
       (r) =>
-        openChatStream(r.adapter, r.target, requestFor(r), {
-          callerWantsUsage: wantsUsageChunk(req),
-          providerOptions: providerOptionsFor(r),
-          timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
-          clientSignal: request.signal,
-          startedAt: ctx.startedAt,
-          onEnd,
-        }),
+        attempt(r, (h) =>
+          openChatStream(r.adapter, r.target, requestFor(r), {
+            callerWantsUsage: wantsUsageChunk(req),
+            providerOptions: providerOptionsFor(r),
+            timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
+            clientSignal: request.signal,
+            startedAt: ctx.startedAt,
+            extraHeaders: h,
+            onEnd,
+          }),
+        ),
       true,
     )
+    if (endVerdict === undefined) forward = tr.step('response.forward', { 'gateway.stream': true })
     const { value: opened, route, fellBack } = dispatched
     settleStream = dispatched.settle
     if (endVerdict) settleStream(endVerdict)

@@ -32,6 +32,8 @@ export async function completeChat(
   req: ChatRequest,
   options: ProviderOptions,
   clientSignal: AbortSignal,
+  // Added to the provider request (the trace's traceparent).
+  extraHeaders?: Record<string, string>,
 ): Promise<CompleteResult> {
   const ac = new AbortController()
   const timeoutMs = target.provider.timeout_ms
@@ -44,7 +46,7 @@ export async function completeChat(
   if (clientSignal.aborted) ac.abort(CLIENT_CLOSED)
   clientSignal.addEventListener('abort', onClientAbort, { once: true })
   try {
-    const res = await sendUpstream(adapter.buildRequest(req, target, false, options), ac.signal, target)
+    const res = await sendUpstream(withHeaders(adapter.buildRequest(req, target, false, options), extraHeaders), ac.signal, target)
     let text: string
     try {
       text = await res.text()
@@ -57,6 +59,10 @@ export async function completeChat(
     clearTimeout(timer)
     clientSignal.removeEventListener('abort', onClientAbort)
   }
+}
+
+export function withHeaders(req: UpstreamRequest, extra: Record<string, string> | undefined): UpstreamRequest {
+  return extra ? { ...req, headers: { ...req.headers, ...extra } } : req
 }
 
 function errorName(err: unknown): string {

@@ -2,7 +2,7 @@
 import type { ChatRequest } from '../chat-request.ts'
 import { errorFrame, GatewayError } from '../errors.ts'
 import type { ProviderAdapter, ProviderOptions, Target, Usage } from '../providers/types.ts'
-import { CLIENT_CLOSED, classifyFailure, sendUpstream } from './call.ts'
+import { CLIENT_CLOSED, classifyFailure, sendUpstream, withHeaders } from './call.ts'
 import { SseParser } from './sse.ts'
 import { concatBytes } from '../../shared/bytes.ts'
 
@@ -34,6 +34,8 @@ export interface RelayOptions {
   timeouts: StreamTimeouts
   clientSignal: AbortSignal
   startedAt: number
+  // Added to the provider request (the trace's traceparent).
+  extraHeaders?: Record<string, string>
   // Called exactly once, when the stream ended for any reason.
   onEnd(outcome: StreamOutcome): void
 }
@@ -64,7 +66,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
 
   let res: Response
   try {
-    res = await sendUpstream(adapter.buildRequest(req, target, true, opts.providerOptions), ac.signal, target)
+    res = await sendUpstream(withHeaders(adapter.buildRequest(req, target, true, opts.providerOptions), opts.extraHeaders), ac.signal, target)
     if (!res.ok) {
       const text = await res.text().catch(() => '')
       throw adapter.readError(res.status, text, res.headers, target)

@@ -33,6 +33,9 @@ export interface Config {
   adminToken: Secret | undefined
   // GATEWAY_CONFIG_REDIS_KEY: a Redis key whose value (YAML or JSON), when present, replaces the file.
   configRedisKey: string | undefined
+  // Traces go out over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set and
+  // neither OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none says otherwise.
+  tracing: { enabled: boolean; serviceName: string }
 }
 
 export type Env = Record<string, string | undefined>
@@ -89,6 +92,10 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
     redisUrl: env.REDIS_URL || undefined,
     adminToken: env.ADMIN_TOKEN ? new Secret(env.ADMIN_TOKEN) : undefined,
     configRedisKey: env.GATEWAY_CONFIG_REDIS_KEY || undefined,
+    tracing: {
+      enabled: Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none',
+      serviceName: env.OTEL_SERVICE_NAME || 'llm-gateway',
+    },
   }
 }
 
