@@ -9,6 +9,7 @@ export const USAGE_RAW = 'usage_raw'
 export function toRow(r: UsageRecord): Record<string, unknown> {
   return {
     request_id: r.request_id,
+    client_request_id: r.client_request_id,
     client_id: r.client_id,
     team_id: r.team_id,
     provider_id: r.provider_id,

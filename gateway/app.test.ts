@@ -62,13 +62,15 @@ describe('POST /v1/chat/completions', () => {
     const { app, usage } = makeApp()
     const res = await app.handle(chat(hello, TEST_KEYS.full, { 'x-request-id': 'my-trace-1' }))
     expect(res.status).toBe(200)
-    expect(res.headers.get('x-request-id')).toBe('my-trace-1')
+    // The caller's id is echoed and recorded beside the gateway's own, which keys everything.
+    expect(res.headers.get('x-client-request-id')).toBe('my-trace-1')
+    expect(res.headers.get('x-request-id')).toMatch(/^req_[0-9a-f]{32}$/)
     expect(res.headers.get('x-gateway-provider')).toBe('emu')
     expect(res.headers.get('x-gateway-model')).toBe('emu-upstream')
     const body = (await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } }
     expect((emulator.requests[0]?.body as { model: string }).model).toBe('emu-upstream')
     const [rec] = usage.records
-    expect(rec).toMatchObject({ request_id: 'my-trace-1', client_id: 'full-client', team_id: 'team-a', provider_id: 'emu', status: 'success', stream: false })
+    expect(rec).toMatchObject({ request_id: res.headers.get('x-request-id'), client_request_id: 'my-trace-1', client_id: 'full-client', team_id: 'team-a', provider_id: 'emu', status: 'success', stream: false })
     expect(rec?.input_tokens).toBe(body.usage.prompt_tokens)
     expect(rec?.output_tokens).toBe(body.usage.completion_tokens)
     expect(rec?.cost_pico).toBe(body.usage.prompt_tokens * 150_000 + body.usage.completion_tokens * 600_000)

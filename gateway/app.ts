@@ -50,8 +50,8 @@ export function createApp(deps: AppDeps) {
     .use(errorHandler(deps.log))
     .use(healthRoutes(deps.store, deps.ready))
     .use(requestContext(deps.store))
-    .post('/v1/chat/completions', function chatCompletions({ request, requestId, snapshot, startedAt }) {
-      return handleChatCompletions({ request, requestId, snapshot, startedAt }, chatDeps)
+    .post('/v1/chat/completions', function chatCompletions({ request, requestId, clientRequestId, snapshot, startedAt }) {
+      return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt }, chatDeps)
     })
     .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
       try {

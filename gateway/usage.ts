@@ -12,6 +12,7 @@ export interface UsageSink {
 
 export interface RequestOutcome {
   requestId: string
+  clientRequestId?: string
   caller: Caller
   model: string
   target: Target | undefined
@@ -32,6 +33,7 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
   const pico = o.target && u ? costPico(o.target.price, u.input_tokens, u.output_tokens) : 0
   return {
     request_id: o.requestId,
+    client_request_id: o.clientRequestId ?? null,
     client_id: o.caller.client.client_id,
     team_id: o.caller.client.team_id,
     provider_id: o.target?.provider.provider_id ?? '',

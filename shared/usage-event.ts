@@ -20,7 +20,10 @@ export const Attempt = t.Object({
 export type Attempt = Static<typeof Attempt>
 
 export const UsageRecord = t.Object({
+  // The gateway's id for the request, unique: records, budgets and traces are keyed by it.
   request_id: t.String(),
+  // The caller's own id (x-client-request-id or x-request-id), when it sent a sane one.
+  client_request_id: t.Union([t.String(), t.Null()]),
   client_id: t.String(),
   team_id: t.String(),
   provider_id: t.String(),

@@ -30,13 +30,15 @@ export interface ChatDeps {
 export interface RequestContext {
   request: Request
   requestId: string
+  // The caller's x-client-request-id (or x-request-id), echoed back and recorded.
+  clientRequestId?: string
   snapshot: Snapshot
   startedAt: number
 }
 
 export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
   const { request, requestId, snapshot } = ctx
-  const baseHeaders: Record<string, string> = { 'x-request-id': requestId }
+  const baseHeaders: Record<string, string> = ctx.clientRequestId ? { 'x-request-id': requestId, 'x-client-request-id': ctx.clientRequestId } : { 'x-request-id': requestId }
   const tr = startRequestTrace(deps.tracer, request, 'POST /v1/chat/completions')
   let caller: Caller
   let req: ChatRequest
@@ -62,6 +64,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const attempts: Attempt[] = []
   const outcome: RequestOutcome = {
     requestId,
+    clientRequestId: ctx.clientRequestId,
     caller,
     model: req.model,
     target: undefined,

@@ -7,6 +7,7 @@ export function usageRecord(overrides: Partial<UsageRecord> = {}): UsageRecord {
   seq += 1
   return {
     request_id: `req-${seq}-${Math.random().toString(36).slice(2, 10)}`,
+    client_request_id: null,
     client_id: 'client-a',
     team_id: 'team-1',
     provider_id: 'openai',
