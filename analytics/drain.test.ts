@@ -29,7 +29,10 @@ class KeyedStore implements UsageStore {
   refuse = new Set<string>()
   private waiters: Array<{ n: number; resolve: () => void }> = []
 
+  largestBatch = 0
+
   async insert(records: readonly UsageRecord[]): Promise<void> {
+    this.largestBatch = Math.max(this.largestBatch, records.length)
     if (!this.up) throw new Error('connection refused')
     if (records.some((r) => this.refuse.has(r.request_id))) throw new Error('Cannot parse input')
     for (const r of records) this.rows.set(r.request_id, r)
@@ -231,5 +234,33 @@ describe('StreamDrain', () => {
     while ((await redis.xlen(USAGE_STREAM)) > 31) await Bun.sleep(10)
     expect(await redis.xlen(USAGE_STREAM)).toBe(31)
     await d.stop()
+  })
+
+  it("never reads more than a batch, also when taking over a dead consumer's entries fills it", async () => {
+    await redis.xgroup('CREATE', USAGE_STREAM, USAGE_GROUP, '0', 'MKSTREAM')
+    await append(10, 'held-')
+    await redis.xreadgroup('GROUP', USAGE_GROUP, 'dead', 'COUNT', 10, 'STREAMS', USAGE_STREAM, '>')
+    await append(2000, 'backlog-')
+    await Bun.sleep(120)
+    const store = new KeyedStore()
+    // Reclaims at claimIdleMs/2 after start: the dead consumer's 10 fill a batch of 10 exactly.
+    drain(store, { batchSize: 10, claimIdleMs: 100 })
+    await store.waitFor(2010)
+    expect(store.largestBatch).toBe(10)
+  })
+
+  it('does not dead-letter records redelivered by restarts during a store outage', async () => {
+    const store = new KeyedStore()
+    store.up = false
+    await append(5)
+    for (let restart = 0; restart < 5; restart++) {
+      const d = drain(store, { maxDeliveries: 2, claimIdleMs: 100 })
+      while (d.stats.store_unreachable_since === undefined) await Bun.sleep(5)
+      await stopDrains()
+    }
+    store.up = true
+    drain(store, { maxDeliveries: 2, claimIdleMs: 100 })
+    await store.waitFor(5)
+    expect((await redis.xlen(USAGE_DEAD_LETTERS)) ?? 0).toBe(0)
   })
 })

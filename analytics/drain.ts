@@ -3,6 +3,7 @@ import type { Logger } from '../shared/log.ts'
 import type { RedisClient } from '../shared/redis.ts'
 import type { UsageRecord } from '../shared/usage-event.ts'
 import { decodeUsage, USAGE_DEAD_LETTERS, USAGE_GROUP, USAGE_STREAM } from '../shared/usage-stream.ts'
+import { BatchWriter, type Item } from './batch-writer.ts'
 
 // Where records go: ClickHouse in production (idempotent by request_id, so a redelivered record
 // is stored once).
@@ -21,8 +22,8 @@ export interface DrainOptions {
   flushMs: number
   // Entries another consumer has held this long without acknowledging are taken over.
   claimIdleMs: number
-  // A record tried this many times (redeliveries, or refusals by a reachable store) goes to the
-  // dead-letter stream instead of blocking the ones behind it.
+  // A record tried this many times (redeliveries while the store was up, or refusals by the store
+  // while it took other records) goes to the dead-letter stream instead of blocking the ones behind it.
   maxDeliveries: number
   // Backoff while the store is unreachable: doubles up to the max.
   retryMs: number
@@ -70,8 +71,9 @@ export class StreamDrain {
   private batch: Entry[] = []
   private batchSince = 0
   private lastClaim = 0
+  private claimCursor = '0-0'
   private lastTrim = 0
-  private tries = new Map<string, number>()
+  private readonly writer: BatchWriter
   readonly stats: DrainStats = { inserted: 0, batches: 0, dead_lettered: 0, in_hand: 0, last_insert_at: undefined, store_unreachable_since: undefined }
 
   constructor(
@@ -79,50 +81,65 @@ export class StreamDrain {
     private readonly store: UsageStore,
     private readonly log: Logger,
     private readonly opts: DrainOptions,
-  ) {}
+    // The loop hit an error it cannot go on from: the process should exit so it is restarted.
+    private readonly onFatal: (err: unknown) => void = () => {},
+  ) {
+    this.writer = new BatchWriter(store, log, { maxTries: opts.maxDeliveries, retryMs: opts.retryMs, maxRetryMs: opts.maxRetryMs })
+  }
 
   start(): void {
     if (this.running) return
     this.running = true
     this.stopped = this.run().catch((err: unknown) => {
+      this.running = false
       this.log.error('usage drain stopped on an error', { err })
+      this.onFatal(err)
     })
   }
 
-  // Stops reading, writes the batch in hand (acknowledging it if the store took it), resolves.
-  async stop(): Promise<void> {
+  // Stops reading, writes the batch in hand (acknowledging what the store took), resolves; after
+  // ms at most (Redis or the store down), with the rest left pending for the next worker.
+  async stop(ms = 10_000): Promise<boolean> {
     this.running = false
-    await this.stopped
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const done = await Promise.race([this.stopped?.then(() => true) ?? true, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))])
+    clearTimeout(timer)
+    return done
   }
 
   private async run(): Promise<void> {
     await this.ensureGroup()
-    // After a crash, this consumer's own delivered-but-unacknowledged entries come first.
+    // After a crash, this consumer's own delivered-but-unacknowledged entries come first (read
+    // back with id 0); other consumers' idle entries are reclaimed later, never this worker's own.
     let cursor = '0'
+    this.lastClaim = Date.now()
     while (this.running) {
       const now = Date.now()
-      if (now - this.lastClaim >= this.opts.claimIdleMs / 2) {
+      if (now - this.lastClaim >= this.opts.claimIdleMs / 2 && this.batch.length < this.opts.batchSize) {
         this.lastClaim = now
         await this.reclaim()
       }
       const room = this.opts.batchSize - this.batch.length
-      const wait = this.batch.length === 0 ? 1000 : Math.max(1, Math.min(1000, this.opts.flushMs - (now - this.batchSince)))
-      let reply: StreamReply
-      try {
-        reply =
-          cursor === '0'
-            ? ((await this.redis.xreadgroup('GROUP', USAGE_GROUP, this.opts.consumer, 'COUNT', room, 'STREAMS', USAGE_STREAM, '0')) as StreamReply)
-            : ((await this.redis.xreadgroup('GROUP', USAGE_GROUP, this.opts.consumer, 'COUNT', room, 'BLOCK', wait, 'STREAMS', USAGE_STREAM, '>')) as StreamReply)
-      } catch (err) {
-        if (!this.running) break
-        this.log.warn('usage stream read failed', { err })
-        await sleep(this.opts.retryMs)
-        if (isNoGroup(err)) await this.ensureGroup()
-        continue
+      // COUNT 0 would mean "no limit" to Redis: a full batch is written before reading more.
+      if (room > 0) {
+        const wait = this.batch.length === 0 ? 1000 : Math.max(1, Math.min(1000, this.opts.flushMs - (now - this.batchSince)))
+        let reply: StreamReply
+        try {
+          reply =
+            cursor === '0'
+              ? ((await this.redis.xreadgroup('GROUP', USAGE_GROUP, this.opts.consumer, 'COUNT', room, 'STREAMS', USAGE_STREAM, '0')) as StreamReply)
+              : ((await this.redis.xreadgroup('GROUP', USAGE_GROUP, this.opts.consumer, 'COUNT', room, 'BLOCK', wait, 'STREAMS', USAGE_STREAM, '>')) as StreamReply)
+        } catch (err) {
+          if (!this.running) break
+          this.log.warn('usage stream read failed', { err })
+          await sleep(this.opts.retryMs)
+          if (isNoGroup(err)) await this.ensureGroup()
+          continue
+        }
+        const entries = toEntries(reply)
+        if (cursor === '0' && entries.length < room) cursor = '>'
+        this.take(entries)
       }
-      const entries = toEntries(reply)
-      if (cursor === '0' && entries.length < room) cursor = '>'
-      this.take(entries)
       if (this.batch.length >= this.opts.batchSize || (this.batch.length > 0 && Date.now() - this.batchSince >= this.opts.flushMs)) await this.flush()
       if (Date.now() - this.lastTrim >= this.opts.trimEveryMs) {
         this.lastTrim = Date.now()
@@ -135,9 +152,10 @@ export class StreamDrain {
   }
 
   private take(entries: Entry[]): void {
-    if (entries.length === 0) return
+    const fresh = entries.filter((e) => !this.batch.some((b) => b.id === e.id))
+    if (fresh.length === 0) return
     if (this.batch.length === 0) this.batchSince = Date.now()
-    this.batch.push(...entries)
+    this.batch.push(...fresh)
     this.stats.in_hand = this.batch.length
   }
 
@@ -150,20 +168,25 @@ export class StreamDrain {
     }
   }
 
-  // Entries a dead consumer held: taken over, unless they have been delivered too often already
+  // Entries another consumer held idle for claimIdleMs: taken over (walking the pending list with
+  // XAUTOCLAIM's cursor), unless they were delivered too often already while the store was up
   // (a record that crashed every worker that took it).
   private async reclaim(): Promise<void> {
     try {
-      const [, claimed] = (await this.redis.xautoclaim(USAGE_STREAM, USAGE_GROUP, this.opts.consumer, this.opts.claimIdleMs, '0-0', 'COUNT', this.opts.batchSize)) as [
+      const room = this.opts.batchSize - this.batch.length
+      const [next, claimed] = (await this.redis.xautoclaim(USAGE_STREAM, USAGE_GROUP, this.opts.consumer, this.opts.claimIdleMs, this.claimCursor, 'COUNT', room)) as [
         string,
         Array<[string, string[]] | null>,
       ]
+      this.claimCursor = next
       const entries = claimed.flatMap((e) => (e ? [{ id: e[0], fields: e[1] }] : []))
       if (entries.length === 0) return
       const counts = await this.deliveryCounts(entries)
-      const poison = entries.filter((e) => (counts.get(e.id) ?? 0) > this.opts.maxDeliveries)
+      const overdue = entries.filter((e) => (counts.get(e.id) ?? 0) > this.opts.maxDeliveries)
+      // Redeliveries during an outage say nothing about the record.
+      const poison = overdue.length > 0 && (await this.store.reachable().catch(() => false)) ? overdue : []
       for (const e of poison) await this.deadLetter(e, `delivered ${counts.get(e.id)} times without being stored`)
-      const kept = entries.filter((e) => !poison.includes(e) && !this.batch.some((b) => b.id === e.id))
+      const kept = entries.filter((e) => !poison.includes(e))
       if (kept.length > 0) this.log.info('took over usage entries from an idle consumer', { entries: kept.length })
       this.take(kept)
     } catch (err) {
@@ -171,79 +194,41 @@ export class StreamDrain {
     }
   }
 
+  // Delivery counts of entries just claimed, which now belong to this consumer.
   private async deliveryCounts(entries: Entry[]): Promise<Map<string, number>> {
     const ids = entries.map((e) => e.id).sort(compareIds)
-    const rows = (await this.redis.xpending(USAGE_STREAM, USAGE_GROUP, ids[0] ?? '-', ids[ids.length - 1] ?? '+', ids.length * 2)) as Array<[string, string, number, number]>
+    const rows = (await this.redis.xpending(USAGE_STREAM, USAGE_GROUP, ids[0] ?? '-', ids[ids.length - 1] ?? '+', ids.length, this.opts.consumer)) as Array<
+      [string, string, number, number]
+    >
     return new Map(rows.map((r) => [r[0], Number(r[3])]))
   }
 
-  // Writes the batch and acknowledges what the store took. Records the store refuses while it is
-  // reachable are isolated by halving, and dead-lettered after maxDeliveries tries.
+  // Writes the batch: acknowledged as the store takes it; a malformed entry or a record the store
+  // keeps refusing goes to the dead letters; during an outage it waits (and on stop stays pending).
   private async flush(): Promise<void> {
-    const entries = this.batch
-    const good: Array<{ entry: Entry; record: UsageRecord }> = []
-    for (const entry of entries) {
+    const items: Item[] = []
+    for (const entry of this.batch) {
       const record = decodeUsage(entry.fields)
       if (record instanceof Error) await this.deadLetter(entry, record.message)
-      else good.push({ entry, record })
+      else items.push({ id: entry.id, record })
     }
-    let backoff = this.opts.retryMs
-    let pending = good
-    while (pending.length > 0) {
-      pending = await this.store.insert(pending.map((g) => g.record)).then(
-        async () => {
-          await this.ack(pending.map((g) => g.entry.id))
-          this.stats.inserted += pending.length
-          this.stats.batches++
-          this.stats.last_insert_at = Date.now()
-          if (this.stats.store_unreachable_since !== undefined) {
-            this.log.info('usage store reachable again', { down_ms: Date.now() - this.stats.store_unreachable_since })
-            this.stats.store_unreachable_since = undefined
-          }
-          return []
-        },
-        async (err: unknown) => {
-          if (await this.store.reachable().catch(() => false)) return this.isolate(pending, err)
-          this.stats.store_unreachable_since ??= Date.now()
-          this.log.warn('usage store unreachable; the batch waits in the stream', { records: pending.length, err })
-          return pending
-        },
-      )
-      if (pending.length === 0) break
-      // Stopping while the store is down: leave the entries pending for the next worker.
-      if (!this.running && this.stats.store_unreachable_since !== undefined) break
-      await sleep(backoff)
-      backoff = Math.min(backoff * 2, this.opts.maxRetryMs)
-    }
+    const byId = new Map(this.batch.map((e) => [e.id, e]))
+    await this.writer.write(items, {
+      stored: async (done) => {
+        await this.ack(done.map((i) => i.id))
+        this.stats.inserted += done.length
+        this.stats.batches++
+        this.stats.last_insert_at = Date.now()
+      },
+      dead: (item, reason) => this.deadLetter(byId.get(item.id) as Entry, reason),
+      stopping: () => {
+        this.stats.store_unreachable_since = this.writer.unreachableSince
+        return !this.running
+      },
+    })
+    this.stats.store_unreachable_since = this.writer.unreachableSince
     this.batch = []
     this.stats.in_hand = 0
-  }
-
-  // The store is up but refused the batch: write halves apart so one bad record cannot hold the
-  // rest back. Returns what is still to retry.
-  private async isolate(records: Array<{ entry: Entry; record: UsageRecord }>, err: unknown): Promise<Array<{ entry: Entry; record: UsageRecord }>> {
-    if (records.length === 1) {
-      const only = records[0] as { entry: Entry; record: UsageRecord }
-      const tries = (this.tries.get(only.entry.id) ?? 0) + 1
-      this.tries.set(only.entry.id, tries)
-      if (tries < this.opts.maxDeliveries) return records
-      this.tries.delete(only.entry.id)
-      await this.deadLetter(only.entry, `refused by the store ${tries} times: ${String(err).slice(0, 300)}`)
-      return []
-    }
-    const half = Math.ceil(records.length / 2)
-    const left: Array<{ entry: Entry; record: UsageRecord }> = []
-    for (const part of [records.slice(0, half), records.slice(half)]) {
-      try {
-        await this.store.insert(part.map((p) => p.record))
-        await this.ack(part.map((p) => p.entry.id))
-        this.stats.inserted += part.length
-        this.stats.batches++
-      } catch (e) {
-        left.push(...(await this.isolate(part, e)))
-      }
-    }
-    return left
   }
 
   private async ack(ids: readonly string[]): Promise<void> {

@@ -5,7 +5,8 @@ import { startWorker } from './worker.ts'
 
 const config = loadWorkerConfig(process.env)
 const log = createLogger(config.logLevel)
-const worker = await startWorker(config, log, 'stream')
+// A drain that cannot go on exits the process, so a supervisor restarts it.
+const worker = await startWorker(config, log, 'stream', () => process.exit(1))
 log.lifecycle('analytics listening', { port: worker.port, clickhouse: config.clickhouseUrl ? 'server' : `embedded (${config.dataDir})`, consumer: config.consumer })
 
 let stopping = false
@@ -13,7 +14,13 @@ const shutdown = (signal: string) => {
   if (stopping) return
   stopping = true
   log.lifecycle('analytics draining', { signal })
-  void worker.stop().then(() => process.exit(0))
+  // Redis or ClickHouse down must not keep the process from exiting: what is not written stays
+  // pending in the stream for the next worker.
+  const force = setTimeout(() => process.exit(0), 15_000)
+  void worker.stop(10_000).finally(() => {
+    clearTimeout(force)
+    process.exit(0)
+  })
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'))
 process.on('SIGINT', () => shutdown('SIGINT'))

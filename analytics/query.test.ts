@@ -172,6 +172,16 @@ for (const kind of ENGINES) {
       expectSameCosts(await queryCosts(engine.ch, q), expectedCosts([...records, ...late], q))
     })
 
+    it('sums past 2^64 pico-dollars without wrapping', async () => {
+      // $10M on each of two days: one UInt64 sum over both would wrap at about $18.4M.
+      const big = ['2022-03-01', '2022-03-02'].map((d) => usageRecord({ client_id: 'big', cost_pico: 1e19, created_at: `${d}T10:00:00Z` }))
+      await insertUsage(engine.ch, big)
+      for (const d of ['2022-03-01', '2022-03-02']) await rollupDay(engine.ch, d)
+      const [row] = await queryCosts(engine.ch, { from: '2022-03-01', to: '2022-03-02', client: 'big', by: [] })
+      expect(row?.cost_pico).toBe('20000000000000000000')
+      expect(row?.cost_usd).toBe('20000000.000000000000')
+    })
+
     it('answers nothing for a range without rollups', async () => {
       expect(await queryCosts(engine.ch, { from: '2020-01-01', to: '2020-12-31', by: ['client'] })).toEqual([])
     })

@@ -71,12 +71,15 @@ export function costQuerySql(q: CostQuery): string {
       'sum(fallbacks) AS sum_fallbacks',
       'sum(input_tokens) AS sum_input_tokens',
       'sum(output_tokens) AS sum_output_tokens',
-      'sum(cost_pico) AS sum_cost_pico',
+      // Summed in two parts, whole micro-dollars and the pico-dollars below one: a plain UInt64 sum
+      // wraps past 2^64 pico-dollars (about $18.4M), reachable over a long range.
+      'sum(intDiv(cost_pico, 1000000)) AS sum_cost_micro',
+      'sum(cost_pico % 1000000) AS sum_cost_pico_rest',
     ].join(', ')}`,
     'FROM usage_daily',
     `WHERE ${where.join(' AND ')}`,
     ...(by.length > 0 ? [`GROUP BY ${by.join(', ')}`] : []),
-    `ORDER BY ${['sum_cost_pico DESC', ...by].join(', ')}`,
+    ...(by.length > 0 ? [`ORDER BY ${by.join(', ')}`] : []),
   ].join('\n')
 }
 
@@ -86,7 +89,8 @@ interface SumRow {
   sum_fallbacks: string
   sum_input_tokens: string
   sum_output_tokens: string
-  sum_cost_pico: string
+  sum_cost_micro: string
+  sum_cost_pico_rest: string
   [dimension: string]: string
 }
 
@@ -94,17 +98,22 @@ export async function queryCosts(ch: ClickHouse, q: CostQuery): Promise<CostRow[
   const by = [...new Set(q.by)]
   const rows = await ch.query<SumRow>(costQuerySql(q))
   return rows.map((r) => {
+    const pico = BigInt(r.sum_cost_micro) * 1_000_000n + BigInt(r.sum_cost_pico_rest)
     const out: CostRow = {
       requests: Number(r.sum_requests),
       errors: Number(r.sum_errors),
       fallbacks: Number(r.sum_fallbacks),
       input_tokens: Number(r.sum_input_tokens),
       output_tokens: Number(r.sum_output_tokens),
-      cost_pico: String(r.sum_cost_pico),
-      cost_usd: picoToUsdString(BigInt(r.sum_cost_pico)),
+      cost_pico: String(pico),
+      cost_usd: picoToUsdString(pico),
     }
     for (const d of by) out[d] = String(r[d])
     return out
+  }).sort((a, b) => {
+    // Dearest first, exactly (BigInt); ties keep the dimensions' order from SQL.
+    const d = BigInt(b.cost_pico) - BigInt(a.cost_pico)
+    return d > 0n ? 1 : d < 0n ? -1 : 0
   })
 }
 

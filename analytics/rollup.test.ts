@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { ENGINE_LABEL, ENGINES, openTestEngine, type TestEngine } from '../test/harness/clickhouse-engines.ts'
 import { usageRecord } from '../test/harness/usage-fixture.ts'
 import { migrate } from './migrate.ts'
-import { rollupDay } from './rollup.ts'
+import { rollupDay, staleDays } from './rollup.ts'
 import { insertUsage } from './usage-table.ts'
 
 interface DailyRow {
@@ -115,5 +115,29 @@ for (const kind of ENGINES) {
       }
       throw new Error('mutation not done within 10 s')
     }
+
+    it('leaves an exact day when two rollups of it run at once', async () => {
+      await insertUsage(engine.ch, Array.from({ length: 50 }, (_, i) => usageRecord({ client_id: 'race', created_at: '2024-07-01T12:00:00Z', cost_pico: i + 1 })))
+      for (let round = 0; round < 5; round++) {
+        await Promise.all([rollupDay(engine.ch, '2024-07-01'), rollupDay(engine.ch, '2024-07-01'), rollupDay(engine.ch, '2024-07-01')])
+        expect(await daily("client_id = 'race'")).toMatchObject([{ requests: '50', cost_pico: String((50 * 51) / 2) }])
+      }
+      // No build table is left behind.
+      const left = await engine.ch.query<{ name: string }>("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'usage_daily_build_%'")
+      expect(left).toEqual([])
+    })
+
+    it('finds the days whose rollup misses records, and none once rebuilt', async () => {
+      await insertUsage(engine.ch, [usageRecord({ client_id: 'stale', created_at: '2024-08-01T10:00:00Z' }), usageRecord({ client_id: 'stale', created_at: '2024-08-02T10:00:00Z' })])
+      await rollupDay(engine.ch, '2024-08-01')
+      await rollupDay(engine.ch, '2024-08-02')
+      expect(await staleDays(engine.ch, '2024-08-01')).toEqual([])
+      // A late record for the 1st, and a day never rolled up.
+      await insertUsage(engine.ch, [usageRecord({ client_id: 'stale', created_at: '2024-08-01T23:00:00Z' }), usageRecord({ client_id: 'stale', created_at: '2024-08-03T00:00:00Z' })])
+      expect(await staleDays(engine.ch, '2024-08-01')).toEqual(['2024-08-01', '2024-08-03'])
+      expect(await staleDays(engine.ch, '2024-08-02')).toEqual(['2024-08-03'])
+      for (const d of ['2024-08-01', '2024-08-03']) await rollupDay(engine.ch, d)
+      expect(await staleDays(engine.ch, '2024-08-01')).toEqual([])
+    })
   })
 }

@@ -1,32 +1,53 @@
-// Recomputes one UTC day of usage_daily from usage_raw FINAL, replacing that day's partition whole.
+// Recomputes one UTC day of usage_daily from usage_raw FINAL, replacing that day's partition whole; finds the days whose rollup is behind.
+import { randomBytes } from 'node:crypto'
 import type { ClickHouse } from './clickhouse.ts'
 import { sqlDate } from './sql.ts'
 
-// Build the day in usage_daily_staging, then swap it in with REPLACE PARTITION (atomic for
-// readers): running it again, or after late records, leaves exactly the recomputed rows.
-// Different days never interfere; the same day must not be rebuilt by two callers at once (one
-// scheduler owns rollups), since both would fill the same staging partition.
+// Build the day in a staging table of this run's own, then swap it in with REPLACE PARTITION
+// (atomic for readers): running it again, or after late records, leaves exactly the recomputed
+// rows. Two runs of the same day at once (the scheduler and an API call, or two workers) each
+// build the whole day apart and the last swap wins, so a day is never counted twice or emptied.
 export async function rollupDay(ch: ClickHouse, day: string): Promise<void> {
   // A plain literal: current ClickHouse refuses an expression such as toDate('...') after PARTITION.
   const partition = `PARTITION ${sqlDate(day)}`
-  await ch.exec(`ALTER TABLE usage_daily_staging DROP ${partition}`)
-  await ch.exec(rollupInsertSql(day))
-  const built = await ch.query<{ n: string }>(`SELECT count() AS n FROM usage_daily_staging WHERE day = toDate(${sqlDate(day)})`)
-  if (built[0]?.n === '0') {
-    // A day without records ends empty. 18.16 replaces with an empty source partition, current
-    // ClickHouse refuses to (allow_replace_partition_from_empty_source, unknown to 18.16): drop instead.
-    await ch.exec(`ALTER TABLE usage_daily DROP ${partition}`)
-    return
+  // The name is ours, never input.
+  const staging = `usage_daily_build_${randomBytes(8).toString('hex')}`
+  await ch.exec(`CREATE TABLE ${staging} AS usage_daily`)
+  try {
+    await ch.exec(rollupInsertSql(day, staging))
+    const built = await ch.query<{ n: string }>(`SELECT count() AS n FROM ${staging}`)
+    if (built[0]?.n === '0') {
+      // A day without records ends empty. 18.16 replaces with an empty source partition, current
+      // ClickHouse refuses to (allow_replace_partition_from_empty_source, unknown to 18.16): drop instead.
+      await ch.exec(`ALTER TABLE usage_daily DROP ${partition}`)
+      return
+    }
+    await ch.exec(`ALTER TABLE usage_daily REPLACE ${partition} FROM ${staging}`)
+  } finally {
+    await ch.exec(`DROP TABLE IF EXISTS ${staging}`)
   }
-  await ch.exec(`ALTER TABLE usage_daily REPLACE ${partition} FROM usage_daily_staging`)
-  await ch.exec(`ALTER TABLE usage_daily_staging DROP ${partition}`)
+}
+
+// Days from `since` on whose rollup does not count every stored record: records that arrived after
+// the last rebuild (late, a backlog, a worker that stopped before its scheduled run). Raw records
+// are only ever added, so equal counts mean the day is up to date.
+export async function staleDays(ch: ClickHouse, since: string): Promise<string[]> {
+  const from = sqlDate(since)
+  const rows = await ch.query<{ d: string }>(`SELECT d FROM (
+  SELECT toDate(created_at) AS d, count() AS n FROM usage_raw FINAL WHERE created_at >= toDateTime(concat(${from}, ' 00:00:00'), 'UTC') GROUP BY d
+) AS raw ANY LEFT JOIN (
+  SELECT day AS d, sum(requests) AS r FROM usage_daily WHERE day >= toDate(${from}) GROUP BY d
+) AS rolled USING d
+WHERE n != r
+ORDER BY d`)
+  return rows.map((r) => r.d)
 }
 
 // Aggregates are aliased with names no source column has: 18.16 refuses `sum(x) AS x` when x is
 // also read. INSERT ... SELECT matches columns by position, so the aliases do not matter there.
-export function rollupInsertSql(day: string): string {
+export function rollupInsertSql(day: string, into = 'usage_daily_staging'): string {
   const d = `toDate(${sqlDate(day)})`
-  return `INSERT INTO usage_daily_staging (day, client_id, team_id, provider_id, model, requests, errors, fallbacks,
+  return `INSERT INTO ${into} (day, client_id, team_id, provider_id, model, requests, errors, fallbacks,
   input_tokens, output_tokens, cached_input_tokens, cost_pico, latency_p50_ms, latency_p95_ms, latency_p99_ms, computed_at)
 SELECT
   ${d} AS d,

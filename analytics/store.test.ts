@@ -24,3 +24,27 @@ describe('trackDays', () => {
     expect(t.takeStaleDays()).toEqual([])
   })
 })
+
+describe('InProcessUsageSink', () => {
+  it('sets aside a record the store refuses and stores the others', async () => {
+    const { InProcessUsageSink } = await import('./store.ts')
+    const stored: string[] = []
+    const store: UsageStore = {
+      insert: async (records) => {
+        if (records.some((r) => r.request_id === 'bad')) throw new Error('Cannot parse input')
+        stored.push(...records.map((r) => r.request_id))
+      },
+      reachable: async () => true,
+    }
+    const lines: Array<Record<string, unknown>> = []
+    const { createLogger } = await import('../shared/log.ts')
+    const sink = new InProcessUsageSink(store, createLogger('info', (l) => lines.push(JSON.parse(l))), { batchSize: 50, flushMs: 5, maxBuffered: 1000, retryMs: 1, maxRetryMs: 2, maxTries: 3 })
+    sink.append(usageRecord({ request_id: 'bad' }))
+    for (let i = 0; i < 100; i++) sink.append(usageRecord({ request_id: `ok-${i}` }))
+    expect(await sink.drain(5_000)).toBe(0)
+    expect(stored.length).toBe(100)
+    expect(sink.stats.dead_lettered).toBe(1)
+    // The whole record is in the error line, so it can be replayed by hand.
+    expect(lines.find((l) => l.msg === 'usage record set aside: the store keeps refusing it')?.record).toMatchObject({ request_id: 'bad' })
+  })
+})

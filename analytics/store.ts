@@ -4,6 +4,7 @@ import type { UsageRecord } from '../shared/usage-event.ts'
 import type { ClickHouse } from './clickhouse.ts'
 import type { UsageStore } from './drain.ts'
 import { insertUsage } from './usage-table.ts'
+import { BatchWriter } from './batch-writer.ts'
 
 export function clickHouseStore(ch: ClickHouse): UsageStore {
   return {
@@ -27,7 +28,8 @@ export function trackDays(store: UsageStore): { store: UsageStore; takeStaleDays
     store: {
       insert: async (records) => {
         await store.insert(records)
-        for (const r of records) stale.add(r.created_at.slice(0, 10))
+        // The UTC day, as ClickHouse files it, whatever offset the timestamp was written with.
+        for (const r of records) stale.add(new Date(r.created_at).toISOString().slice(0, 10))
       },
       reachable: () => store.reachable(),
     },
@@ -48,21 +50,30 @@ export interface InProcessOptions {
   // Records held while the store is unreachable; past this they are dropped and counted.
   maxBuffered: number
   retryMs: number
+  maxRetryMs: number
+  maxTries: number
 }
 
 // Without Redis the gateway hands records straight to this (same process): batched by size or
-// time, retried while the store is down, a drop counted and logged, never silent.
+// time, written by the same BatchWriter as the stream drain (waits out outages, sets aside a record
+// the store keeps refusing, as an error log line holding the whole record); a drop is counted and
+// logged, never silent.
 export class InProcessUsageSink {
   private queue: UsageRecord[] = []
   private timer: ReturnType<typeof setTimeout> | undefined
   private writing: Promise<void> | undefined
-  readonly stats = { inserted: 0, dropped: 0 }
+  private stopping = false
+  private seq = 0
+  private readonly writer: BatchWriter
+  readonly stats = { inserted: 0, dropped: 0, dead_lettered: 0 }
 
   constructor(
-    private readonly store: UsageStore,
+    store: UsageStore,
     private readonly log: Logger,
     private readonly opts: InProcessOptions,
-  ) {}
+  ) {
+    this.writer = new BatchWriter(store, log, { maxTries: opts.maxTries, retryMs: opts.retryMs, maxRetryMs: opts.maxRetryMs })
+  }
 
   get buffered(): number {
     return this.queue.length
@@ -79,17 +90,20 @@ export class InProcessUsageSink {
     else this.kick(this.opts.flushMs)
   }
 
-  // Writes what is buffered; resolves when done or after ms.
-  async drain(ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms
-    while (this.queue.length > 0 || this.writing) {
-      const left = deadline - Date.now()
-      if (left <= 0) return false
-      let timer: ReturnType<typeof setTimeout> | undefined
-      await Promise.race([this.writing ?? this.write(), new Promise((resolve) => (timer = setTimeout(resolve, left)))])
-      clearTimeout(timer)
+  // Writes what is buffered; after ms (shutdown) stops waiting and says how many are left.
+  async drain(ms: number): Promise<number> {
+    clearTimeout(this.timer)
+    const deadline = setTimeout(() => {
+      this.stopping = true
+    }, ms)
+    try {
+      while (this.queue.length > 0 && !this.stopping) await (this.writing ?? this.write())
+      await this.writing
+    } finally {
+      clearTimeout(deadline)
+      this.stopping = true
     }
-    return true
+    return this.queue.length
   }
 
   private kick(delay: number): void {
@@ -103,17 +117,22 @@ export class InProcessUsageSink {
 
   private write(): Promise<void> {
     this.writing ??= (async () => {
-      while (this.queue.length > 0) {
-        const batch = this.queue.slice(0, this.opts.batchSize)
-        try {
-          await this.store.insert(batch)
-        } catch (err) {
-          this.log.warn('usage store unavailable; records kept in memory', { buffered: this.queue.length, err })
-          await new Promise((resolve) => setTimeout(resolve, this.opts.retryMs))
-          continue
-        }
-        this.queue.splice(0, batch.length)
-        this.stats.inserted += batch.length
+      while (this.queue.length > 0 && !this.stopping) {
+        const batch = this.queue.splice(0, this.opts.batchSize)
+        const left = await this.writer.write(
+          batch.map((record) => ({ id: String(++this.seq), record })),
+          {
+            stored: async (done) => {
+              this.stats.inserted += done.length
+            },
+            dead: async (item, reason) => {
+              this.stats.dead_lettered++
+              this.log.error('usage record set aside: the store keeps refusing it', { reason, record: item.record })
+            },
+            stopping: () => this.stopping,
+          },
+        )
+        if (left.length > 0) this.queue.unshift(...left.map((i) => i.record))
       }
     })().finally(() => {
       this.writing = undefined

@@ -7,7 +7,7 @@ import { connectClickHouse, openEmbeddedClickHouse, type ClickHouse } from './cl
 import type { WorkerConfig } from './config.ts'
 import { StreamDrain } from './drain.ts'
 import { migrate } from './migrate.ts'
-import { rollupDay } from './rollup.ts'
+import { rollupDay, staleDays } from './rollup.ts'
 import { clickHouseStore, InProcessUsageSink, trackDays } from './store.ts'
 
 export interface Worker {
@@ -18,21 +18,21 @@ export interface Worker {
   sink: InProcessUsageSink | undefined
   // Recomputes the rollup of every day that received records since the last run.
   rollupRecent(): Promise<void>
-  // Writes what is in hand, then stops everything.
-  stop(): Promise<void>
+  // Writes what is in hand (for at most ms), then stops everything.
+  stop(ms?: number): Promise<void>
 }
 
 const SHUTDOWN_FLUSH_MS = 10_000
+const RECONCILE_EVERY_MS = 3_600_000
+// How far back the reconciliation looks: older days are rebuilt on request (POST /v1/rollups).
+const RECONCILE_DAYS = 62
 
-export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stream' | 'in-process'): Promise<Worker> {
+export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stream' | 'in-process', onFatal: (err: unknown) => void = () => {}): Promise<Worker> {
   const ch = config.clickhouseUrl ? connectClickHouse(config.clickhouseUrl) : openEmbeddedClickHouse(config.dataDir)
   const applied = await migrate(ch)
   if (applied.length > 0) log.info('analytics migrations applied', { versions: applied })
   const tracked = trackDays(clickHouseStore(ch))
   const store = tracked.store
-  // A previous process may have stored records and stopped before their rollup ran.
-  const now = Date.now()
-  for (const t of [now - 86_400_000, now]) tracked.markStale(new Date(t).toISOString().slice(0, 10))
 
   let redis: RedisClient | undefined
   let drain: StreamDrain | undefined
@@ -50,16 +50,24 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
       retryMs: 200,
       maxRetryMs: 5_000,
       trimEveryMs: 10_000,
-    })
+    }, onFatal)
     drain.start()
   } else {
-    sink = new InProcessUsageSink(store, log, { batchSize: config.batchSize, flushMs: config.flushMs, maxBuffered: 100_000, retryMs: 1_000 })
+    sink = new InProcessUsageSink(store, log, { batchSize: config.batchSize, flushMs: config.flushMs, maxBuffered: 100_000, retryMs: 200, maxRetryMs: 5_000, maxTries: 5 })
   }
 
   // Yesterday is finalized by the same rule: records of yesterday stored after its last rollup
-  // make it stale again.
+  // make it stale again. What this process did not see (a previous process that stopped before
+  // its run, another worker's records) is found by comparing counts, at the first run and hourly.
+  let lastReconcile = 0
   const rollupRecent = async () => {
-    const days = tracked.takeStaleDays()
+    const marked = new Set(tracked.takeStaleDays())
+    if (Date.now() - lastReconcile >= RECONCILE_EVERY_MS) {
+      const since = new Date(Date.now() - RECONCILE_DAYS * 86_400_000).toISOString().slice(0, 10)
+      for (const d of await staleDays(ch, since)) marked.add(d)
+      lastReconcile = Date.now()
+    }
+    const days = [...marked].sort()
     try {
       for (const [i, day] of days.entries()) {
         try {
@@ -98,11 +106,14 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
     port: server.port ?? config.port,
     sink,
     rollupRecent,
-    async stop() {
+    async stop(ms = SHUTDOWN_FLUSH_MS) {
       stopping = true
       clearTimeout(rollupTimer)
-      await drain?.stop()
-      if (sink && !(await sink.drain(SHUTDOWN_FLUSH_MS))) log.error('usage records still buffered at shutdown', { buffered: sink.buffered })
+      if (drain && !(await drain.stop(ms))) log.warn('usage drain did not finish in time; its entries stay pending in the stream', { in_hand: drain.stats.in_hand })
+      if (sink) {
+        const left = await sink.drain(ms)
+        if (left > 0) log.error('usage records lost at shutdown: the store did not take them in time', { lost: left })
+      }
       await server.stop()
       redis?.disconnect()
       await ch.close()
@@ -122,6 +133,7 @@ async function metricsLines(drain: StreamDrain | undefined, sink: InProcessUsage
   if (sink) {
     counter('analytics_records_inserted_total', 'Usage records written to ClickHouse.', sink.stats.inserted)
     counter('analytics_records_dropped_total', 'Usage records dropped because the in-process buffer was full.', sink.stats.dropped)
+    counter('analytics_records_dead_lettered_total', 'Usage records set aside (logged whole) because the store kept refusing them.', sink.stats.dead_lettered)
     gauge('analytics_records_buffered', 'Usage records waiting in memory.', sink.buffered)
   }
   if (redis) {

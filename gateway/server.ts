@@ -34,7 +34,8 @@ function waitReady(redis: RedisClient, ms: number): Promise<void> {
 // worker), and how to stop it after the server drained.
 export interface LocalUsage {
   sink: UsageSink
-  stop(): Promise<void>
+  // Writes what is in hand for at most ms.
+  stop(ms: number): Promise<void>
 }
 
 export interface GatewayExtras {
@@ -127,12 +128,15 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     share?.stop()
     // stop(false) refuses new connections and resolves once in-flight requests have finished;
     // then the usage records in hand are written before the process goes.
-    const force = setTimeout(() => process.exit(0), DRAIN_MS)
+    const deadline = Date.now() + DRAIN_MS
+    const force = setTimeout(() => process.exit(0), DRAIN_MS + 2_000)
     void server
       .stop(false)
       .then(async () => {
-        if (streamSink && !(await streamSink.drain(DRAIN_MS / 2))) log.error('usage records still buffered at shutdown', { buffered: streamSink.buffered })
-        await local?.stop()
+        // The usage records in hand get the time left before the forced exit.
+        const left = () => Math.max(100, deadline - Date.now())
+        if (streamSink && !(await streamSink.drain(left()))) log.error('usage records lost at shutdown: Redis did not take them in time', { lost: streamSink.buffered })
+        await local?.stop(left())
         await tracing?.shutdown().catch(() => undefined)
       })
       .finally(() => {

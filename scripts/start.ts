@@ -11,6 +11,6 @@ await runGateway({
     log.lifecycle('analytics listening', { port: worker.port, clickhouse: config.clickhouseUrl ? 'server' : `embedded (${config.dataDir})`, mode: 'in-process' })
     const sink = worker.sink
     if (!sink) throw new Error('in-process worker without a sink')
-    return { sink, stop: () => worker.stop() }
+    return { sink, stop: (ms) => worker.stop(ms) }
   },
 })

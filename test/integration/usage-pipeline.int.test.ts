@@ -164,7 +164,7 @@ describe('usage pipeline', () => {
   it('lands every record after ClickHouse was down under load', async () => {
     const down = await clickhouse.stopTemporarily()
     await send(100, 8)
-    await worker.waitForLog((l) => l.msg === 'usage store unreachable; the batch waits in the stream')
+    await worker.waitForLog((l) => l.msg === 'usage store unreachable or refusing writes; the batch waits')
     await down.resume()
     const total = loggedRecords().length
     await waitForRows(total, 40_000)
