@@ -11,6 +11,7 @@ import { listModels } from './routes/models.ts'
 import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
 import { quotaStatus, requireAdmin, routingStatus } from './routes/admin.ts'
+import { quotaUtilization } from './metrics/quota-metrics.ts'
 import { teeSinks, type UsageSink } from './usage.ts'
 import { GatewayMetrics } from './metrics/request-metrics.ts'
 import type { Tracer } from '@opentelemetry/api'
@@ -69,8 +70,8 @@ export function createApp(deps: AppDeps) {
         return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
       }
     })
-    .get('/metrics', function prometheusMetrics({ snapshot }) {
-      return renderMetrics(snapshot, deps.routing, deps.usageStats?.(), metrics.registry.render())
+    .get('/metrics', async function prometheusMetrics({ snapshot }) {
+      return renderMetrics(snapshot, deps.routing, deps.usageStats?.(), [...metrics.registry.render(), ...(await quotaUtilization(snapshot, deps.quotaStore))])
     })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {

@@ -32,7 +32,7 @@ export class GatewayMetrics implements UsageSink {
   readonly tokens = this.registry.register(new Counter('gateway_tokens_total', 'Tokens billed, input and output.', [...CALLER, 'direction']))
   readonly cost = this.registry.register(new Counter('gateway_cost_micro_usd_total', 'Cost in micro-dollars (exact pico-dollar sums divided by a million).', CALLER))
   readonly attempts = this.registry.register(
-    new Counter('gateway_upstream_attempts_total', 'Provider calls and skips per target (retries and fallbacks included).', ['target', 'outcome']),
+    new Counter('gateway_upstream_attempts_total', 'Provider calls and skips per target (retries and fallbacks included).', ['provider', 'target', 'outcome']),
   )
   readonly fallbacks = this.registry.register(new Counter('gateway_fallbacks_total', 'Requests served by a target other than the first one called.', ['model']))
   readonly quotaRejections = this.registry.register(new Counter('gateway_quota_rejections_total', 'Requests refused by a budget.', ['client', 'kind']))
@@ -65,7 +65,7 @@ export class GatewayMetrics implements UsageSink {
     let upstreamMs = 0
     let sent = 0
     for (const a of r.attempt_log) {
-      this.attempts.inc([a.target, a.error_code === null ? a.outcome : `${a.outcome}:${a.error_code}`])
+      this.attempts.inc([a.provider_id, a.target, a.error_code === null ? a.outcome : `${a.outcome}:${a.error_code}`])
       if (a.outcome !== 'skipped') {
         upstreamMs += a.latency_ms
         sent++

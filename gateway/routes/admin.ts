@@ -16,8 +16,13 @@ export function requireAdmin(authorization: string | null, adminToken: Secret | 
 }
 
 export async function quotaStatus(snapshot: Snapshot, store: QuotaStore): Promise<Response> {
+  return Response.json({ quotas: await quotaRows(snapshot, store) })
+}
+
+// Every budget line per entity it applies to, with what is used and reserved now.
+export async function quotaRows(snapshot: Snapshot, store: QuotaStore) {
   const file = snapshot.config.file
-  const rows = await Promise.all(
+  return Promise.all(
     entitiesOf(file.quotas, file.clients).map(async ({ record, entity }) => {
       const [line] = linesOf([record])
       const [s] = line ? await store.status(entity, [line]) : []
@@ -36,7 +41,6 @@ export async function quotaStatus(snapshot: Snapshot, store: QuotaStore): Promis
       }
     }),
   )
-  return Response.json({ quotas: rows })
 }
 
 // Each route's policy and targets, and each target's breaker and latency figures.

@@ -24,7 +24,10 @@ beforeAll(async () => {
         { client_id: 'client-a', team_id: 't', keys: [{ name: 'k', sha256: hashKey(KEY) }] },
         { client_id: 'client-small', team_id: 't', keys: [{ name: 'k', sha256: hashKey(SMALL_KEY) }] },
       ],
-      quotas: [{ quota_id: 'tiny', entity_type: 'user', entity_id: 'client-small', period: 'day', token_limit: 5 }],
+      quotas: [
+        { quota_id: 'tiny', entity_type: 'user', entity_id: 'client-small', period: 'day', token_limit: 5 },
+        { quota_id: 'roomy', entity_type: 'user', entity_id: 'client-a', period: 'day', token_limit: 1_000_000 },
+      ],
     },
   })
   client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 })
@@ -66,17 +69,23 @@ describe('/metrics', () => {
     expect(await metric('gateway_cost_micro_usd_total', { provider: 'p1', model: 'chain', client: 'client-a' })).toBeCloseTo(cost + Number(rec.cost_pico) / 1e6, 9)
     expect(await metric('gateway_request_duration_seconds_count', { provider: 'p1', model: 'chain' })).toBe(latency + 1)
     expect(await metric('gateway_overhead_seconds_count')).toBe(overhead + 1)
+    // The budget's utilization shows the booked tokens (settled off the response path).
+    const booked = (Number(rec.input_tokens) + Number(rec.output_tokens)) / 1_000_000
+    const ratio = () => metric('gateway_quota_used_ratio', { quota_id: 'roomy', entity: 'user:client-a', kind: 'tokens' })
+    const deadline = Date.now() + 5000
+    while ((await ratio()) < booked && Date.now() < deadline) await Bun.sleep(10)
+    expect(await ratio()).toBeGreaterThanOrEqual(booked)
   })
 
   it('counts a provider error by its type', async () => {
     // The emulator's 400 is OpenAI's context-length error.
     emulator.setBehavior('up-p1', { status: 400 })
     const before = await metric('gateway_requests_total', series('error', 'context_length'))
-    const attempts = await metric('gateway_upstream_attempts_total', { target: 'p1/m', outcome: 'error:context_length_exceeded' })
+    const attempts = await metric('gateway_upstream_attempts_total', { provider: 'p1', target: 'p1/m', outcome: 'error:context_length_exceeded' })
     const err = await client.chat.completions.create(ask()).catch((e: unknown) => e)
     await usageLine((err as { headers?: Headers }).headers?.get('x-request-id') ?? null)
     expect(await metric('gateway_requests_total', series('error', 'context_length'))).toBe(before + 1)
-    expect(await metric('gateway_upstream_attempts_total', { target: 'p1/m', outcome: 'error:context_length_exceeded' })).toBe(attempts + 1)
+    expect(await metric('gateway_upstream_attempts_total', { provider: 'p1', target: 'p1/m', outcome: 'error:context_length_exceeded' })).toBe(attempts + 1)
   })
 
   it('counts a fallback under the target that served it', async () => {
