@@ -47,6 +47,13 @@ export function startInfoGateway(upstreamBaseUrl: string): Promise<GatewayProces
   return startGateway({ config: testConfig({ upstreamBaseUrl }) })
 }
 
+// The headline gateway without request metrics (what metrics cost), or with every request traced
+// and exported over OTLP/HTTP to `collectorUrl` (what tracing costs).
+export function startObservedGateway(upstreamBaseUrl: string, variant: { metrics: boolean; collectorUrl?: string }): Promise<GatewayProcess> {
+  const config = testConfig({ upstreamBaseUrl, server: { metrics: variant.metrics } })
+  return startGateway({ config, env: variant.collectorUrl ? { OTEL_EXPORTER_OTLP_ENDPOINT: variant.collectorUrl, OTEL_SERVICE_NAME: 'bench-gateway' } : {} })
+}
+
 // Limits far beyond what a run can spend: every request reserves and settles on all three entities (user, team, global), none is refused.
 export const BENCH_QUOTAS = [
   { quota_id: 'user-day', entity_type: 'user', period: 'day', token_limit: 1_000_000_000_000 },

@@ -14,6 +14,8 @@ export interface ReportInput {
   // The quota gateway against direct, and against the plain gateway (what reservation and settlement on Redis add).
   quotaOverDirect: Headline
   quotaOverGateway: Headline
+  metricsCost: Headline
+  tracingCost: Headline
   checks: readonly TargetCheck[]
   seed: SeedCheck
   notes: string[]
@@ -41,7 +43,9 @@ export function renderReport(r: ReportInput): string {
   out.push(renderHeadlineLine("Gateway over bare proxy (what the gateway's own logic costs)", r.overFloor))
   out.push(renderHeadlineLine('Gateway + Redis quotas over direct', r.quotaOverDirect))
   const redisCpu = findFigures(latency, GATEWAY_QUOTA)?.redis_cpu_us_per_request ?? null
-  out.push(`${renderHeadlineLine('Gateway + Redis quotas over gateway (what reservation + settlement on Redis add)', r.quotaOverGateway)}, redis-server CPU ${fmtCpu(redisCpu)} µs/req`, '')
+  out.push(`${renderHeadlineLine('Gateway + Redis quotas over gateway (what reservation + settlement on Redis add)', r.quotaOverGateway)}, redis-server CPU ${fmtCpu(redisCpu)} µs/req`)
+  out.push(renderHeadlineLine('Request metrics on over off (what /metrics bookkeeping adds)', r.metricsCost))
+  out.push(renderHeadlineLine('OTLP tracing on over off (spans for every request, exported)', r.tracingCost), '')
   out.push(...r.notes.map((n) => `note: ${n}`))
   out.push(`Seed budget (fatal): added p50 at c=1 ≤ ${r.seed.budget_added_p50_ms} ms → ${r.seed.pass ? 'PASS' : 'FAIL'}: ${r.seed.reason}`)
   return out.join('\n')

@@ -6,10 +6,10 @@ import { TEST_KEYS } from '../test/harness/gateway-process.ts'
 import { startRedis, type RedisServer } from '../test/harness/redis.ts'
 import { readClockTicksPerSecond, waitForQuietCpu } from './cpu.ts'
 import { measureAlternating, measureIdleCpu, measureThroughput, warmUp, type BenchContext, type PhaseResult, type Subject } from './phases.ts'
-import { BENCH_QUOTAS, setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, startQuotaGateway, type EmulatorProcess } from './processes.ts'
+import { BENCH_QUOTAS, setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, startObservedGateway, startQuotaGateway, type EmulatorProcess } from './processes.ts'
 import { readQuotaLedger, type EntityLedger } from './quota-ledger.ts'
 import { renderReport } from './report.ts'
-import { BARE_PROXY, checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY, GATEWAY_QUOTA } from './verdict.ts'
+import { BARE_PROXY, checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY, GATEWAY_NO_METRICS, GATEWAY_QUOTA, GATEWAY_TRACED } from './verdict.ts'
 
 interface Settings {
   requests: number
@@ -21,7 +21,14 @@ const RESULT_PATH = resolve(import.meta.dir, 'results/latest.json')
 const UPSTREAM_MODEL = 'emu-upstream'
 // Streams are paced so the first chunk's arrival is distinct from the stream's end: a gateway that buffers shows up in TTFB.
 const STREAM_PACING = { chunk_interval_ms: 1, reply: 'Hello there, dear friend.' } as const
-const LABELS: Record<string, string> = { [DIRECT]: 'direct', [BARE_PROXY]: 'bare proxy', [GATEWAY]: 'gateway (info log)', [GATEWAY_QUOTA]: 'gateway + Redis quotas' }
+const LABELS: Record<string, string> = {
+  [DIRECT]: 'direct',
+  [BARE_PROXY]: 'bare proxy',
+  [GATEWAY]: 'gateway (info log)',
+  [GATEWAY_QUOTA]: 'gateway + Redis quotas',
+  [GATEWAY_NO_METRICS]: 'gateway, metrics off',
+  [GATEWAY_TRACED]: 'gateway + OTLP tracing',
+}
 
 // The bench's only environment reads: BENCH_REQUESTS (per target per c=1 phase) and BENCH_SECONDS (per phase).
 function readSettings(env: NodeJS.ProcessEnv): Settings {
@@ -82,10 +89,12 @@ async function main(): Promise<number> {
   // Kept as the promise, so a signal during start-up still stops the redis-server once it is up.
   let redisStarting: Promise<RedisServer> | undefined
   const proxies: Array<{ stop(): Promise<number> }> = []
+  let collector: ReturnType<typeof Bun.serve> | undefined
   // Gateways first: the quota gateway should not see Redis vanish under it while it drains.
   const stopChildren = async () => {
     await Promise.allSettled(proxies.map((p) => p.stop()))
     await Promise.allSettled([emulator?.stop(), redisStarting?.then((r) => r.stop())])
+    collector?.stop(true)
   }
   const onSignal = (signal: NodeJS.Signals) => {
     say(`${signal}: stopping child processes`)
@@ -104,6 +113,20 @@ async function main(): Promise<number> {
     const redis = await redisStarting
     const quotaGateway = await startQuotaGateway(emulator.baseUrl, redis.url)
     proxies.push(quotaGateway)
+    // A stand-in OTLP collector in this process: takes the spans and counts them.
+    let exportedBytes = 0
+    collector = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      async fetch(req) {
+        exportedBytes += (await req.arrayBuffer()).byteLength
+        return Response.json({})
+      },
+    })
+    const noMetrics = await startObservedGateway(emulator.baseUrl, { metrics: false })
+    proxies.push(noMetrics)
+    const traced = await startObservedGateway(emulator.baseUrl, { metrics: true, collectorUrl: `http://127.0.0.1:${collector.port}` })
+    proxies.push(traced)
     say(`emulator ${emulator.url} (pid ${emulator.pid}), bare proxy ${bare.url} (pid ${bare.pid}), gateway ${gateway.url} (pid ${gateway.pid})`)
     say(`gateway + Redis quotas ${quotaGateway.url} (pid ${quotaGateway.pid}), redis-server ${redis.url} (pid ${redis.pid})`)
     const json = { 'content-type': 'application/json' }
@@ -114,9 +137,11 @@ async function main(): Promise<number> {
       { target: { name: BARE_PROXY, url: `${bare.url}/v1/chat/completions`, model: UPSTREAM_MODEL, headers: json }, proxy: bare },
       { target: { name: GATEWAY, url: `${gateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: gateway },
       { target: { name: GATEWAY_QUOTA, url: `${quotaGateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: quotaGateway, redisPid: redis.pid },
+      { target: { name: GATEWAY_NO_METRICS, url: `${noMetrics.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: noMetrics },
+      { target: { name: GATEWAY_TRACED, url: `${traced.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: traced },
     ]
     const ctx: BenchContext = { subjects, emulatorPid: emulator.pid, ticksPerSecond }
-    for (const p of [gateway, quotaGateway]) {
+    for (const p of [gateway, quotaGateway, noMetrics, traced]) {
       if (!(await waitForQuietCpu(p.pid, QUIET))) say(`pid ${p.pid} still busy ${QUIET.timeoutMs} ms after start; measuring anyway`)
     }
     say(`idle CPU baseline, ${IDLE_SECONDS} s`)
@@ -132,6 +157,9 @@ async function main(): Promise<number> {
     const overFloor = computeHeadline(phases, GATEWAY, BARE_PROXY)
     const quotaOverDirect = computeHeadline(phases, GATEWAY_QUOTA, DIRECT)
     const quotaOverGateway = computeHeadline(phases, GATEWAY_QUOTA, GATEWAY)
+    const metricsCost = computeHeadline(phases, GATEWAY, GATEWAY_NO_METRICS)
+    const tracingCost = computeHeadline(phases, GATEWAY_TRACED, GATEWAY)
+    if (exportedBytes === 0) throw new Error('the traced gateway exported no spans: the tracing figures would measure nothing')
     const redisCpuC1 = phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === GATEWAY_QUOTA)?.redis_cpu_us_per_request ?? null
     const checks = checkDesignTargets(headline, overFloor)
     const seed = checkSeedBudget(headline)
@@ -143,6 +171,7 @@ async function main(): Promise<number> {
       'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); gateway: no budgets; gateway + Redis quotas: the same plus budgets user-day (tokens), team-month-usd (cost) and global-minute (tokens, sliding), limits far above what the run spends, on a redis-server the bench started (REDIS_URL)',
       'quota − gateway = the quota gateway percentile minus the plain gateway percentile, and its CPU likewise; redis-server CPU is priced per request of the quota target only (the other targets do not touch it)',
       describeLedger(ledger),
+      `observability: "gateway (info log)" has request metrics on and tracing off; "metrics off" sets server.metrics: false; "+ OTLP tracing" exports every request's spans (7 per request) over OTLP/HTTP in batches to a stand-in collector in the bench process (${(exportedBytes / 1e6).toFixed(1)} MB received)`,
       `added = target percentile minus direct percentile; gateway − bare proxy = gateway percentile minus bare proxy percentile, and CPU likewise; CPU from /proc/<pid>/stat at ${ticksPerSecond} ticks/s, whole phase / requests (idle time included)`,
       `idle CPU baseline over ${IDLE_SECONDS} s (µs per second): ${Object.entries(idleCpu).map(([k, v]) => `${LABELS[k] ?? k} ${v.toFixed(0)}`).join(', ')}`,
     ]
@@ -153,10 +182,10 @@ async function main(): Promise<number> {
       `settings: BENCH_REQUESTS=${settings.requests} (per target per c=1 phase; x4 per throughput level), BENCH_SECONDS=${settings.seconds} (per phase; x2 for streaming)`,
       `streams: emulator sends the first chunk at once, then one every ${STREAM_PACING.chunk_interval_ms} ms ("${STREAM_PACING.reply}", ${STREAM_PACING.reply.split(' ').length + 4} frames)`,
     ]
-    process.stdout.write(`${renderReport({ header, labels: LABELS, phases, headline, floor, overFloor, quotaOverDirect, quotaOverGateway, checks, seed, notes })}\n`)
+    process.stdout.write(`${renderReport({ header, labels: LABELS, phases, headline, floor, overFloor, quotaOverDirect, quotaOverGateway, metricsCost, tracingCost, checks, seed, notes })}\n`)
 
     mkdirSync(resolve(RESULT_PATH, '..'), { recursive: true })
-    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, floor_bare_proxy_vs_direct: floor, gateway_vs_bare_proxy: overFloor, quota_gateway_vs_direct: quotaOverDirect, quota_gateway_vs_gateway: quotaOverGateway, quota_redis_cpu_us_per_request_c1: redisCpuC1, quotas: BENCH_QUOTAS, quota_ledger_after_run: ledger, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases }
+    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, floor_bare_proxy_vs_direct: floor, gateway_vs_bare_proxy: overFloor, quota_gateway_vs_direct: quotaOverDirect, quota_gateway_vs_gateway: quotaOverGateway, metrics_on_vs_off: metricsCost, tracing_on_vs_off: tracingCost, quota_redis_cpu_us_per_request_c1: redisCpuC1, quotas: BENCH_QUOTAS, quota_ledger_after_run: ledger, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases }
     writeFileSync(RESULT_PATH, `${JSON.stringify(result, null, 2)}\n`)
     process.stdout.write(`results written to ${RESULT_PATH}\n`)
 

@@ -6,6 +6,9 @@ export const BARE_PROXY = 'bare-proxy'
 export const GATEWAY = 'gateway'
 // The same gateway with budgets metered on Redis: informational, never part of the verdict.
 export const GATEWAY_QUOTA = 'gateway-quota'
+// The same gateway without request metrics, and with tracing exported over OTLP: what observability costs.
+export const GATEWAY_NO_METRICS = 'gateway-no-metrics'
+export const GATEWAY_TRACED = 'gateway-traced'
 
 // The seed's budget: the bench exits non-zero beyond it.
 export const SEED_ADDED_P50_MS = 5

@@ -40,7 +40,7 @@ export interface AppDeps {
 export function createApp(deps: AppDeps) {
   const metrics = deps.metrics ?? new GatewayMetrics(deps.store, deps.quota)
   const chatDeps = {
-    usage: teeSinks(deps.usage, metrics),
+    usage: deps.store.current.config.file.server.metrics ? teeSinks(deps.usage, metrics) : deps.usage,
     metrics,
     tracer: deps.tracer,
     quota: deps.quota,

@@ -90,6 +90,8 @@ export const ServerConfig = t.Object(
     // Longest silence allowed between two upstream stream chunks (and before the first).
     stream_idle_timeout_ms: t.Integer({ minimum: 1, default: 30_000 }),
     log_level: t.Optional(LogLevel),
+    // Request metrics on /metrics (off only to measure what they cost).
+    metrics: t.Boolean({ default: true }),
   },
   { ...strict, default: {} },
 )
