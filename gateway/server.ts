@@ -96,7 +96,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   const streamSink = redis ? new RedisStreamSink(redis, log, { maxBuffered: live.file.usage.max_buffered_records, batch: 100, retryMs: 1000 }) : undefined
   const local = redis ? undefined : await extras.localUsage?.(log)
   const usage = teeSinks(...[logUsageSink(log), streamSink ?? local?.sink].filter((s): s is UsageSink => s !== undefined))
-  const tracing = live.tracing.enabled ? startOtlpTracing(live.tracing.serviceName) : undefined
+  const tracing = live.tracing.enabled ? startOtlpTracing(live.tracing.serviceName, live.tracing.sampler, live.tracing.samplerArg) : undefined
   const app = createApp({
     store,
     log,

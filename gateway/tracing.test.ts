@@ -10,6 +10,7 @@ import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { MemoryQuotaStore } from './quota/memory-store.ts'
 import { QuotaService } from './quota/quota.ts'
 import { createRoutingState } from './routing/state.ts'
+import { samplerOf } from './tracing.ts'
 import { MemoryUsageSink } from './usage.ts'
 
 const emulator = startEmulator()
@@ -113,5 +114,16 @@ describe('request tracing', () => {
     expect(root?.status.code).toBe(SpanStatusCode.ERROR)
     expect(root?.attributes['error.type']).toBe('invalid_api_key')
     expect(children).toEqual(['auth'])
+  })
+
+  it('samples as OTEL_TRACES_SAMPLER says', async () => {
+    const exporter = new InMemorySpanExporter()
+    const provider = new TracerProvider({ sampler: samplerOf('traceidratio', 0), spanProcessors: [new SimpleSpanProcessor({ exporter })] })
+    provider.getTracer('t').startSpan('x').end()
+    expect(exporter.getFinishedSpans()).toEqual([])
+    const all = new InMemorySpanExporter()
+    const on = new TracerProvider({ sampler: samplerOf('parentbased_traceidratio', 1), spanProcessors: [new SimpleSpanProcessor({ exporter: all })] })
+    on.getTracer('t').startSpan('y').end()
+    expect(all.getFinishedSpans().map((s) => s.name)).toEqual(['y'])
   })
 })

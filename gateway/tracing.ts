@@ -3,7 +3,7 @@ import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type Sampler } from '@opentelemetry/sdk-trace'
 import type { UsageRecord } from '../shared/usage-event.ts'
 
 const propagator = new W3CTraceContextPropagator()
@@ -108,10 +108,17 @@ export interface Tracing {
 
 // OTLP over HTTP (the exporter reads the standard OTEL_EXPORTER_OTLP_* variables itself), spans
 // batched off the request path.
-export function startOtlpTracing(serviceName: string): Tracing {
+export function startOtlpTracing(serviceName: string, sampler = 'parentbased_always_on', ratio = 1): Tracing {
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': serviceName }),
+    sampler: samplerOf(sampler, ratio),
     spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })],
   })
   return { tracer: provider.getTracer(serviceName), shutdown: () => provider.shutdown() }
+}
+
+// OTEL_TRACES_SAMPLER's values (checked when the config loads), with OTEL_TRACES_SAMPLER_ARG as the ratio.
+export function samplerOf(name: string, ratio = 1): Sampler {
+  const root = name.endsWith('always_off') ? new AlwaysOffSampler() : name.endsWith('traceidratio') ? new TraceIdRatioBasedSampler(ratio) : new AlwaysOnSampler()
+  return name.startsWith('parentbased_') ? new ParentBasedSampler({ root }) : root
 }

@@ -8,6 +8,7 @@ import { Secret } from '../secret.ts'
 import { pricePerTokenPico } from '../money.ts'
 
 export const DEFAULT_CONFIG_PATH = 'config/gateway.sample.yaml'
+const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']
 
 export class ConfigError extends Error {
   constructor(
@@ -35,7 +36,7 @@ export interface Config {
   configRedisKey: string | undefined
   // Traces go out over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set and
   // neither OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none says otherwise.
-  tracing: { enabled: boolean; serviceName: string }
+  tracing: { enabled: boolean; serviceName: string; sampler: string; samplerArg: number | undefined }
 }
 
 export type Env = Record<string, string | undefined>
@@ -71,6 +72,10 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
   const problems = checkReferences(file)
   const logLevel = env.LOG_LEVEL ?? file.server.log_level ?? 'info'
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) problems.push(`LOG_LEVEL: unknown level "${logLevel}"`)
+  const sampler = env.OTEL_TRACES_SAMPLER
+  if (sampler && !SAMPLERS.includes(sampler)) problems.push(`OTEL_TRACES_SAMPLER: "${sampler}" is not one of ${SAMPLERS.join(', ')}`)
+  const ratio = env.OTEL_TRACES_SAMPLER_ARG
+  if (ratio && !(Number(ratio) >= 0 && Number(ratio) <= 1)) problems.push(`OTEL_TRACES_SAMPLER_ARG: "${ratio}" is not a ratio between 0 and 1`)
   if (problems.length > 0) throw new ConfigError(source, problems)
 
   const secrets = new Map<string, Secret>()
@@ -95,6 +100,9 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
     tracing: {
       enabled: Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none',
       serviceName: env.OTEL_SERVICE_NAME || 'llm-gateway',
+      // The standard sampler variables (the SDK package leaves reading them to its caller).
+      sampler: env.OTEL_TRACES_SAMPLER || 'parentbased_always_on',
+      samplerArg: env.OTEL_TRACES_SAMPLER_ARG === undefined || env.OTEL_TRACES_SAMPLER_ARG === '' ? undefined : Number(env.OTEL_TRACES_SAMPLER_ARG),
     },
   }
 }
