@@ -12,12 +12,14 @@ class ScriptedStore implements UsageStore {
   up = true
   refuseAll = false
   bad = new Set<string>()
+  probes = 0
 
   async insert(records: readonly UsageRecord[]): Promise<void> {
     this.inserts++
     if (!this.up) throw new Error('connection refused')
     if (this.refuseAll) throw new Error('Code: 252. Too many parts')
     if (records.some((r) => this.bad.has(r.request_id))) throw new Error('Cannot parse input')
+    if (records.some((r) => r.request_id === '__write_probe__')) this.probes++
     for (const r of records) this.rows.set(r.request_id, r)
   }
 
@@ -60,6 +62,17 @@ describe('BatchWriter', () => {
     expect(new Set(stored).size).toBe(98)
   })
 
+  it('sets aside a batch made only of refused records (one alone, or two), checking the store takes writes', async () => {
+    for (const bad of [['only'], ['b1', 'b2']]) {
+      const store = new ScriptedStore()
+      store.bad = new Set(bad)
+      const { w, dead, hooks } = writer(store)
+      expect(await w.write(bad.map((id) => ({ id, record: usageRecord({ request_id: id }) })), hooks)).toEqual([])
+      expect(dead.sort()).toEqual(bad)
+      expect(store.probes).toBeGreaterThan(0)
+    }
+  })
+
   it('blames no record when the store refuses every write while it answers, and stores all once it recovers', async () => {
     const store = new ScriptedStore()
     store.refuseAll = true
@@ -70,7 +83,7 @@ describe('BatchWriter', () => {
     expect(await done).toEqual([])
     expect(dead).toEqual([])
     expect(stored.length).toBe(200)
-    // Each round tries the whole batch and its two halves, no deeper: no storm of tiny inserts.
+    // Each round tries the whole batch and one probe, no more: no storm of tiny inserts.
     expect(store.inserts).toBeLessThan(200)
   })
 

@@ -24,6 +24,37 @@ export interface WriterOptions {
   maxRetryMs: number
 }
 
+// Written to check that the store takes writes: always the same row (one per request_id survives),
+// on 1970-01-02, a day no cost query or scheduled rollup looks at, with nothing to bill.
+export const PROBE: UsageRecord = {
+  request_id: '__write_probe__',
+  client_request_id: null,
+  client_id: '__probe__',
+  team_id: '__probe__',
+  provider_id: '',
+  model: '',
+  upstream_model: '',
+  input_tokens: 0,
+  output_tokens: 0,
+  cached_input_tokens: 0,
+  cache_write_input_tokens: 0,
+  reasoning_tokens: 0,
+  usage_estimated: false,
+  cost_pico: 0,
+  cost_usd: 0,
+  latency_ms: 0,
+  ttfb_ms: null,
+  status: 'success',
+  http_status: 200,
+  error_type: null,
+  error_code: null,
+  stream: false,
+  client_closed: false,
+  attempts: 0,
+  attempt_log: [],
+  created_at: '1970-01-02T00:00:00.000Z',
+}
+
 interface Round {
   stored: Item[]
   failed: Item[]
@@ -94,36 +125,29 @@ export class BatchWriter {
     if (first === undefined) return { stored: items, failed: [], isolated: false, error: undefined }
     const reachable = await this.store.reachable().catch(() => false)
     if (!reachable) return { stored: [], failed: items, isolated: false, error: first }
-    // Alone: a record already caught failing while others went in stays a suspect while the
-    // store answers; a lone record not yet suspected tells nothing.
-    if (items.length === 1) return { stored: [], failed: items, isolated: this.tries.has((items[0] as Item).id), error: first }
-    // Shuffled, so two bad records in one batch do not meet the same split every round.
-    const shuffled = [...items].sort(() => Math.random() - 0.5)
-    const half = Math.ceil(shuffled.length / 2)
-    const halves = [shuffled.slice(0, half), shuffled.slice(half)]
-    const errors = await Promise.all(halves.map((h) => this.insert(h)))
-    // Every part refused: the store refuses all writes, unless these are all records already caught
-    // failing while others went in (the suspects left over from an earlier round).
-    if (errors.every((e) => e !== undefined)) return { stored: [], failed: items, isolated: items.every((i) => this.tries.has(i.id)), error: errors[0] }
+    // Does the store take writes at all? The probe record says: refused too, the store is the
+    // problem (too many parts, read-only, out of memory) and the batch waits like in an outage.
+    if ((await this.insert([{ id: PROBE.request_id, record: PROBE }])) !== undefined) return { stored: [], failed: items, isolated: false, error: first }
+    // The store works and refuses something in this batch: split until the refused records stand
+    // alone; they are the suspects.
     const stored: Item[] = []
     const failed: Item[] = []
-    for (const [i, h] of halves.entries()) {
-      if (errors[i] === undefined) stored.push(...h)
-      else await this.bisect(h, stored, failed)
-    }
-    return { stored, failed, isolated: true, error: errors.find((e) => e !== undefined) }
+    await this.bisect(items, stored, failed, true)
+    return { stored, failed, isolated: true, error: first }
   }
 
-  // Splits a part holding a refused record until the refused ones stand alone.
-  private async bisect(items: Item[], stored: Item[], failed: Item[]): Promise<void> {
+  // Splits a part holding a refused record until the refused ones stand alone (`known`: the part
+  // itself was just refused, so it is split without trying it again).
+  private async bisect(items: Item[], stored: Item[], failed: Item[], known = false): Promise<void> {
     if (items.length === 1) {
-      failed.push(...items)
+      if (!known && (await this.insert(items)) === undefined) stored.push(...items)
+      else failed.push(...items)
       return
     }
     const half = Math.ceil(items.length / 2)
     for (const part of [items.slice(0, half), items.slice(half)]) {
       if ((await this.insert(part)) === undefined) stored.push(...part)
-      else await this.bisect(part, stored, failed)
+      else await this.bisect(part, stored, failed, true)
     }
   }
 

@@ -22,8 +22,8 @@ export interface DrainOptions {
   flushMs: number
   // Entries another consumer has held this long without acknowledging are taken over.
   claimIdleMs: number
-  // A record tried this many times (redeliveries while the store was up, or refusals by the store
-  // while it took other records) goes to the dead-letter stream instead of blocking the ones behind it.
+  // A record the store refused this many times while it took others goes to the dead-letter
+  // stream instead of blocking the ones behind it.
   maxDeliveries: number
   // Backoff while the store is unreachable: doubles up to the max.
   retryMs: number
@@ -91,9 +91,11 @@ export class StreamDrain {
     if (this.running) return
     this.running = true
     this.stopped = this.run().catch((err: unknown) => {
+      // An error while stopping (Redis disconnected under a timed-out stop) is not a crash.
+      const stopping = !this.running
       this.running = false
-      this.log.error('usage drain stopped on an error', { err })
-      this.onFatal(err)
+      this.log.error('usage drain stopped on an error', { err, stopping })
+      if (!stopping) this.onFatal(err)
     })
   }
 
@@ -168,9 +170,10 @@ export class StreamDrain {
     }
   }
 
-  // Entries another consumer held idle for claimIdleMs: taken over (walking the pending list with
-  // XAUTOCLAIM's cursor), unless they were delivered too often already while the store was up
-  // (a record that crashed every worker that took it).
+  // Entries another consumer held idle for claimIdleMs: taken over, walking the pending list with
+  // XAUTOCLAIM's cursor. How often an entry was delivered says nothing here (consumers restarted
+  // under new names during an outage claim it again and again): only the BatchWriter, which sees
+  // the store refuse a record while it takes others, sets one aside.
   private async reclaim(): Promise<void> {
     try {
       const room = this.opts.batchSize - this.batch.length
@@ -181,26 +184,11 @@ export class StreamDrain {
       this.claimCursor = next
       const entries = claimed.flatMap((e) => (e ? [{ id: e[0], fields: e[1] }] : []))
       if (entries.length === 0) return
-      const counts = await this.deliveryCounts(entries)
-      const overdue = entries.filter((e) => (counts.get(e.id) ?? 0) > this.opts.maxDeliveries)
-      // Redeliveries during an outage say nothing about the record.
-      const poison = overdue.length > 0 && (await this.store.reachable().catch(() => false)) ? overdue : []
-      for (const e of poison) await this.deadLetter(e, `delivered ${counts.get(e.id)} times without being stored`)
-      const kept = entries.filter((e) => !poison.includes(e))
-      if (kept.length > 0) this.log.info('took over usage entries from an idle consumer', { entries: kept.length })
-      this.take(kept)
+      this.log.info('took over usage entries from an idle consumer', { entries: entries.length })
+      this.take(entries)
     } catch (err) {
       this.log.warn('usage reclaim failed', { err })
     }
-  }
-
-  // Delivery counts of entries just claimed, which now belong to this consumer.
-  private async deliveryCounts(entries: Entry[]): Promise<Map<string, number>> {
-    const ids = entries.map((e) => e.id).sort(compareIds)
-    const rows = (await this.redis.xpending(USAGE_STREAM, USAGE_GROUP, ids[0] ?? '-', ids[ids.length - 1] ?? '+', ids.length, this.opts.consumer)) as Array<
-      [string, string, number, number]
-    >
-    return new Map(rows.map((r) => [r[0], Number(r[3])]))
   }
 
   // Writes the batch: acknowledged as the store takes it; a malformed entry or a record the store

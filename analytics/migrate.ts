@@ -32,6 +32,8 @@ export async function migrate(ch: ClickHouse, dir = MIGRATIONS_DIR): Promise<str
       try {
         await ch.exec(sql)
       } catch (err) {
+        // A column another worker added a moment ago (ADD COLUMN has no IF NOT EXISTS on 18.16).
+        if (/^\s*ALTER TABLE \w+ ADD COLUMN /i.test(sql) && /already exists/i.test(String(err))) continue
         throw new Error(`migration ${m.version}_${m.name} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
       }
     }

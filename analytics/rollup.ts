@@ -24,7 +24,8 @@ export async function rollupDay(ch: ClickHouse, day: string): Promise<void> {
     }
     await ch.exec(`ALTER TABLE usage_daily REPLACE ${partition} FROM ${staging}`)
   } finally {
-    await ch.exec(`DROP TABLE IF EXISTS ${staging}`)
+    // A failed drop must not hide why the rebuild failed; a table left behind is harmless.
+    await ch.exec(`DROP TABLE IF EXISTS ${staging}`).catch(() => undefined)
   }
 }
 

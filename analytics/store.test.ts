@@ -32,7 +32,8 @@ describe('InProcessUsageSink', () => {
     const store: UsageStore = {
       insert: async (records) => {
         if (records.some((r) => r.request_id === 'bad')) throw new Error('Cannot parse input')
-        stored.push(...records.map((r) => r.request_id))
+        // The writer's probe (to see that the store takes writes at all) is not a usage record.
+        stored.push(...records.filter((r) => r.request_id !== '__write_probe__').map((r) => r.request_id))
       },
       reachable: async () => true,
     }

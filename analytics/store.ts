@@ -4,7 +4,7 @@ import type { UsageRecord } from '../shared/usage-event.ts'
 import type { ClickHouse } from './clickhouse.ts'
 import type { UsageStore } from './drain.ts'
 import { insertUsage } from './usage-table.ts'
-import { BatchWriter } from './batch-writer.ts'
+import { BatchWriter, PROBE } from './batch-writer.ts'
 
 export function clickHouseStore(ch: ClickHouse): UsageStore {
   return {
@@ -29,7 +29,7 @@ export function trackDays(store: UsageStore): { store: UsageStore; takeStaleDays
       insert: async (records) => {
         await store.insert(records)
         // The UTC day, as ClickHouse files it, whatever offset the timestamp was written with.
-        for (const r of records) stale.add(new Date(r.created_at).toISOString().slice(0, 10))
+        for (const r of records) if (r.request_id !== PROBE.request_id) stale.add(new Date(r.created_at).toISOString().slice(0, 10))
       },
       reachable: () => store.reachable(),
     },

@@ -64,8 +64,14 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
     const marked = new Set(tracked.takeStaleDays())
     if (Date.now() - lastReconcile >= RECONCILE_EVERY_MS) {
       const since = new Date(Date.now() - RECONCILE_DAYS * 86_400_000).toISOString().slice(0, 10)
-      for (const d of await staleDays(ch, since)) marked.add(d)
-      lastReconcile = Date.now()
+      try {
+        for (const d of await staleDays(ch, since)) marked.add(d)
+        lastReconcile = Date.now()
+      } catch (err) {
+        // The days taken stay marked for the next run.
+        for (const d of marked) tracked.markStale(d)
+        throw err
+      }
     }
     const days = [...marked].sort()
     try {
@@ -143,7 +149,8 @@ async function metricsLines(drain: StreamDrain | undefined, sink: InProcessUsage
       const info: Record<string, unknown> = {}
       for (let i = 0; i + 1 < g.length; i += 2) info[String(g[i])] = g[i + 1]
       if (info.name !== USAGE_GROUP) continue
-      gauge('analytics_stream_lag', 'Usage stream entries not yet read by the worker group.', Number(info.lag ?? 0))
+      // Redis reports no lag when it cannot tell (after deletions): NaN, not a reassuring 0.
+      gauge('analytics_stream_lag', 'Usage stream entries not yet read by the worker group.', info.lag === null || info.lag === undefined ? Number.NaN : Number(info.lag))
       gauge('analytics_stream_pending', 'Usage stream entries read but not yet acknowledged.', Number(info.pending ?? 0))
     }
   }

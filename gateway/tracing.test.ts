@@ -76,6 +76,7 @@ describe('request tracing', () => {
     expect(root?.kind).toBe(SpanKind.SERVER)
     expect(children.sort()).toEqual(['auth', 'provider.attempt', 'quota.reserve', 'quota.settle', 'response.forward', 'route'])
     expect(root?.attributes).toMatchObject({ 'gateway.status': 'success', 'gateway.client_id': 'full-client', 'gen_ai.request.model': 'test-model' })
+    expect(spans.find((s) => s.name === 'route')?.attributes).toMatchObject({ 'gateway.policy': 'explicit', 'gateway.chain': 'emu/test-model,backup/test-model' })
     // The provider got a traceparent naming the attempt's span, in the caller's trace.
     const attemptSpan = spans.find((s) => s.name === 'provider.attempt')
     expect(attemptSpan?.kind).toBe(SpanKind.CLIENT)

@@ -5,7 +5,6 @@
 -- Statements must stay idempotent (IF NOT EXISTS): two workers may run a migration at once.
 CREATE TABLE IF NOT EXISTS usage_raw (
   request_id String,
-  client_request_id Nullable(String),
   client_id String,
   team_id String,
   provider_id String,

@@ -120,8 +120,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     routing.end(toGatewayError(err))
     return fail(err)
   }
-  routing.end()
   routing.setAttributes({ 'gateway.policy': decision.policy, 'gateway.chain': decision.chain.map((r) => r.key).join(',') })
+  routing.end()
   // Until a target answers, the record names the first one chosen.
   outcome.target = decision.chain[0]?.target
 
