@@ -1,6 +1,7 @@
 // Runs the analytics side: ClickHouse (server or embedded) migrated, the stream drain or the in-process sink, scheduled rollups, the query API.
 import type { Logger } from '../shared/log.ts'
 import { connectWorkerRedis, type RedisClient } from '../shared/redis.ts'
+import { repeatEvery } from '../shared/repeat.ts'
 import { USAGE_GROUP, USAGE_STREAM } from '../shared/usage-stream.ts'
 import { analyticsApi } from './api.ts'
 import { connectClickHouse, openEmbeddedClickHouse, type ClickHouse } from './clickhouse.ts'
@@ -88,18 +89,7 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
       if (days.length > 0) log.debug('rollups recomputed', { days })
     }
   }
-  let rollupTimer: ReturnType<typeof setTimeout> | undefined
-  let stopping = false
-  const scheduleRollup = () => {
-    rollupTimer = setTimeout(() => {
-      rollupRecent()
-        .catch((err: unknown) => log.warn('scheduled rollup failed', { err }))
-        .finally(() => {
-          if (!stopping) scheduleRollup()
-        })
-    }, config.rollupEveryMs)
-  }
-  scheduleRollup()
+  const rollups = repeatEvery(() => config.rollupEveryMs, rollupRecent, (err) => log.warn('scheduled rollup failed', { err }))
 
   const server = Bun.serve({
     port: config.port,
@@ -113,8 +103,7 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
     sink,
     rollupRecent,
     async stop(ms = SHUTDOWN_FLUSH_MS) {
-      stopping = true
-      clearTimeout(rollupTimer)
+      rollups.stop()
       if (drain && !(await drain.stop(ms))) log.warn('usage drain did not finish in time; its entries stay pending in the stream', { in_hand: drain.stats.in_hand })
       if (sink) {
         const left = await sink.drain(ms)

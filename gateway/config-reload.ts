@@ -6,6 +6,7 @@ import { ConfigError, parseConfig, type Env } from '../shared/config/load.ts'
 import type { Logger } from '../shared/log.ts'
 import type { RedisClient } from '../shared/redis.ts'
 import { buildSnapshot, type ConfigStore, type Snapshot } from './config-store.ts'
+import { repeatEvery } from '../shared/repeat.ts'
 
 export interface ConfigReloader {
   // Reads the config again and swaps it in if it changed and is valid; true when swapped.
@@ -33,8 +34,6 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
   let applied = digest(readFileSync(opts.filePath, 'utf8'))
   let queue: Promise<boolean> = Promise.resolve(false)
   let settle: ReturnType<typeof setTimeout> | undefined
-  let poll: ReturnType<typeof setTimeout> | undefined
-  let stopped = false
 
   const readSource = async (): Promise<{ text: string; source: string }> => {
     if (opts.redis && opts.redisKey) {
@@ -96,20 +95,15 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
     log.warn('cannot watch the config file; relying on the poll', { err })
   }
 
-  const schedulePoll = () => {
-    if (stopped) return
-    poll = setTimeout(() => void reload('poll').finally(schedulePoll), store.current.config.file.routing.reload_poll_ms)
-    poll.unref?.()
-  }
-  schedulePoll()
+  // reload() never rejects: its own failures are logged where they happen.
+  const poll = repeatEvery(() => store.current.config.file.routing.reload_poll_ms, () => reload('poll'), () => {})
 
   return {
     reload,
     stop() {
-      stopped = true
       watcher?.close()
       clearTimeout(settle)
-      clearTimeout(poll)
+      poll.stop()
     },
   }
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../../shared/log.ts'
 import type { ConfigStore } from '../config-store.ts'
 import { checkProviderHealth } from '../upstream/health.ts'
 import type { GatewayRouting } from './state.ts'
+import { repeatEvery } from '../../shared/repeat.ts'
 
 export interface HealthMonitor {
   // One round over every provider now (also what the timer runs).
@@ -11,8 +12,6 @@ export interface HealthMonitor {
 }
 
 export function startHealthMonitor(store: ConfigStore, state: GatewayRouting, log: Logger): HealthMonitor {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  let stopped = false
   const healthy = new Map<string, boolean>()
 
   const checkAll = async () => {
@@ -43,21 +42,13 @@ export function startHealthMonitor(store: ConfigStore, state: GatewayRouting, lo
     )
   }
 
-  const schedule = () => {
-    if (stopped) return
-    timer = setTimeout(() => {
-      checkAll()
-        .catch((err: unknown) => log.error('health check round failed', { err }))
-        .finally(schedule)
-    }, store.current.config.file.routing.health_check.interval_ms)
-    timer.unref?.()
-  }
-  schedule()
+  const loop = repeatEvery(
+    () => store.current.config.file.routing.health_check.interval_ms,
+    checkAll,
+    (err) => log.error('health check round failed', { err }),
+  )
   return {
     checkAll,
-    stop() {
-      stopped = true
-      clearTimeout(timer)
-    },
+    stop: () => loop.stop(),
   }
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../../shared/log.ts'
 import type { RedisClient } from '../../shared/redis.ts'
 import type { ConfigStore } from '../config-store.ts'
 import type { LatencyTracker, SharedFigure } from './latency.ts'
+import { repeatEvery } from '../../shared/repeat.ts'
 
 // One hash: field `<instance>|<target>`, value `<p95 ms> <samples> <unix ms>`. A single key
 // lives on one Cluster slot, and a fixed field count per instance keeps it small.
@@ -15,8 +16,6 @@ export interface LatencyShare {
 }
 
 export function startLatencyShare(redis: RedisClient, store: ConfigStore, tracker: LatencyTracker, log: Logger, instance = randomUUID()): LatencyShare {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  let stopped = false
 
   const syncNow = async () => {
     const w = store.current.config.file.routing.latency
@@ -48,21 +47,13 @@ export function startLatencyShare(redis: RedisClient, store: ConfigStore, tracke
     tracker.setRemote(remote)
   }
 
-  const schedule = () => {
-    if (stopped) return
-    timer = setTimeout(() => {
-      syncNow()
-        .catch((err: unknown) => log.debug('latency share failed', { err }))
-        .finally(schedule)
-    }, store.current.config.file.routing.latency.share_interval_ms)
-    timer.unref?.()
-  }
-  schedule()
+  const loop = repeatEvery(
+    () => store.current.config.file.routing.latency.share_interval_ms,
+    syncNow,
+    (err) => log.debug('latency share failed', { err }),
+  )
   return {
     syncNow,
-    stop() {
-      stopped = true
-      clearTimeout(timer)
-    },
+    stop: () => loop.stop(),
   }
 }
