@@ -37,7 +37,8 @@ export function routeRequest(snapshot: Snapshot, caller: Caller, req: ChatReques
   const { latency } = snapshot.config.file.routing
   let ordered = orderTargets(policy, plan, usable, {
     callerId: caller.client.client_id,
-    inputTokens: approximateInputTokens(req),
+    // Only the cost policy prices the request: the others skip walking its messages.
+    inputTokens: policy === 'cost' ? approximateInputTokens(req) : 0,
     outputTokens: req.max_completion_tokens ?? req.max_tokens ?? snapshot.config.file.quota.default_max_output_tokens,
     random: state.random,
     latency: (key) => {
