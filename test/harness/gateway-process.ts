@@ -1,12 +1,9 @@
 // Starts a real gateway process (bun gateway/main.ts) on a free port with a given config, for tests and bench.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { hashKey } from '../../gateway/auth.ts'
-import { jsonLine, LineLog } from './line-log.ts'
-
-const ROOT = resolve(import.meta.dir, '../..')
-const START_TIMEOUT_MS = 20_000
+import { startService } from './service-process.ts'
 
 export interface GatewayProcess {
   url: string
@@ -33,41 +30,17 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
   const dir = mkdtempSync(join(tmpdir(), 'gw-test-'))
   const configPath = join(dir, 'gateway.json')
   writeFileSync(configPath, JSON.stringify(opts.config))
-  const proc = Bun.spawn([process.execPath, join(ROOT, opts.entry === 'start' ? 'scripts/start.ts' : 'gateway/main.ts')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', GATEWAY_CONFIG: configPath, PORT: '0', ...opts.env },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  })
-  const log = new LineLog(proc.stdout)
-  const stderr = new Response(proc.stderr).text()
-  const waitForLog = async (predicate: (l: Record<string, unknown>) => boolean) =>
-    JSON.parse(await log.waitFor(jsonLine(predicate))) as Record<string, unknown>
-
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const listening = await Promise.race([
-    waitForLog((l) => l.msg === 'listening'),
-    proc.exited.then(async (code) => {
-      throw new Error(`gateway exited with ${code} before listening: ${await stderr}`)
-    }),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        proc.kill('SIGKILL')
-        reject(new Error(`gateway did not log "listening" within ${START_TIMEOUT_MS} ms (log_level silent?)`))
-      }, START_TIMEOUT_MS)
-    }),
-  ]).finally(() => clearTimeout(timer))
-  const port = Number(listening.port)
+  const proc = await startService(opts.entry === 'start' ? 'scripts/start.ts' : 'gateway/main.ts', { GATEWAY_CONFIG: configPath, PORT: '0', ...opts.env }, 'listening', 'gateway')
+  const port = Number(proc.ready.port)
   return {
     url: `http://127.0.0.1:${port}`,
     configPath,
     port,
     pid: proc.pid,
-    lines: log.lines,
-    waitForLog,
+    lines: proc.lines,
+    waitForLog: proc.waitForLog,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      proc.kill(signal)
-      const code = await proc.exited
+      const code = await proc.stop(signal)
       rmSync(dir, { recursive: true, force: true })
       return code
     },
