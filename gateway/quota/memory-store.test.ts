@@ -1,3 +1,4 @@
+// The quota store contract against the in-process memory store.
 import { MemoryQuotaStore } from './memory-store.ts'
 import { describeQuotaStore } from './store.contract.ts'
 

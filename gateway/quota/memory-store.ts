@@ -1,4 +1,5 @@
 // The embedded quota store: the same semantics as quota.lua, in process memory (one gateway instance).
+import { checkReleaseArgs, checkReserveArgs, checkSettleArgs, checkStatusArgs } from './amounts.ts'
 import type { LineStatus, LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
 import { windowAt } from './window.ts'
 
@@ -22,12 +23,15 @@ interface Entity {
   reservations: Map<string, Reservation>
 }
 
+// Every method checks its arguments (amounts.ts) before it touches an entity, as quota.lua does:
+// a bad one throws and changes nothing, not even the sweep of expired reservations.
 export class MemoryQuotaStore implements QuotaStore {
   private readonly entities = new Map<string, Entity>()
 
   constructor(private readonly clock: () => number = Date.now) {}
 
   async reserve(entityId: string, lines: QuotaLine[], input: ReserveInput, now = this.clock()): Promise<ReserveOutcome> {
+    checkReserveArgs(entityId, lines, input, now)
     const e = this.entity(entityId)
     this.sweep(e, now)
     if (e.reservations.has(input.requestId)) return { ok: true, remaining: [] }
@@ -56,15 +60,19 @@ export class MemoryQuotaStore implements QuotaStore {
     return { ok: true, remaining }
   }
 
-  async settle(entityId: string, requestId: string, tokens: number, micro: number): Promise<boolean> {
+  // `now` is only checked: settling and releasing do not depend on the time (nor in quota.lua).
+  async settle(entityId: string, requestId: string, tokens: number, micro: number, now = this.clock()): Promise<boolean> {
+    checkSettleArgs(entityId, requestId, tokens, micro, now)
     return this.unreserve(this.entity(entityId), requestId, { tokens, micro })
   }
 
-  async release(entityId: string, requestId: string): Promise<boolean> {
+  async release(entityId: string, requestId: string, now = this.clock()): Promise<boolean> {
+    checkReleaseArgs(entityId, requestId, now)
     return this.unreserve(this.entity(entityId), requestId, undefined)
   }
 
   async status(entityId: string, lines: QuotaLine[], now = this.clock()): Promise<LineStatus[]> {
+    checkStatusArgs(entityId, lines, now)
     const e = this.entity(entityId)
     this.sweep(e, now)
     return lines.map((line) => {

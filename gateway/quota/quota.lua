@@ -14,6 +14,82 @@
 -- settle:  ARGV[4] actual tokens, ARGV[5] actual micro
 -- status:  per record from ARGV[4] as for reserve; returns used+reserved, reset and reserved alone
 -- Every operation on one request_id is idempotent: ioredis may resend a command after a reconnect.
+-- Every argument is checked before the first write (bounds as in amounts.ts): Redis does not roll
+-- back a script that fails half way, and a half-booked settle was later released again by the sweep.
+-- A bad one gets the error "ERR quota: <argument> invalid" and nothing changes.
+
+-- 1e13: cjson and Lua's number printing (%.14g) keep 14 significant digits, so every amount
+-- up to it is stored and read back exactly.
+local MAX_AMOUNT = 10000000000000
+-- 2^53 - 1: limits are compared as doubles, never stored.
+local MAX_LIMIT = 9007199254740991
+local MAX_TTL_MS = 31 * 86400000
+local MAX_NOW_MS = 8640000000000000
+local MAX_NAME_BYTES = 200
+local OPS = { reserve = true, settle = true, release = true, status = true }
+local MODES = { fixed = true, sliding = true }
+local PERIODS = { minute = true, day = true, month = true }
+
+-- An integer in [lo, hi] written as plain digits (a minus sign only where lo < 0), else nil.
+-- tonumber alone would take '1e3', '0x10', ' 7', 'inf', 'nan' and fractions.
+local function int_arg(s, lo, hi)
+  if type(s) ~= 'string' or #s == 0 or #s > 20 then return nil end
+  if not string.find(s, lo < 0 and '^%-?%d+$' or '^%d+$') then return nil end
+  local n = tonumber(s)
+  if n == nil or n < lo or n > hi then return nil end
+  return n
+end
+
+-- A request id or qid: non-empty, bounded, without C0, DEL or C1 (UTF-8 \194\128-\194\159) controls.
+local function is_name(s)
+  return type(s) == 'string' and #s > 0 and #s <= MAX_NAME_BYTES
+    and not string.find(s, '[%z\1-\31\127]') and not string.find(s, '\194[\128-\159]')
+end
+
+-- The lines from ARGV[first] on, 5 values each; returns what is wrong with them, or nil.
+local function bad_lines(first)
+  if (#ARGV - first + 1) % 5 ~= 0 then return 'line count' end
+  for i = first, #ARGV, 5 do
+    local at = 'line ' .. string.format('%d', (i - first) / 5 + 1) .. ' '
+    if not is_name(ARGV[i]) then return at .. 'qid' end
+    if not MODES[ARGV[i + 1]] then return at .. 'mode' end
+    if not PERIODS[ARGV[i + 2]] then return at .. 'period' end
+    if not int_arg(ARGV[i + 3], -1, MAX_LIMIT) then return at .. 'token_limit' end
+    if not int_arg(ARGV[i + 4], -1, MAX_LIMIT) then return at .. 'micro_limit' end
+  end
+  return nil
+end
+
+-- The first argument that is not valid for its op, or nil.
+local function bad_argument()
+  if #KEYS ~= 3 then return 'keys' end
+  local op = ARGV[1]
+  if not OPS[op] then return 'op' end
+  if ARGV[2] ~= '' and not int_arg(ARGV[2], 0, MAX_NOW_MS) then return 'now' end
+  if op == 'status' then
+    if ARGV[3] ~= '' then return 'request_id' end
+    return bad_lines(4)
+  end
+  if not is_name(ARGV[3]) then return 'request_id' end
+  if op == 'release' then
+    if #ARGV ~= 3 then return 'argument count' end
+    return nil
+  end
+  if op == 'settle' then
+    if #ARGV ~= 5 then return 'argument count' end
+    if not int_arg(ARGV[4], 0, MAX_AMOUNT) then return 'tokens' end
+    if not int_arg(ARGV[5], 0, MAX_AMOUNT) then return 'micro' end
+    return nil
+  end
+  if not int_arg(ARGV[4], 1, MAX_TTL_MS) then return 'ttl_ms' end
+  if not int_arg(ARGV[5], 0, MAX_AMOUNT) then return 'tokens' end
+  if not int_arg(ARGV[6], 0, MAX_AMOUNT) then return 'micro' end
+  return bad_lines(7)
+end
+
+local bad = bad_argument()
+if bad then return redis.error_reply('ERR quota: ' .. bad .. ' invalid') end
+
 local H, R, Z = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
 local now
@@ -90,6 +166,11 @@ local function field(qid, b, k)
   return qid .. ':' .. string.format('%d', b) .. ':' .. k
 end
 
+-- Every number sent to Redis goes through %d: tostring writes 1e+15 or -0, which HINCRBY refuses.
+local function incr(key, f, n)
+  redis.call('HINCRBY', key, f, string.format('%d', n))
+end
+
 -- Drops buckets that left the window; returns the kept ids.
 local function prune(qid, oldest)
   local kept, dropped = {}, {}
@@ -102,7 +183,7 @@ local function prune(qid, oldest)
     local kinds = { 'ut', 'um', 'rt', 'rm' }
     for i = 1, 4 do
       local n = tonumber(v[i] or '0')
-      if n ~= 0 then redis.call('HINCRBY', H, qid .. ':tot:' .. kinds[i], 0 - n) end
+      if n ~= 0 then incr(H, qid .. ':tot:' .. kinds[i], 0 - n) end
     end
     redis.call('HDEL', H, f[1], f[2], f[3], f[4])
   end
@@ -131,30 +212,47 @@ end
 -- Adds to one bucket and to the record's running total alike.
 local function bump(qid, b, k, n)
   if n == 0 then return end
-  redis.call('HINCRBY', H, field(qid, b, k), n)
-  redis.call('HINCRBY', H, qid .. ':tot:' .. k, n)
+  incr(H, field(qid, b, k), n)
+  incr(H, qid .. ':tot:' .. k, n)
 end
 
--- Takes a reservation back out of the counters; with actual usage, books that as used.
+-- A number a stored reservation may hold: a non-negative integer that %d writes exactly. Not
+-- MAX_AMOUNT: a record from before the argument checks may hold more, and is still good.
+local function is_stored_int(n)
+  return type(n) == 'number' and n == math.floor(n) and n >= 0 and n <= MAX_LIMIT
+end
+
+-- Takes a reservation back out of the counters; with actual usage, books that as used. Every
+-- change is worked out before the first write, so it applies whole or not at all.
 local function unreserve(id, actual_t, actual_m)
   local raw = redis.call('HGET', R, id)
   if not raw then return 0 end
-  local res = cjson.decode(raw)
-  for qid, b in pairs(res.b) do
-    -- A bucket that already left its window is gone: its usage no longer counts anywhere.
-    if has_bucket(qid, b) then
-      -- "0 - x", not "-x": Lua turns -0 into "-0", which HINCRBY refuses as a non-integer.
-      bump(qid, b, 'rt', 0 - res.e)
-      bump(qid, b, 'rm', 0 - res.m)
-      if actual_t then
-        bump(qid, b, 'ut', actual_t)
-        bump(qid, b, 'um', actual_m)
+  local ok, res = pcall(cjson.decode, raw)
+  local changes = {}
+  local whole = ok and type(res) == 'table' and is_stored_int(res.e) and is_stored_int(res.m) and type(res.b) == 'table'
+  if whole then
+    for qid, b in pairs(res.b) do
+      if type(qid) ~= 'string' or not is_stored_int(b) then
+        whole = false
+      -- A bucket that already left its window is gone: its usage no longer counts anywhere.
+      elseif has_bucket(qid, b) then
+        changes[#changes + 1] = { qid, b, 'rt', 0 - res.e }
+        changes[#changes + 1] = { qid, b, 'rm', 0 - res.m }
+        if actual_t then
+          changes[#changes + 1] = { qid, b, 'ut', actual_t }
+          changes[#changes + 1] = { qid, b, 'um', actual_m }
+        end
       end
     end
   end
+  -- A record that does not decode is dropped with the counters untouched (its reservation counts
+  -- until its window ends): failing instead would fail every sweep of this entity for good.
+  if whole then
+    for _, c in ipairs(changes) do bump(c[1], c[2], c[3], c[4]) end
+  end
   redis.call('HDEL', R, id)
   redis.call('ZREM', Z, id)
-  return 1
+  return whole and 1 or 0
 end
 
 -- Reservations of gateways that died before settling stop counting once they expire.
@@ -173,7 +271,7 @@ local function usage(qid, mode, period)
 end
 
 if op == 'settle' then
-  return unreserve(rid, tonumber(ARGV[4]), tonumber(ARGV[5]))
+  return unreserve(rid, int_arg(ARGV[4], 0, MAX_AMOUNT), int_arg(ARGV[5], 0, MAX_AMOUNT))
 end
 if op == 'release' then
   return unreserve(rid, nil, nil)
@@ -193,12 +291,12 @@ end
 
 -- reserve
 if redis.call('HEXISTS', R, rid) == 1 then return { 1, 'already-reserved' } end
-local ttl, est_t, est_m = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl, est_t, est_m = int_arg(ARGV[4], 1, MAX_TTL_MS), int_arg(ARGV[5], 0, MAX_AMOUNT), int_arg(ARGV[6], 0, MAX_AMOUNT)
 local buckets = {}
 local remaining = {}
 for i = 7, #ARGV, 5 do
   local qid, mode, period = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local limit_t, limit_m = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local limit_t, limit_m = int_arg(ARGV[i + 3], -1, MAX_LIMIT), int_arg(ARGV[i + 4], -1, MAX_LIMIT)
   local bucket, t, m, frees_at = usage(qid, mode, period)
   if limit_t >= 0 and t + est_t > limit_t then return { 0, qid, 'tokens', limit_t, t, frees_at - now } end
   if limit_m >= 0 and m + est_m > limit_m then return { 0, qid, 'cost', limit_m, m, frees_at - now } end
@@ -211,5 +309,5 @@ for qid, b in pairs(buckets) do
   bump(qid, b, 'rm', est_m)
 end
 redis.call('HSET', R, rid, cjson.encode({ e = est_t, m = est_m, b = buckets }))
-redis.call('ZADD', Z, now + ttl, rid)
+redis.call('ZADD', Z, string.format('%d', now + ttl), rid)
 return { 1, 'reserved', remaining }

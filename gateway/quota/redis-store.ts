@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import type Redis from 'ioredis'
 import type { Cluster } from 'ioredis'
+import { checkReleaseArgs, checkReserveArgs, checkSettleArgs, checkStatusArgs } from './amounts.ts'
 import type { LineStatus, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
 
 const SCRIPT = readFileSync(new URL('./quota.lua', import.meta.url), 'utf8')
@@ -24,7 +25,10 @@ export class RedisQuotaStore implements QuotaStore {
     this.run = (client as unknown as { quota: QuotaCommand }).quota.bind(client)
   }
 
+  // Arguments are checked here first (amounts.ts), so a bug upstream surfaces as a RangeError
+  // naming the argument; quota.lua checks them again for any other caller of the script.
   async reserve(entity: string, lines: QuotaLine[], input: ReserveInput, now?: number): Promise<ReserveOutcome> {
+    checkReserveArgs(entity, lines, input, now)
     const reply = (await this.run(...quotaKeys(entity), 'reserve', clock(now), input.requestId, input.ttlMs, input.tokens, input.micro, ...lineArgs(lines))) as unknown[]
     if (reply[0] === 1) {
       const remaining = (Array.isArray(reply[2]) ? reply[2] : []) as Array<[string, number, number, number]>
@@ -35,19 +39,24 @@ export class RedisQuotaStore implements QuotaStore {
   }
 
   async settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean> {
+    checkSettleArgs(entity, requestId, tokens, micro, now)
     return (await this.run(...quotaKeys(entity), 'settle', clock(now), requestId, tokens, micro)) === 1
   }
 
   async release(entity: string, requestId: string, now?: number): Promise<boolean> {
+    checkReleaseArgs(entity, requestId, now)
     return (await this.run(...quotaKeys(entity), 'release', clock(now), requestId)) === 1
   }
 
   async status(entity: string, lines: QuotaLine[], now?: number): Promise<LineStatus[]> {
+    checkStatusArgs(entity, lines, now)
     const reply = (await this.run(...quotaKeys(entity), 'status', clock(now), '', ...lineArgs(lines))) as Array<[string, number, number, number, number, number]>
     return reply.map(([qid, tokens, micro, reset, rt, rm]) => ({ qid, tokens, micro, reset_ms: reset, reserved_tokens: rt, reserved_micro: rm }))
   }
 }
 
+// Checked numbers are safe integers, which String() writes as plain digits, the only form
+// quota.lua accepts (it refuses exponents, fractions and signs other than a limit's -1).
 function clock(now: number | undefined): string {
   return now === undefined ? '' : String(now)
 }

@@ -1,5 +1,6 @@
 // One contract suite for every quota store: the memory store and Redis must behave the same.
 import { describe, expect, it } from 'bun:test'
+import { MAX_AMOUNT, MAX_LIMIT, MAX_NAME_BYTES, MAX_TTL_MS } from './amounts.ts'
 import type { QuotaLine, QuotaStore } from './types.ts'
 
 const T0 = Date.UTC(2026, 10, 26, 12, 0, 30) // 2026-11-26T12:00:30Z
@@ -13,6 +14,80 @@ const tokens = (qid: string, limit: number, mode: QuotaLine['mode'] = 'fixed', p
   micro_limit: -1,
 })
 const money = (qid: string, micro: number): QuotaLine => ({ qid, mode: 'fixed', period: 'day', token_limit: -1, micro_limit: micro })
+
+// What no store may accept, by kind of argument. `undefined` is a valid `now` (the store's clock).
+const BAD_AMOUNTS: unknown[] = [-1, 0.5, NaN, Infinity, -Infinity, 1e15, 1e300, MAX_AMOUNT + 1, '70', '1e3', null, undefined]
+const BAD_LIMITS: unknown[] = [-2, -1.5, 0.5, NaN, Infinity, 2 ** 53, 1e300, '100', '-1', '1e3', null, undefined]
+// 'é' is two UTF-8 bytes: 101 of them pass a length test in UTF-16 units but not in bytes.
+const BAD_NAMES: unknown[] = ['', 'a\nb', 'nul\u0000', 'del\u007f', 'nel\u0085', 'x'.repeat(MAX_NAME_BYTES + 1), 'é'.repeat(101), 'lone\ud800', 5, null, undefined]
+const BAD_NOWS: unknown[] = [-1, 0.5, NaN, Infinity, 1e300, String(T0), null]
+const BAD_TTLS: unknown[] = [0, -1, 0.5, NaN, Infinity, MAX_TTL_MS + 1, '300000', null, undefined]
+const BAD_ENTITIES: unknown[] = ['', 5, null, undefined]
+const BAD_LINE_LISTS: unknown[] = [null, 'q', {}, [null], [{}]]
+const BAD_LINE_FIELDS: Record<keyof QuotaLine, unknown[]> = {
+  qid: BAD_NAMES,
+  mode: ['rolling', 'FIXED', '', null, undefined],
+  period: ['week', 'hour', '', 'toString', null, undefined],
+  token_limit: BAD_LIMITS,
+  micro_limit: BAD_LIMITS,
+}
+
+// The entity every bad call aims at: used, reserved and an expired reservation on two lines.
+const Q = tokens('q', 1000)
+const M: QuotaLine = { qid: 'm', mode: 'sliding', period: 'day', token_limit: -1, micro_limit: 100_000 }
+const LINES = [Q, M]
+// After 'short' expired: a store that swept before checking its arguments would show it.
+const LATER = T0 + 5000
+const FRESH = { requestId: 'fresh', ttlMs: 5 * MIN, tokens: 10, micro: 20 }
+const withLine = (field: keyof QuotaLine, value: unknown): QuotaLine[] => [Q, { ...M, [field]: value } as QuotaLine]
+
+interface BadRow {
+  op: string
+  argument: string
+  values: readonly unknown[]
+  call: (store: QuotaStore, entity: string, value: unknown) => Promise<unknown>
+}
+
+function lineRows(op: string, call: (store: QuotaStore, entity: string, lines: QuotaLine[]) => Promise<unknown>): BadRow[] {
+  const fields = Object.keys(BAD_LINE_FIELDS) as Array<keyof QuotaLine>
+  return [
+    { op, argument: 'lines', values: BAD_LINE_LISTS, call: (s, e, v) => call(s, e, v as QuotaLine[]) },
+    ...fields.map((f): BadRow => ({ op, argument: `lines[1].${f}`, values: BAD_LINE_FIELDS[f], call: (s, e, v) => call(s, e, withLine(f, v)) })),
+  ]
+}
+
+const BAD_ROWS: BadRow[] = [
+  { op: 'reserve', argument: 'entity', values: BAD_ENTITIES, call: (s, _, v) => s.reserve(v as string, LINES, FRESH, LATER) },
+  { op: 'reserve', argument: 'now', values: BAD_NOWS, call: (s, e, v) => s.reserve(e, LINES, FRESH, v as number) },
+  { op: 'reserve', argument: 'input.requestId', values: BAD_NAMES, call: (s, e, v) => s.reserve(e, LINES, { ...FRESH, requestId: v as string }, LATER) },
+  { op: 'reserve', argument: 'input.ttlMs', values: BAD_TTLS, call: (s, e, v) => s.reserve(e, LINES, { ...FRESH, ttlMs: v as number }, LATER) },
+  { op: 'reserve', argument: 'input.tokens', values: BAD_AMOUNTS, call: (s, e, v) => s.reserve(e, LINES, { ...FRESH, tokens: v as number }, LATER) },
+  { op: 'reserve', argument: 'input.micro', values: BAD_AMOUNTS, call: (s, e, v) => s.reserve(e, LINES, { ...FRESH, micro: v as number }, LATER) },
+  ...lineRows('reserve', (s, e, lines) => s.reserve(e, lines, FRESH, LATER)),
+  { op: 'settle', argument: 'entity', values: BAD_ENTITIES, call: (s, _, v) => s.settle(v as string, 'held', 25, 120, LATER) },
+  { op: 'settle', argument: 'now', values: BAD_NOWS, call: (s, e, v) => s.settle(e, 'held', 25, 120, v as number) },
+  { op: 'settle', argument: 'requestId', values: BAD_NAMES, call: (s, e, v) => s.settle(e, v as string, 25, 120, LATER) },
+  { op: 'settle', argument: 'tokens', values: BAD_AMOUNTS, call: (s, e, v) => s.settle(e, 'held', v as number, 120, LATER) },
+  { op: 'settle', argument: 'micro', values: BAD_AMOUNTS, call: (s, e, v) => s.settle(e, 'held', 25, v as number, LATER) },
+  { op: 'release', argument: 'entity', values: BAD_ENTITIES, call: (s, _, v) => s.release(v as string, 'held', LATER) },
+  { op: 'release', argument: 'now', values: BAD_NOWS, call: (s, e, v) => s.release(e, 'held', v as number) },
+  { op: 'release', argument: 'requestId', values: BAD_NAMES, call: (s, e, v) => s.release(e, v as string, LATER) },
+  { op: 'status', argument: 'entity', values: BAD_ENTITIES, call: (s, _, v) => s.status(v as string, LINES, LATER) },
+  { op: 'status', argument: 'now', values: BAD_NOWS, call: (s, e, v) => s.status(e, LINES, v as number) },
+  ...lineRows('status', (s, e, lines) => s.status(e, lines, LATER)),
+]
+
+// Undefined when the call was refused with a RangeError naming the argument, else what happened.
+async function refusal(row: BadRow, store: QuotaStore, entity: string, value: unknown): Promise<string | undefined> {
+  try {
+    await row.call(store, entity, value)
+    return 'accepted'
+  } catch (err) {
+    if (!(err instanceof RangeError)) return `threw ${String(err)}`
+    const named = err.message.startsWith(`quota: ${row.argument} invalid`) || err.message.startsWith(`quota: ${row.argument}[`)
+    return named ? undefined : `named the wrong argument: ${err.message}`
+  }
+}
 
 export function describeQuotaStore(name: string, make: () => Promise<{ store: QuotaStore; entity: () => string }>) {
   describe(`quota store contract: ${name}`, () => {
@@ -137,6 +212,50 @@ export function describeQuotaStore(name: string, make: () => Promise<{ store: Qu
       await store.reserve(a, [tokens('q', 100)], input('r1', 100), T0)
       expect((await store.reserve(b, [tokens('q', 100)], input('r1', 100), T0)).ok).toBe(true)
       expect((await store.reserve(a, [tokens('free', -1)], input('r2', 1e9), T0)).ok).toBe(true)
+    })
+
+    it('refuses every invalid argument to every call, changing nothing, and settles normally after', async () => {
+      const { store, entity } = await make()
+      const e = entity()
+      await store.reserve(e, LINES, { requestId: 'done', ttlMs: 5 * MIN, tokens: 40, micro: 300 }, T0)
+      await store.settle(e, 'done', 30, 200, T0)
+      await store.reserve(e, LINES, { requestId: 'held', ttlMs: 5 * MIN, tokens: 60, micro: 500 }, T0)
+      await store.reserve(e, LINES, { requestId: 'short', ttlMs: 1000, tokens: 7, micro: 3 }, T0)
+      const before = await store.status(e, LINES, T0)
+      expect(before.map((l) => [l.tokens, l.micro, l.reserved_tokens, l.reserved_micro])).toEqual([
+        [97, 703, 67, 503],
+        [97, 703, 67, 503],
+      ])
+      const wrong: string[] = []
+      for (const row of BAD_ROWS) {
+        for (const value of row.values) {
+          const what = `${row.op} ${row.argument}=${typeof value === 'string' ? JSON.stringify(value.slice(0, 12)) : String(value)}`
+          const failure = await refusal(row, store, e, value)
+          if (failure) wrong.push(`${what}: ${failure}`)
+          if (JSON.stringify(await store.status(e, LINES, T0)) !== JSON.stringify(before)) wrong.push(`${what}: changed the status`)
+        }
+      }
+      expect(wrong).toEqual([])
+      expect(await store.settle(e, 'held', 25, 120, LATER)).toBe(true)
+      expect(await store.settle(e, 'held', 25, 120, LATER)).toBe(false)
+      const after = before.map((l) => ({ ...l, tokens: l.tokens - 60 + 25, micro: l.micro - 500 + 120, reserved_tokens: 7, reserved_micro: 3 }))
+      expect(await store.status(e, LINES, T0)).toEqual(after)
+    })
+
+    it('books the largest amounts and limits exactly', async () => {
+      const { store, entity } = await make()
+      const e = entity()
+      const big: QuotaLine[] = [{ qid: 'big', mode: 'fixed', period: 'day', token_limit: MAX_LIMIT, micro_limit: -1 }]
+      const resetMs = Date.UTC(2026, 10, 27) - T0
+      const r = await store.reserve(e, big, { requestId: 'r1', ttlMs: MAX_TTL_MS, tokens: MAX_AMOUNT, micro: MAX_AMOUNT - 1 }, T0)
+      expect(r).toEqual({ ok: true, remaining: [{ qid: 'big', tokens: MAX_LIMIT - MAX_AMOUNT, micro: -1, reset_ms: resetMs }] })
+      expect(await store.settle(e, 'r1', MAX_AMOUNT - 1, MAX_AMOUNT, T0)).toBe(true)
+      await store.reserve(e, big, { requestId: 'r2', ttlMs: MAX_TTL_MS, tokens: MAX_AMOUNT, micro: MAX_AMOUNT }, T0)
+      expect(await store.status(e, big, T0)).toEqual([
+        { qid: 'big', tokens: 2 * MAX_AMOUNT - 1, micro: 2 * MAX_AMOUNT, reset_ms: resetMs, reserved_tokens: MAX_AMOUNT, reserved_micro: MAX_AMOUNT },
+      ])
+      expect(await store.settle(e, 'r2', MAX_AMOUNT, MAX_AMOUNT, T0)).toBe(true)
+      expect((await store.status(e, big, T0))[0]).toMatchObject({ tokens: 2 * MAX_AMOUNT - 1, micro: 2 * MAX_AMOUNT, reserved_tokens: 0, reserved_micro: 0 })
     })
   })
 }

@@ -1,7 +1,9 @@
-// The quota store contract against a real redis-server, single node and a 3-master Cluster.
-import { afterAll, beforeAll } from 'bun:test'
-import { RedisQuotaStore } from '../../gateway/quota/redis-store.ts'
+// The quota store contract against a real redis-server, single node and a 3-master Cluster, and quota.lua's own argument checks.
+import { readFileSync } from 'node:fs'
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { quotaKeys, RedisQuotaStore } from '../../gateway/quota/redis-store.ts'
 import { describeQuotaStore } from '../../gateway/quota/store.contract.ts'
+import type { QuotaLine } from '../../gateway/quota/types.ts'
 import { connectRedis, type RedisClient } from '../../shared/redis.ts'
 import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '../harness/redis.ts'
 
@@ -31,3 +33,142 @@ afterAll(async () => {
 describeQuotaStore('redis', async () => ({ store: new RedisQuotaStore(single), entity: () => `user:e${++n}` }))
 // Entities land in different slots (and nodes); every script stays within one.
 describeQuotaStore('redis cluster', async () => ({ store: new RedisQuotaStore(clustered), entity: () => `team:e${++n}` }))
+
+// quota.lua called with raw ARGV, past the TypeScript checks: the script itself must refuse each
+// bad value before its first write, whoever calls it.
+const SCRIPT = readFileSync(new URL('../../gateway/quota/quota.lua', import.meta.url), 'utf8')
+const T0 = Date.UTC(2026, 10, 26, 12, 0, 30)
+const LATER = String(T0 + 5000)
+const LINES: QuotaLine[] = [
+  { qid: 'q', mode: 'fixed', period: 'minute', token_limit: 1000, micro_limit: -1 },
+  { qid: 'm', mode: 'sliding', period: 'day', token_limit: -1, micro_limit: 100_000 },
+]
+const LINE_ARGV = LINES.flatMap((l) => [l.qid, l.mode, l.period, String(l.token_limit), String(l.micro_limit)])
+// A valid call of each op at LATER, when 'short' has expired: each would write if run.
+const BASE = {
+  reserve: ['reserve', LATER, 'fresh', '300000', '10', '20', ...LINE_ARGV],
+  settle: ['settle', LATER, 'held', '25', '120'],
+  release: ['release', LATER, 'held'],
+  status: ['status', LATER, '', ...LINE_ARGV],
+}
+const RAW = {
+  op: ['', 'RESERVE', 'reserve ', 'sweep'],
+  now: ['-1', '1.5', '1e3', '0x10', ' 5', 'inf', 'nan', '9000000000000000', '99999999999999999999999', 'abc'],
+  id: ['', 'a\nb', 'nul\u0000', 'del\u007f', 'nel\u0085', 'x'.repeat(201), 'é'.repeat(101)],
+  ttl: ['0', '-1', '1.5', '1e3', '2678400001', '', ' 1000', 'inf'],
+  amount: ['-1', '-0', '+70', '1.5', '1e3', '1e+15', '1e15', '10000000000001', '1000000000000000', 'NaN', 'inf', '0x10', ' 70', '70 ', ''],
+  qid: ['', 'a\rb', 'x'.repeat(201)],
+  mode: ['rolling', '', 'Fixed'],
+  period: ['week', '', 'hour'],
+  limit: ['-2', '-0.5', '1.5', '1e3', '9007199254740992', '1e300', 'inf', 'nan', '', '+5', '--1'],
+}
+
+interface RawCase {
+  label: string
+  // The <argument> of "ERR quota: <argument> invalid".
+  argument: string
+  keyCount: number
+  argv: string[]
+}
+
+// Each base call with one position replaced by each bad value (line 2 for lines: line 1 is valid).
+function rawCases(): RawCase[] {
+  const out: RawCase[] = []
+  const at = (op: keyof typeof BASE, index: number, argument: string, values: readonly string[]) => {
+    for (const v of values) {
+      const argv = [...BASE[op]]
+      argv[index] = v
+      out.push({ label: `${op} ARGV[${index + 1}]=${JSON.stringify(v.slice(0, 12))}`, argument, keyCount: 3, argv })
+    }
+  }
+  const lines = (op: keyof typeof BASE, first: number) => {
+    const fields = [['qid', RAW.qid], ['mode', RAW.mode], ['period', RAW.period], ['token_limit', RAW.limit], ['micro_limit', RAW.limit]] as const
+    fields.forEach(([name, values], i) => at(op, first + 5 + i, `line 2 ${name}`, values))
+  }
+  for (const op of ['reserve', 'settle', 'release', 'status'] as const) {
+    at(op, 0, 'op', RAW.op)
+    at(op, 1, 'now', RAW.now)
+  }
+  at('reserve', 2, 'request_id', RAW.id)
+  at('reserve', 3, 'ttl_ms', RAW.ttl)
+  at('reserve', 4, 'tokens', RAW.amount)
+  at('reserve', 5, 'micro', RAW.amount)
+  lines('reserve', 6)
+  at('settle', 2, 'request_id', RAW.id)
+  at('settle', 3, 'tokens', RAW.amount)
+  at('settle', 4, 'micro', RAW.amount)
+  at('release', 2, 'request_id', RAW.id)
+  at('status', 2, 'request_id', ['held', ' '])
+  lines('status', 3)
+  const arity = (label: string, argument: string, argv: string[], keyCount = 3) => out.push({ label, argument, keyCount, argv })
+  arity('reserve without the last limit', 'line count', BASE.reserve.slice(0, -1))
+  arity('reserve with a sixth line value', 'line count', [...BASE.reserve, 'x'])
+  arity('status without the last limit', 'line count', BASE.status.slice(0, -1))
+  arity('settle without micro', 'argument count', BASE.settle.slice(0, -1))
+  arity('settle with an extra value', 'argument count', [...BASE.settle, '1'])
+  arity('release with an extra value', 'argument count', [...BASE.release, '1'])
+  arity('settle with two keys', 'keys', BASE.settle, 2)
+  return out
+}
+
+function describeRawScript(name: string, client: () => RedisClient) {
+  describe(`quota.lua argument checks: ${name}`, () => {
+    // The whole entity, to compare byte for byte.
+    async function dump(entity: string) {
+      const [h, r, z] = quotaKeys(entity)
+      const c = client()
+      return { counters: await c.hgetall(h), reservations: await c.hgetall(r), expiries: await c.zrange(z, 0, '-1', 'WITHSCORES') }
+    }
+    const run = (entity: string, keyCount: number, argv: string[]) => client().eval(SCRIPT, keyCount, ...quotaKeys(entity).slice(0, keyCount), ...argv)
+
+    it('refuses every bad raw argument without writing, and runs each valid call after', async () => {
+      const store = new RedisQuotaStore(client())
+      const e = `user:raw${++n}`
+      await store.reserve(e, LINES, { requestId: 'done', ttlMs: 300_000, tokens: 40, micro: 300 }, T0)
+      await store.settle(e, 'done', 30, 200, T0)
+      await store.reserve(e, LINES, { requestId: 'held', ttlMs: 300_000, tokens: 60, micro: 500 }, T0)
+      await store.reserve(e, LINES, { requestId: 'short', ttlMs: 1000, tokens: 7, micro: 3 }, T0)
+      const before = await dump(e)
+      expect(Object.keys(before.reservations).sort()).toEqual(['held', 'short'])
+      const wrong: string[] = []
+      for (const c of rawCases()) {
+        const outcome = await run(e, c.keyCount, c.argv).then(
+          () => 'accepted',
+          (err: unknown) => (err instanceof Error && err.message === `ERR quota: ${c.argument} invalid` ? undefined : `failed with ${String(err)}`),
+        )
+        if (outcome) wrong.push(`${c.label}: ${outcome}`)
+        if (JSON.stringify(await dump(e)) !== JSON.stringify(before)) wrong.push(`${c.label}: wrote`)
+      }
+      expect(wrong).toEqual([])
+      expect(await run(e, 3, BASE.settle)).toBe(1)
+      expect(await run(e, 3, BASE.settle)).toBe(0)
+      expect(await run(e, 3, BASE.release)).toBe(0)
+      expect(await run(e, 3, BASE.status)).toHaveLength(2)
+      expect(((await run(e, 3, BASE.reserve)) as unknown[]).slice(0, 2)).toEqual([1, 'reserved'])
+      // The valid status swept 'short'; 'fresh' is the reservation left.
+      expect(await store.status(e, LINES, T0 + 5000)).toMatchObject([
+        { qid: 'q', tokens: 30 + 25 + 10, reserved_tokens: 10 },
+        { qid: 'm', micro: 200 + 120 + 20, reserved_micro: 20 },
+      ])
+    })
+
+    it('drops a stored reservation it cannot read without touching the counters', async () => {
+      const store = new RedisQuotaStore(client())
+      const e = `user:raw${++n}`
+      const [, r, z] = quotaKeys(e)
+      await store.reserve(e, LINES, { requestId: 'held', ttlMs: 300_000, tokens: 60, micro: 500 }, T0)
+      await client().hset(r, 'junk', 'not json', 'odd', '{"e":1.5,"m":0,"b":{"q":1}}')
+      await client().zadd(z, T0 + 1000, 'junk')
+      const before = await dump(e)
+      expect(await run(e, 3, ['settle', LATER, 'odd', '1', '1'])).toBe(0)
+      expect(await run(e, 3, BASE.status)).toHaveLength(2)
+      const after = await dump(e)
+      expect(after.counters).toEqual(before.counters)
+      expect(Object.keys(after.reservations)).toEqual(['held'])
+      expect(after.expiries).toEqual(['held', String(T0 + 300_000)])
+    })
+  })
+}
+
+describeRawScript('redis', () => single)
+describeRawScript('redis cluster', () => clustered)
