@@ -6,7 +6,7 @@ import { errorResponse, toGatewayError } from './errors.ts'
 import { errorHandler } from './plugins/error-handler.ts'
 import { requestContext } from './plugins/request-context.ts'
 import { handleChatCompletions } from './routes/chat-completions.ts'
-import { healthRoutes } from './routes/health.ts'
+import { healthRoutes, type ReadinessDetail } from './routes/health.ts'
 import { listModels } from './routes/models.ts'
 import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
@@ -35,6 +35,8 @@ export interface AppDeps {
   routing: GatewayRouting
   // Readiness of what the gateway depends on beyond its config (Redis when configured).
   ready?: () => Promise<boolean>
+  // Where budgets live and, on Redis, whether it persists them (the last check's result); absent: in memory.
+  readiness?: () => ReadinessDetail
 }
 
 export function createApp(deps: AppDeps) {
@@ -49,7 +51,7 @@ export function createApp(deps: AppDeps) {
   }
   return new Elysia({ name: 'gateway' })
     .use(errorHandler(deps.log))
-    .use(healthRoutes(deps.store, deps.ready))
+    .use(healthRoutes(deps.store, deps.ready, deps.readiness))
     .use(requestContext(deps.store))
     .post('/v1/chat/completions', function chatCompletions({ request, requestId, clientRequestId, snapshot, startedAt }) {
       return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt }, chatDeps)

@@ -1,8 +1,14 @@
 // Liveness and readiness.
 import { Elysia } from 'elysia'
 import type { ConfigStore } from '../config-store.ts'
+import type { PersistenceDetail } from '../quota/redis-persistence.ts'
 
-export function healthRoutes(store: ConfigStore, ready: () => Promise<boolean> = async () => true) {
+// What /readyz reports beside its status; warnings inform the operator, they never make it 503.
+export type ReadinessDetail = { quota_store: 'memory' } | ({ quota_store: 'redis' } & PersistenceDetail)
+
+const IN_MEMORY: ReadinessDetail = { quota_store: 'memory' }
+
+export function healthRoutes(store: ConfigStore, ready: () => Promise<boolean> = async () => true, detail: () => ReadinessDetail = () => IN_MEMORY) {
   return new Elysia({ name: 'health' })
     .get('/healthz', function liveness() {
       return Response.json({ status: 'ok' })
@@ -11,6 +17,9 @@ export function healthRoutes(store: ConfigStore, ready: () => Promise<boolean> =
       // Ready once a config is loaded and the stores it needs answer.
       const s = store.current
       const ok = await ready().catch(() => false)
-      return Response.json({ status: ok ? 'ready' : 'dependency_unavailable', config_loaded_at: new Date(s.loadedAt).toISOString() }, { status: ok ? 200 : 503 })
+      return Response.json(
+        { status: ok ? 'ready' : 'dependency_unavailable', config_loaded_at: new Date(s.loadedAt).toISOString(), ...detail() },
+        { status: ok ? 200 : 503 },
+      )
     })
 }

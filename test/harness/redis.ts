@@ -16,10 +16,16 @@ export interface RedisServer {
   stopTemporarily(): Promise<{ resume(): Promise<void> }>
 }
 
-export async function startRedis(): Promise<RedisServer> {
+export interface RedisServerOptions {
+  // Appended to the defaults (no persistence), so they override them: e.g. ['--appendonly', 'yes']. Kept across restarts.
+  extraArgs?: string[]
+}
+
+export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'redis-test-'))
   const port = freePort()
-  let proc = await spawn(port, dir)
+  const extra = opts.extraArgs ?? []
+  let proc = await spawn(port, dir, extra)
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -29,14 +35,14 @@ export async function startRedis(): Promise<RedisServer> {
     async restart() {
       proc.kill('SIGKILL')
       await proc.exited
-      proc = await spawn(port, dir)
+      proc = await spawn(port, dir, extra)
     },
     async stopTemporarily() {
       proc.kill('SIGKILL')
       await proc.exited
       return {
         resume: async () => {
-          proc = await spawn(port, dir)
+          proc = await spawn(port, dir, extra)
         },
       }
     },
