@@ -35,6 +35,22 @@ describe('parseChatRequest', () => {
     expect(errorOf({ model: 5, messages: [{ role: 'user', content: 'a' }] }).param).toBe('model')
   })
 
+  it('bounds integer parameters: an output cap above any model, a seed beyond 2^53, top_logprobs above 20', () => {
+    const base = { model: 'm', messages: [{ role: 'user', content: 'a' }] }
+    for (const [param, value] of [['max_tokens', 1e308], ['max_completion_tokens', 1_048_577], ['seed', 2 ** 60], ['top_logprobs', 21], ['n', 129]] as const) {
+      const e = errorOf({ ...base, [param]: value })
+      expect(e.status).toBe(400)
+      expect(e.param).toBe(param)
+    }
+    expect(parseChatRequest({ ...base, max_tokens: 1_048_576, seed: -(2 ** 53) + 1 }).max_tokens).toBe(1_048_576)
+  })
+
+  it('refuses max_tokens and max_completion_tokens that disagree, and takes them when equal', () => {
+    const base = { model: 'm', messages: [{ role: 'user', content: 'a' }] }
+    expect(errorOf({ ...base, max_tokens: 10, max_completion_tokens: 20 }).param).toBe('max_completion_tokens')
+    expect(parseChatRequest({ ...base, max_tokens: 10, max_completion_tokens: 10 }).max_tokens).toBe(10)
+  })
+
   it('rejects a body that is not an object', () => {
     expect(errorOf([1, 2]).code).toBe('invalid_parameter')
     expect(errorOf('text').code).toBe('invalid_parameter')

@@ -22,6 +22,13 @@ const Message = t.Object({
   tool_calls: t.Optional(t.Array(t.Object({ id: t.String(), type: t.String(), function: t.Object({ name: t.String(), arguments: t.String() }) }))),
 })
 
+// The largest output cap any request may ask for: above every provider's output limit (the largest
+// today is 128k), so a larger figure is a mistake or an attack (1e308 passes an integer check).
+export const MAX_OUTPUT_TOKENS = 1_048_576
+const OutputCap = t.Optional(t.Union([t.Integer({ minimum: 1, maximum: MAX_OUTPUT_TOKENS }), t.Null()]))
+// JSON numbers beyond 2^53 are not integers JavaScript can hold.
+const SafeInteger = t.Integer({ minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER })
+
 // Parameters the gateway reads are typed; anything else passes through to the provider,
 // which validates its own parameters (an OpenAI upstream rejects unknown ones itself).
 export const ChatRequest = t.Object({
@@ -29,9 +36,11 @@ export const ChatRequest = t.Object({
   messages: t.Array(Message, { minItems: 1 }),
   stream: t.Optional(t.Union([t.Boolean(), t.Null()])),
   stream_options: t.Optional(t.Union([t.Object({ include_usage: t.Optional(t.Boolean()) }), t.Null()])),
-  max_tokens: t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()])),
-  max_completion_tokens: t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()])),
+  max_tokens: OutputCap,
+  max_completion_tokens: OutputCap,
   n: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 128 }), t.Null()])),
+  seed: t.Optional(t.Union([SafeInteger, t.Null()])),
+  top_logprobs: t.Optional(t.Union([t.Integer({ minimum: 0, maximum: 20 }), t.Null()])),
   temperature: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 2 }), t.Null()])),
   top_p: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 1 }), t.Null()])),
   stop: t.Optional(t.Union([t.String(), t.Array(t.String(), { maxItems: 4 }), t.Null()])),
@@ -47,8 +56,18 @@ export function parseChatRequest(body: unknown): ChatRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new GatewayError('invalid_parameter', 'The request body must be a JSON object.')
   }
-  if (check.Check(body)) return body as ChatRequest
-  throw toParameterError(body as Record<string, unknown>, pickError(check.Errors(body)))
+  if (!check.Check(body)) throw toParameterError(body as Record<string, unknown>, pickError(check.Errors(body)))
+  const req = body as ChatRequest
+  // Two caps that disagree leave the provider to pick one, and the budget to guess which.
+  if (typeof req.max_tokens === 'number' && typeof req.max_completion_tokens === 'number' && req.max_tokens !== req.max_completion_tokens) {
+    throw new GatewayError('invalid_parameter', "'max_tokens' and 'max_completion_tokens' disagree; send one of them.", { param: 'max_completion_tokens' })
+  }
+  return req
+}
+
+// The output cap the caller asked for, if any (both fields, when sent, are equal).
+export function askedOutputCap(req: ChatRequest): number | undefined {
+  return req.max_completion_tokens ?? req.max_tokens ?? undefined
 }
 
 // The deepest error is the most specific (a union's members each fail at the same path).

@@ -2,6 +2,7 @@
 import { Type as t, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { GatewayError } from './errors.ts'
+import { assertJsonDepth } from './json-depth.ts'
 import { RoutePolicy } from '../shared/config/schema.ts'
 
 // Routing choices a caller may make for one request; each names only what the config already has.
@@ -29,6 +30,7 @@ const NONE: GatewayOptions = {}
 
 export function parseGatewayOptions(header: string | null): GatewayOptions {
   if (header === null || header === '') return NONE
+  assertJsonDepth(new TextEncoder().encode(header), PARAM)
   let parsed: unknown
   try {
     parsed = JSON.parse(header)

@@ -1,6 +1,7 @@
 // Reads a JSON request body under a size limit, without buffering more than the limit.
 import { concatBytes } from '../shared/bytes.ts'
 import { GatewayError } from './errors.ts'
+import { assertJsonDepth } from './json-depth.ts'
 
 export async function readJsonBody(request: Request, limit: number): Promise<unknown> {
   const declared = request.headers.get('content-length')
@@ -9,6 +10,7 @@ export async function readJsonBody(request: Request, limit: number): Promise<unk
   const bytes = declared !== null ? new Uint8Array(await request.arrayBuffer()) : await readChunked(request, limit)
   if (bytes.length > limit) throw tooLarge(limit)
   if (bytes.length === 0) throw new GatewayError('invalid_json', 'The request body is empty; expected a JSON object.')
+  assertJsonDepth(bytes)
   try {
     return JSON.parse(new TextDecoder().decode(bytes))
   } catch {

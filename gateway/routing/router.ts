@@ -1,7 +1,7 @@
 // Turns a request's model name into the ordered chain of targets to try: policy, breakers, per-request options.
 import type { RoutePolicy, RoutingSettings } from '../../shared/config/schema.ts'
 import { mayUseModel } from '../auth.ts'
-import type { ChatRequest } from '../chat-request.ts'
+import { askedOutputCap, type ChatRequest } from '../chat-request.ts'
 import type { Caller, Route, RoutePlan, Snapshot } from '../config-store.ts'
 import { GatewayError } from '../errors.ts'
 import type { GatewayOptions } from '../gateway-options.ts'
@@ -39,7 +39,7 @@ export function routeRequest(snapshot: Snapshot, caller: Caller, req: ChatReques
     callerId: caller.client.client_id,
     // Only the cost policy prices the request: the others skip walking its messages.
     inputTokens: policy === 'cost' ? approximateInputTokens(req) : 0,
-    outputTokens: req.max_completion_tokens ?? req.max_tokens ?? snapshot.config.file.quota.default_max_output_tokens,
+    outputTokens: askedOutputCap(req) ?? snapshot.config.file.quota.default_max_output_tokens,
     random: state.random,
     latency: (key) => {
       const f = state.latency.figure(key, latency)
@@ -79,11 +79,16 @@ function usableTargets(plan: RoutePlan, req: ChatRequest, state: RoutingState, s
     const reasons = plan.targets.map((r) => `${r.target.provider.provider_id}: ${r.unavailable}`).join('; ')
     throw new GatewayError('provider_unavailable', `No provider can serve '${plan.name}' now (${reasons}).`)
   }
-  // A cap above a target's own output limit would be refused upstream; prefer targets that fit,
-  // but when none does, let the provider say so.
-  const asked = req.max_completion_tokens ?? req.max_tokens
-  const fitting = asked == null ? available : available.filter((u) => (u.route.target.model.max_output_tokens ?? Infinity) >= asked)
-  const capable = fitting.length > 0 ? fitting : available
+  // A cap above a target's own output limit would be refused upstream (and reserved for by a
+  // budget in vain): only targets that can produce it are used, and none is a 400.
+  const asked = askedOutputCap(req)
+  const capable = asked === undefined ? available : available.filter((u) => (u.route.target.model.max_output_tokens ?? Infinity) >= asked)
+  if (capable.length === 0) {
+    if (!required) return []
+    const most = Math.max(...available.map((u) => u.route.target.model.max_output_tokens ?? 0))
+    const param = req.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens'
+    throw new GatewayError('invalid_parameter', `Invalid value for '${param}': ${asked} is above the output limit of every target of '${plan.name}' (at most ${most}).`, { param })
+  }
   const now = state.now()
   const closed = settings.breaker.enabled ? capable.filter((u) => state.breakers.get(u.route.key).canPass(now)) : capable
   if (closed.length === 0 && required) {
