@@ -170,15 +170,29 @@ describe('budgets (in-memory store)', () => {
   const row = async (app: ReturnType<typeof makeApp>['app']) =>
     ((await (await admin(app, 'adm-secret')).json()) as { quotas: Array<Record<string, number | string>> }).quotas.find((q) => q.quota_id === 'full-day')
 
-  it('refuses a request over budget with a 429 naming it, sending nothing upstream', async () => {
+  it('refuses a request that needs more than the whole budget with a 400 that says so, sending nothing upstream', async () => {
     const { app } = makeApp({}, { quotas })
     const res = await app.handle(chat({ ...hello, max_tokens: 500 }))
+    expect(res.status).toBe(400)
+    const body = (await res.json()) as { error: Record<string, unknown> }
+    expect(body.error).toMatchObject({ type: 'invalid_request', code: 'request_exceeds_budget', param: 'quota:full-day' })
+    expect(res.headers.get('retry-after')).toBeNull()
+    expect(emulator.requests.length).toBe(0)
+  })
+
+  it('refuses a request over what is left of the budget with a 429 naming it, sending nothing upstream', async () => {
+    const { app } = makeApp({}, { quotas })
+    // The emulator bills a token a word: this books about 150 of the 400.
+    emulator.setBehavior('*', { reply: 'word '.repeat(150) })
+    expect((await app.handle(chat({ ...hello, max_tokens: 200 }))).status).toBe(200)
+    const sent = emulator.requests.length
+    const res = await app.handle(chat({ ...hello, max_tokens: 300 }))
     expect(res.status).toBe(429)
     const body = (await res.json()) as { error: Record<string, unknown> }
     expect(body.error).toMatchObject({ type: 'rate_limit', code: 'token_quota_exceeded', param: 'quota:full-day' })
     expect(res.headers.get('x-ratelimit-limit-tokens')).toBe('400')
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0)
-    expect(emulator.requests.length).toBe(0)
+    expect(emulator.requests.length).toBe(sent)
   })
 
   it('books actual usage after a success and releases the reservation after an upstream error', async () => {

@@ -15,12 +15,14 @@ export type ErrorCode =
   | 'rate_limit_exceeded'
   | 'token_quota_exceeded'
   | 'cost_quota_exceeded'
+  | 'request_exceeds_budget'
   | 'dependency_unavailable'
   | 'upstream_error'
   | 'upstream_unavailable'
   | 'upstream_unreachable'
   | 'upstream_auth_error'
   | 'upstream_bad_response'
+  | 'upstream_bad_usage'
   | 'provider_unavailable'
   | 'upstream_timeout'
   | 'stream_timeout'
@@ -46,6 +48,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   rate_limit_exceeded: { status: 429, type: 'rate_limit' },
   token_quota_exceeded: { status: 429, type: 'rate_limit' },
   cost_quota_exceeded: { status: 429, type: 'rate_limit' },
+  // The request alone needs more than a budget's whole limit: retrying can never help.
+  request_exceeds_budget: { status: 400, type: 'invalid_request' },
   // A store the gateway needs (Redis) is down and the deployment fails closed.
   dependency_unavailable: { status: 503, type: 'server_error' },
   upstream_error: { status: 502, type: 'server_error' },
@@ -54,6 +58,9 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   // The provider refused the gateway's own credentials: the caller's key is fine, so not a 401.
   upstream_auth_error: { status: 502, type: 'server_error' },
   upstream_bad_response: { status: 502, type: 'server_error' },
+  // The provider answered, but its usage report was not a sane count: only ever recorded (the
+  // request is settled at its estimate), never sent.
+  upstream_bad_usage: { status: 502, type: 'server_error' },
   provider_unavailable: { status: 503, type: 'server_error' },
   upstream_timeout: { status: 504, type: 'timeout' },
   stream_timeout: { status: 504, type: 'timeout' },

@@ -9,12 +9,14 @@ import { startOtlpTracing } from './tracing.ts'
 import { connectRedis, type RedisClient } from '../shared/redis.ts'
 import { MemoryQuotaStore } from './quota/memory-store.ts'
 import { QuotaService } from './quota/quota.ts'
-import { countTextTokens } from './providers/tokenize.ts'
+import { loadEncoding, type Encoding } from './providers/tokenize.ts'
+import type { Snapshot } from './config-store.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
 import { createRoutingState } from './routing/state.ts'
 import { startHealthMonitor } from './routing/health-monitor.ts'
 import { startLatencyShare } from './routing/latency-share.ts'
 import { startConfigReload } from './config-reload.ts'
+import { watchRedisPersistence } from './quota/redis-persistence.ts'
 
 const DRAIN_MS = 10_000
 const REDIS_STARTUP_WAIT_MS = 5_000
@@ -76,6 +78,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     redis,
     redisKey: config.configRedisKey,
     onSwap: (next) => {
+      void loadEncodings(next)
       routing.breakers.configure(next.config.file.routing.breaker)
       const keys = new Set(next.targets.keys())
       routing.breakers.retain(keys)
@@ -85,6 +88,8 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   // A config kept in Redis replaces the file as soon as Redis answers.
   if (redis && config.configRedisKey) await reloader.reload('startup')
   if (!redis && config.configRedisKey) log.warn('GATEWAY_CONFIG_REDIS_KEY is set without REDIS_URL; the config file is used')
+  // A Redis that persists nothing forgets every budget when it restarts: warn (log, /readyz), once per change.
+  const persistence = redis ? await watchRedisPersistence(redis, { log, budgets: () => store.current.config.file.quotas.length > 0 }) : undefined
   // What the process binds to comes from the config it starts with (the Redis key's, if any).
   const live = store.current.config
   const settings = live.file.server
@@ -97,6 +102,9 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   const local = redis ? undefined : await extras.localUsage?.(log)
   const usage = teeSinks(...[logUsageSink(log), streamSink ?? local?.sink].filter((s): s is UsageSink => s !== undefined))
   const tracing = live.tracing.enabled ? startOtlpTracing(live.tracing.serviceName, live.tracing.sampler, live.tracing.samplerArg) : undefined
+  // Budgets count every request's tokens, and a stream without usage is counted after it ends:
+  // load the tables the configured models need now (parsing one blocks for a moment), not on a request.
+  await loadEncodings(store.current)
   const app = createApp({
     store,
     log,
@@ -107,6 +115,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     quotaStore,
     routing,
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
+    readiness: () => (persistence ? { quota_store: 'redis', ...persistence.detail() } : { quota_store: 'memory' }),
   })
   app.listen({
     port: settings.port,
@@ -117,8 +126,6 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   })
   const server = app.server
   if (!server) throw new Error('server did not start')
-  // Budgets count every request's tokens: load the tokenizers now rather than on the first request.
-  if (live.file.quotas.length > 0) void Promise.all([countTextTokens('warm', 'o200k_base'), countTextTokens('warm', 'cl100k_base')])
   log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory', tracing: live.tracing.enabled ? 'otlp' : 'off' })
 
   const shutdown = (signal: string) => {
@@ -148,3 +155,9 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'))
 }
 
+// The tokenizer tables the snapshot's targets use, and only those (each costs memory).
+function loadEncodings(snapshot: Snapshot): Promise<unknown> {
+  const needed = new Set<Encoding>()
+  for (const route of snapshot.targets.values()) needed.add(route.adapter.encoding(route.target))
+  return Promise.all([...needed].map((e) => loadEncoding(e)))
+}

@@ -3,7 +3,7 @@ import { costPico, picoToUsd } from '../shared/money.ts'
 import type { Logger } from '../shared/log.ts'
 import type { Attempt, UsageRecord } from '../shared/usage-event.ts'
 import type { Caller } from './config-store.ts'
-import type { GatewayError } from './errors.ts'
+import { ERROR_CODES, type GatewayError } from './errors.ts'
 import type { Target, Usage } from './providers/types.ts'
 
 export interface UsageSink {
@@ -51,8 +51,10 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     ttfb_ms: o.ttfbMs === undefined ? null : round3(o.ttfbMs),
     status: o.error ? 'error' : o.fellBack ? 'fallback' : 'success',
     http_status: o.error ? o.error.status : 200,
-    error_type: o.error?.type ?? null,
-    error_code: o.error?.code ?? null,
+    // A served request whose usage report failed the check keeps its status; its code says why
+    // its figures are the gateway's estimate.
+    error_type: o.error?.type ?? (u?.anomaly ? ERROR_CODES.upstream_bad_usage.type : null),
+    error_code: o.error?.code ?? (u?.anomaly ? 'upstream_bad_usage' : null),
     stream: o.stream,
     client_closed: o.clientClosed,
     attempts: sentAttempts(o.attempts),

@@ -10,6 +10,8 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 // The gateway's own time: fractions of a millisecond to tens of milliseconds.
 const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1]
 
+const QUOTA_REFUSALS: Record<string, string> = { token_quota_exceeded: 'tokens', cost_quota_exceeded: 'cost', request_exceeds_budget: 'whole_limit' }
+
 const ROUTE = ['provider', 'model'] as const
 const CALLER = ['provider', 'model', 'client'] as const
 
@@ -35,7 +37,12 @@ export class GatewayMetrics implements UsageSink {
     new Counter('gateway_upstream_attempts_total', 'Provider calls and skips per target (retries and fallbacks included).', ['provider', 'target', 'outcome']),
   )
   readonly fallbacks = this.registry.register(new Counter('gateway_fallbacks_total', 'Requests served by a target other than the first one called.', ['model']))
-  readonly quotaRejections = this.registry.register(new Counter('gateway_quota_rejections_total', 'Requests refused by a budget.', ['client', 'kind']))
+  readonly quotaRejections = this.registry.register(
+    new Counter('gateway_quota_rejections_total', 'Requests refused by a budget: kind tokens or cost (over what is left), whole_limit (more than the budget holds in all).', ['client', 'kind']),
+  )
+  readonly usageAnomalies = this.registry.register(
+    new Counter('gateway_usage_anomalies_total', 'Provider usage reports that were not sane counts (negative, fractional, not numbers, beyond what the request could bill); settled at the estimate.', ['provider']),
+  )
   private streams = 0
 
   constructor(
@@ -43,7 +50,12 @@ export class GatewayMetrics implements UsageSink {
     quota?: QuotaService,
   ) {
     this.registry.register(new Gauge('gateway_open_streams', 'Streaming responses in progress.', () => this.streams))
-    if (quota) this.registry.register(new Gauge('gateway_quota_reservations_outstanding', 'Budget reservations held by requests in flight.', () => quota.outstanding))
+    if (quota) {
+      this.registry.register(new Gauge('gateway_quota_reservations_outstanding', 'Budget reservations held by requests in flight.', () => quota.outstanding))
+      this.registry.register(
+        new Gauge('gateway_quota_unbooked_tokens', 'Tokens providers reported beyond what their requests reserved, not booked to budgets (an estimate that fell short); only grows.', () => quota.unbookedTokens),
+      )
+    }
   }
 
   streamOpened(): void {
@@ -78,6 +90,8 @@ export class GatewayMetrics implements UsageSink {
     if (r.output_tokens > 0) this.tokens.inc([...caller, 'output'], r.output_tokens)
     if (r.cost_pico > 0) this.cost.inc(caller, r.cost_pico / 1e6)
     if (r.status === 'fallback') this.fallbacks.inc([model])
-    if (r.error_code === 'token_quota_exceeded' || r.error_code === 'cost_quota_exceeded') this.quotaRejections.inc([r.client_id, r.error_code === 'token_quota_exceeded' ? 'tokens' : 'cost'])
+    const refusal = QUOTA_REFUSALS[r.error_code ?? '']
+    if (refusal) this.quotaRejections.inc([r.client_id, refusal])
+    if (r.error_code === 'upstream_bad_usage') this.usageAnomalies.inc([provider])
   }
 }

@@ -5,6 +5,8 @@ import type { Secret } from '../../shared/secret.ts'
 import type { ChatRequest } from '../chat-request.ts'
 import type { GatewayError } from '../errors.ts'
 import type { SseEvent } from '../upstream/sse.ts'
+import type { Billable } from './billable.ts'
+import type { Encoding } from './tokenize.ts'
 
 // One provider model a request can be sent to, resolved from config.
 export interface Target {
@@ -31,8 +33,10 @@ export interface Usage {
   cache_write_input_tokens: number
   // Part of output_tokens spent on hidden reasoning.
   reasoning_tokens: number
-  // True when counted by the gateway because the provider did not report it.
+  // True when counted by the gateway because the provider did not report it (or reported nonsense).
   estimated: boolean
+  // Set when the provider's report was not sane and these figures replace it (see usage-check.ts).
+  anomaly?: string
 }
 
 export interface Completion {
@@ -63,6 +67,9 @@ export type ProviderOptions = Record<string, unknown>
 export interface StreamOptions {
   // The caller asked for the final usage chunk (stream_options.include_usage).
   callerWantsUsage: boolean
+  // Usage as the provider reported it → the figures to keep and show: the same object when sane,
+  // replacement figures (with `anomaly` set) when not. Absent: shown as reported (tests).
+  checkUsage?: (usage: Usage) => Usage
 }
 
 export interface ProviderAdapter {
@@ -72,7 +79,11 @@ export interface ProviderAdapter {
   readCompletion(text: string, target: Target): Completion
   openStream(target: Target, opts: StreamOptions): StreamTranslator
   readError(status: number, text: string, headers: Headers, target: Target): GatewayError
-  countTokens(req: ChatRequest, target: Target): Promise<number>
+  // What the provider may bill for the request as it would be sent (with these options); throws the
+  // same 400s buildRequest would, so they come before a budget is reserved.
+  measure(req: ChatRequest, target: Target, options: ProviderOptions): Billable
+  // The local tokenizer that comes closest to the provider's.
+  encoding(target: Target): Encoding
   // A cheap request whose success means the provider is up (e.g. listing models).
   healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest
 }

@@ -47,7 +47,7 @@ function entityOf(q: QuotaRecord, caller: Caller): string | undefined {
 export interface Reservation {
   // x-ratelimit-* for the tightest line, to send with the response.
   headers: Record<string, string>
-  // Books actual usage (tokens, exact cost in pico-dollars); fire and forget.
+  // Books actual usage (tokens, exact cost in pico-dollars), never more than was reserved; fire and forget.
   settle(tokens: number, costPico: number): void
   release(): void
 }
@@ -55,6 +55,9 @@ export interface Reservation {
 export class QuotaService {
   // Reservations this process holds that are not yet settled or released (for /metrics).
   outstanding = 0
+  // Tokens providers reported beyond what their requests reserved, so not booked (an estimate that
+  // fell short; for /metrics). Only grows.
+  unbookedTokens = 0
   // Settings may be a function, so a config reload reaches a running service.
   constructor(
     private readonly store: QuotaStore,
@@ -68,7 +71,7 @@ export class QuotaService {
 
   // Reserves on every entity or on none: entities are reserved together and, if one refuses,
   // the others are released (a false 429 at worst while that runs, never overspend).
-  async reserve(plan: EntityPlan[], requestId: string, est: Estimate): Promise<Reservation | undefined> {
+  async reserve(plan: EntityPlan[], requestId: string, est: Pick<Estimate, 'tokens' | 'micro'>): Promise<Reservation | undefined> {
     if (plan.length === 0) return undefined
     const input = { requestId, ttlMs: this.settings.reservation_ttl_ms, tokens: est.tokens, micro: est.micro }
     const results = await Promise.allSettled(plan.map((p) => this.store.reserve(p.entity, p.lines, input)))
@@ -77,12 +80,17 @@ export class QuotaService {
       return r?.status === 'fulfilled' && r.value.ok
     })
     const failure = results.find((r) => r.status === 'rejected')
+    // A store that refuses its arguments is a bug here, not an outage: never served unmetered.
+    if (failure && (failure as PromiseRejectedResult).reason instanceof RangeError) {
+      this.releaseAll(held, requestId)
+      throw (failure as PromiseRejectedResult).reason
+    }
     const refusal = results.findIndex((r) => r.status === 'fulfilled' && !r.value.ok)
     if (failure || refusal !== -1) {
       this.releaseAll(held, requestId)
       if (refusal !== -1) {
         const r = results[refusal] as PromiseFulfilledResult<Extract<ReserveOutcome, { ok: false }>>
-        throw quotaError(r.value, plan[refusal]?.entity ?? '')
+        throw quotaError(r.value, plan[refusal]?.entity ?? '', r.value.kind === 'tokens' ? est.tokens : est.micro)
       }
       if (this.settings.fail_open) {
         this.log.warn('quota store unavailable, serving unmetered (fail_open)', { request_id: requestId, err: (failure as PromiseRejectedResult).reason })
@@ -102,7 +110,13 @@ export class QuotaService {
     return {
       headers,
       settle: (tokens, costPico) => {
-        if (end()) this.finish(plan, requestId, (p) => this.store.settle(p.entity, requestId, tokens, picoToMicroCeil(costPico)))
+        if (!end()) return
+        // What was reserved is the most a request may book: the budget never goes past its limit on
+        // a provider's word, and a report that is not a count books the reservation whole.
+        const booked = bookable(tokens, est.tokens)
+        if (Number.isSafeInteger(tokens) && tokens > booked) this.unbookedTokens += tokens - booked
+        const micro = bookable(picoToMicroCeil(costPico), est.micro)
+        this.finish(plan, requestId, (p) => this.store.settle(p.entity, requestId, booked, micro))
       },
       release: () => {
         if (end()) this.releaseAll(plan, requestId)
@@ -139,7 +153,21 @@ export class QuotaService {
   }
 }
 
-function quotaError(r: Extract<ReserveOutcome, { ok: false }>, entity: string): GatewayError {
+function bookable(actual: number, reserved: number): number {
+  return Number.isSafeInteger(actual) && actual >= 0 ? Math.min(actual, reserved) : reserved
+}
+
+// `needed`: what this request reserves, in the refusing line's unit. A request that needs more than
+// the whole limit can never be admitted, so it is not told to retry.
+function quotaError(r: Extract<ReserveOutcome, { ok: false }>, entity: string, needed: number): GatewayError {
+  const amount = (n: number) => (r.kind === 'tokens' ? `${n} tokens` : `$${(n / 1e6).toFixed(6)}`)
+  if (needed > r.limit) {
+    return new GatewayError(
+      'request_exceeds_budget',
+      `Budget '${r.qid}' (${entity}) allows ${amount(r.limit)} in all, and this request may use up to ${amount(needed)} (its input plus its output cap${r.kind === 'cost' ? ' at the target\'s prices' : ''}). Lower max_tokens or n, or send less.`,
+      { param: `quota:${r.qid}` },
+    )
+  }
   const seconds = Math.max(1, Math.ceil(r.retry_after_ms / 1000))
   const what = r.kind === 'tokens' ? `${r.used} of ${r.limit} tokens` : `$${(r.used / 1e6).toFixed(6)} of $${(r.limit / 1e6).toFixed(6)}`
   return new GatewayError(

@@ -1,15 +1,19 @@
 // POST /v1/chat/completions: authenticate, read and check the body, route, call with retries and fallback, record usage.
 import type { Caller, Route, Snapshot } from '../config-store.ts'
 import { authenticate } from '../auth.ts'
-import { parseChatRequest, wantsStream, wantsUsageChunk, type ChatRequest } from '../chat-request.ts'
-import { errorResponse, toGatewayError } from '../errors.ts'
+import { askedOutputCap, MAX_OUTPUT_TOKENS, parseChatRequest, wantsStream, wantsUsageChunk, type ChatRequest } from '../chat-request.ts'
+import { errorResponse, GatewayError, toGatewayError } from '../errors.ts'
 import type { Usage } from '../providers/types.ts'
 import { CLIENT_CLOSED, completeChat } from '../upstream/call.ts'
 import { openChatStream, type StreamOutcome } from '../upstream/relay.ts'
 import { buildUsageRecord, sentAttempts, type RequestOutcome, type UsageSink } from '../usage.ts'
 import { readJsonBody } from '../read-body.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
-import { estimateRequest, withOutputCap, type Estimate } from '../quota/estimate.ts'
+import { estimateRequest, guessInputTokens, RequestCounter, withOutputCap, type Estimate } from '../quota/estimate.ts'
+import { inputBound } from '../providers/billable.ts'
+import { countTokens } from '../providers/tokenize.ts'
+import { toOpenAiUsage } from '../providers/openai-format.ts'
+import { UsageGuard, type UsageBounds } from '../usage-check.ts'
 import { planFor, type QuotaService, type Reservation } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
 import { dispatch, type Attempt, type DispatchDeps, type Verdict } from '../upstream/dispatch.ts'
@@ -56,6 +60,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     req = parseChatRequest(await readJsonBody(request, snapshot.config.file.server.max_body_bytes))
   } catch (err) {
     const e = toGatewayError(err)
+    if (e.code === 'internal_error') deps.onInternalError(err, requestId)
     deps.metrics.rejected.inc([e.code])
     tr.finish(undefined, e)
     return errorResponse(e, baseHeaders)
@@ -85,6 +90,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     deps.usage.append(rec)
     if (reservation) {
       const settle = tr.step('quota.settle')
+      // An answer with no usable report books the reservation whole: the provider may have billed it.
+      // Usage the provider reported, or the estimate that replaced a report that failed its check.
       if (outcome.usage) reservation.settle(rec.input_tokens + rec.output_tokens, rec.cost_pico)
       else reservation.release()
       settle.end()
@@ -125,17 +132,34 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   // Until a target answers, the record names the first one chosen.
   outcome.target = decision.chain[0]?.target
 
+  // Provider-specific fields are for the kind of provider the request is meant for (the first
+  // target's): a fallback of another kind gets the request without them.
+  const firstKind = decision.chain[0]?.target.provider.kind
+  const providerOptionsFor = (route: Route) => (route.target.provider.kind === firstKind ? (options.provider_options ?? {}) : {})
+
   // Budgets reserve for the dearest target the chain may reach, so a fallback cannot overspend.
   const plan = planFor(snapshot.config.file.quotas, caller)
   const estimates = new Map<Route, Estimate>()
+  const counter = new RequestCounter()
   if (plan.length > 0) {
     const reserving = tr.step('quota.reserve')
     try {
       const settings = snapshot.config.file.quota
-      for (const route of decision.chain) estimates.set(route, await estimateRequest(route, req, settings))
+      // A fallback target that cannot take this request (a parameter it refuses, an image it cannot
+      // price) leaves the chain, as it would have refused the call; the first target's refusal is the answer.
+      const chain: Route[] = []
+      for (const route of decision.chain) {
+        try {
+          estimates.set(route, await estimateRequest(route, req, providerOptionsFor(route), settings, counter))
+          chain.push(route)
+        } catch (err) {
+          if (route === decision.chain[0] || !(err instanceof GatewayError) || err.status >= 500) throw err
+        }
+      }
+      decision = { ...decision, chain }
       const all = [...estimates.values()]
       const worst = { tokens: Math.max(...all.map((e) => e.tokens)), micro: Math.max(...all.map((e) => e.micro)) }
-      reservation = await deps.quota.reserve(plan, requestId, { ...(all[0] as Estimate), ...worst })
+      reservation = await deps.quota.reserve(plan, requestId, worst)
       if (reservation) Object.assign(headers, reservation.headers)
       reserving.end()
     } catch (err) {
@@ -147,6 +171,22 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const requestFor = (route: Route): ChatRequest => {
     const est = estimates.get(route)
     return est?.capApplied ? withOutputCap(req, est.maxOutput, route.target.provider.kind) : req
+  }
+  // What the provider reports is checked against what the request as sent can bill; a report that
+  // fails is replaced by the estimate (the reservation's, when there is one).
+  const guardFor = (route: Route): UsageGuard => {
+    const est = estimates.get(route)
+    return new UsageGuard(
+      () => usageBounds(route, req, providerOptionsFor(route), est),
+      () => ({
+        input_tokens: est?.input ?? 0,
+        output_tokens: est ? est.maxOutput * est.outputs + est.extraOutput : 0,
+        cached_input_tokens: 0,
+        cache_write_input_tokens: 0,
+        reasoning_tokens: 0,
+        estimated: true,
+      }),
+    )
   }
   const routingSettings = snapshot.config.file.routing
   const dispatchDeps: DispatchDeps = {
@@ -185,11 +225,6 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const est = estimates.get(route)
     if (est?.capApplied) headers['x-gateway-max-tokens'] = String(est.maxOutput)
   }
-  // Provider-specific fields are for the kind of provider the request is meant for (the first
-  // target's): a fallback of another kind gets the request without them.
-  const firstKind = decision.chain[0]?.target.provider.kind
-  const providerOptionsFor = (route: Route) => (route.target.provider.kind === firstKind ? (options.provider_options ?? {}) : {})
-
   if (!outcome.stream) {
     try {
       const { value, route, fellBack } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
@@ -197,29 +232,38 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       )
       forward = tr.step('response.forward')
       served(route, fellBack)
-      outcome.usage = value.completion.usage ?? (await estimateUsage(route, req, undefined))
+      let body = value.completion.body
+      const reported = value.completion.usage
+      if (reported) {
+        outcome.usage = guardFor(route).check(reported)
+        // Figures that failed the check never reach the caller either.
+        if (outcome.usage !== reported) body = withUsage(body, outcome.usage)
+      } else {
+        outcome.usage = await estimateUsage(route, req, providerOptionsFor(route), estimates.get(route), counter, { body })
+      }
       outcome.ttfbMs = performance.now() - ctx.startedAt
       record()
       if (value.upstreamRequestId) headers['x-upstream-request-id'] = value.upstreamRequestId
-      return new Response(value.completion.body, { headers: { ...headers, 'content-type': 'application/json' } })
+      return new Response(body, { headers: { ...headers, 'content-type': 'application/json' } })
     } catch (err) {
       if (err !== CLIENT_CLOSED) return fail(err)
-      // The provider may still bill the prompt: record what we can count.
+      // The provider may finish (and bill) a call whose caller left: it is booked as the whole
+      // estimate, the most it can cost.
       outcome.error = CLIENT_CLOSED
       outcome.clientClosed = true
-      recordEstimated(0)
+      recordEstimated({ abandoned: true })
       return errorResponse(CLIENT_CLOSED, headers)
     }
   }
 
   // Counting tokens may load a tokenizer: the record is written when it is done, off the response path.
-  function recordEstimated(contentChunks: number) {
-    // The target the request was with when it ended: the last one called.
+  function recordEstimated(answer: { chunks: number } | { abandoned: true }) {
+    // The target the request was with when it ended: the last one called. None called: nothing billed.
     const last = attempts.findLast((a) => a.outcome !== 'skipped')
-    const route = (last && snapshot.targets.get(last.target)) ?? decision.chain[0]
+    const route = last && snapshot.targets.get(last.target)
     if (!route) return record()
     outcome.target = route.target
-    estimateUsage(route, req, contentChunks)
+    estimateUsage(route, req, providerOptionsFor(route), estimates.get(route), counter, answer)
       .then((u) => {
         outcome.usage = u
       })
@@ -232,6 +276,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   let settleStream: ((v: Verdict) => void) | undefined
   let endVerdict: Verdict | undefined
   let streamOpen = false
+  // The guard of the attempt that served the stream (each attempt checks its own target's report).
+  let streamGuard: UsageGuard | undefined
   const onEnd = (s: StreamOutcome) => {
     if (streamOpen) deps.metrics.streamClosed()
     streamOpen = false
@@ -241,12 +287,12 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     endVerdict = s.clientClosed ? 'abandon' : s.error ? 'failure' : 'success'
     settleStream?.(endVerdict)
     if (s.usage) {
-      outcome.usage = s.usage
+      outcome.usage = streamGuard ? streamGuard.check(s.usage) : s.usage
       record()
       return
     }
     // No usage chunk (the stream was cut, or the server ignores include_usage): count it ourselves.
-    recordEstimated(s.contentChunks)
+    recordEstimated({ chunks: s.contentChunks })
   }
   try {
     const { server } = snapshot.config.file
@@ -257,17 +303,20 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       request.signal,
       attempts,
       (r) =>
-        attempt(r, (h) =>
-          openChatStream(r.adapter, r.target, requestFor(r), {
+        attempt(r, (h) => {
+          const guard = guardFor(r)
+          streamGuard = guard
+          return openChatStream(r.adapter, r.target, requestFor(r), {
             callerWantsUsage: wantsUsageChunk(req),
+            checkUsage: guard.check,
             providerOptions: providerOptionsFor(r),
             timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
             clientSignal: request.signal,
             startedAt: ctx.startedAt,
             extraHeaders: h,
             onEnd,
-          }),
-        ),
+          })
+        }),
       true,
     )
     if (endVerdict === undefined) forward = tr.step('response.forward', { 'gateway.stream': true })
@@ -292,14 +341,52 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
 }
 
-// Input counted locally; output from the chunks relayed (about one token each), or zero.
-async function estimateUsage(route: Route, req: ChatRequest, contentChunks: number | undefined): Promise<Usage> {
+// What a request used when the provider did not say: input counted locally (the reservation's
+// count when there is one), output from the answer itself (a completion's text, or the chunks a
+// stream relayed, about one token each), never above the cap sent.
+async function estimateUsage(
+  route: Route,
+  req: ChatRequest,
+  options: Record<string, unknown>,
+  est: Estimate | undefined,
+  counter: RequestCounter,
+  answer: { body: string } | { chunks: number } | { abandoned: true },
+): Promise<Usage> {
+  const input = est?.inputGuess ?? (await guessInputTokens(route, req, options, counter))
+  const cap = est ? est.maxOutput * est.outputs + est.extraOutput : undefined
+  const produced = 'body' in answer ? await countTokens([answer.body], route.adapter.encoding(route.target)) : 'chunks' in answer ? answer.chunks : (cap ?? 0)
   return {
-    input_tokens: await route.adapter.countTokens(req, route.target),
-    output_tokens: contentChunks ?? 0,
+    input_tokens: input,
+    output_tokens: cap === undefined ? produced : Math.min(cap, produced),
     cached_input_tokens: 0,
     cache_write_input_tokens: 0,
     reasoning_tokens: 0,
     estimated: true,
+  }
+}
+
+// The most a provider can report for this request as sent to this target.
+function usageBounds(route: Route, req: ChatRequest, options: Record<string, unknown>, est: Estimate | undefined): UsageBounds {
+  if (est) return { maxInput: est.inputBound, maxOutput: est.maxOutput * est.outputs + est.extraOutput }
+  const billable = route.adapter.measure(req, route.target, options)
+  const cap = askedOutputCap(req) ?? route.target.model.max_output_tokens ?? MAX_OUTPUT_TOKENS
+  let predicted = 0
+  for (const t of billable.outputTexts) predicted += t.length * 3
+  // Without a budget a request may carry what the gateway cannot bound (a provider's server tools
+  // add search results to the input): then only absurd figures are refused.
+  const maxInput = billable.unbounded.length > 0 ? MAX_REPORTED_INPUT : inputBound(billable) + JSON.stringify(options).length * 3
+  return { maxInput, maxOutput: cap * billable.outputs + predicted }
+}
+
+// More input than any model's context window holds.
+const MAX_REPORTED_INPUT = 100_000_000
+
+// An OpenAI-format completion body with its usage replaced.
+function withUsage(body: string, usage: Usage): string {
+  try {
+    const parsed = JSON.parse(body) as Record<string, unknown>
+    return JSON.stringify({ ...parsed, usage: toOpenAiUsage(usage) })
+  } catch {
+    return body
   }
 }

@@ -30,6 +30,8 @@ export interface OpenedStream {
 
 export interface RelayOptions {
   callerWantsUsage: boolean
+  // Checks the usage a provider reports before the caller sees it (see usage-check.ts).
+  checkUsage?: (usage: Usage) => Usage
   providerOptions: ProviderOptions
   timeouts: StreamTimeouts
   clientSignal: AbortSignal
@@ -78,7 +80,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
   }
   idle.refresh()
 
-  const translator = adapter.openStream(target, { callerWantsUsage: opts.callerWantsUsage })
+  const translator = adapter.openStream(target, { callerWantsUsage: opts.callerWantsUsage, checkUsage: opts.checkUsage })
   const parser = new SseParser()
   const reader = res.body.getReader()
   let ended = false

@@ -24,7 +24,10 @@ export const ModelConfig = t.Object(
     upstream_model: t.Optional(t.String({ minLength: 1 })),
     cost_per_1k_input_tokens: UsdPrice,
     cost_per_1k_output_tokens: UsdPrice,
-    max_output_tokens: t.Optional(t.Integer({ minimum: 1 })),
+    max_output_tokens: t.Optional(t.Integer({ minimum: 1, maximum: 1_048_576 })),
+    // Input tokens reserved for every image sent to this model, replacing the gateway's own rules
+    // for the provider (for models it does not know, e.g. a vision model on a self-hosted server).
+    max_tokens_per_image: t.Optional(t.Integer({ minimum: 1, maximum: 1_000_000 })),
   },
   strict,
 )
@@ -106,8 +109,9 @@ export const QuotaRecord = t.Object(
     entity_id: t.Optional(t.String({ minLength: 1 })),
     period: t.Union([t.Literal('minute'), t.Literal('day'), t.Literal('month')]),
     window: t.Union([t.Literal('fixed'), t.Literal('sliding')], { default: 'fixed' }),
-    token_limit: t.Optional(t.Integer({ minimum: 0 })),
-    cost_limit_usd: t.Optional(t.Number({ minimum: 0 })),
+    // Budgets are counted in integers the stores hold exactly (cost in micro-dollars).
+    token_limit: t.Optional(t.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
+    cost_limit_usd: t.Optional(t.Number({ minimum: 0, maximum: 1_000_000_000 })),
   },
   strict,
 )

@@ -1,6 +1,6 @@
 // The emulator's Anthropic Messages wire format (event-named SSE, x-api-key, Anthropic error bodies).
 import type { Behavior } from './emulator.ts'
-import { jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, type WireFormat } from './emulator-wire.ts'
+import { completionTokens, jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, type WireFormat } from './emulator-wire.ts'
 
 export const anthropicWire: WireFormat = {
   matches: (method, path) => method === 'POST' && path === '/v1/messages',
@@ -50,7 +50,7 @@ export const anthropicWire: WireFormat = {
       return [...head, ...content.slice(0, b.stream_error_after_chunks), err]
     }
     const tail = [
-      ev('message_delta', { delta: { stop_reason: r.toolCalls.length ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: outputTokens(r) } }),
+      ev('message_delta', { delta: { stop_reason: r.toolCalls.length ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: outputTokens(r), ...r.usagePatch } }),
       ev('message_stop', {}),
     ]
     return withFaults(head, content, tail, b, 'event: content_block_delta\ndata: {"type": broken\n\n')
@@ -59,6 +59,10 @@ export const anthropicWire: WireFormat = {
   error(status, retryAfter) {
     const [type, message] = ERRORS[status] ?? ERRORS[500] ?? ['api_error', 'Internal server error']
     return jsonError(status, { type: 'error', error: { type, message }, request_id: 'req_emu' }, retryHeaders(retryAfter))
+  },
+
+  outputAllowed(body, uncapped) {
+    return typeof body.max_tokens === 'number' ? body.max_tokens : uncapped
   },
 
   promptText(body) {
@@ -71,11 +75,13 @@ export const anthropicWire: WireFormat = {
 }
 
 function outputTokens(r: EmulatedReply): number {
-  return r.toolCalls.length ? r.toolCalls.length * 5 : r.words.length
+  return completionTokens(r)
 }
 
-function usage(r: EmulatedReply, withOutput: boolean) {
-  return { input_tokens: r.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: withOutput ? outputTokens(r) : 0 }
+// The message's usage; usage_patch goes into the final figures (the body's, or message_delta's).
+function usage(r: EmulatedReply, final: boolean) {
+  const u = { input_tokens: r.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: final ? outputTokens(r) : 0 }
+  return final ? { ...u, ...r.usagePatch } : u
 }
 
 const ERRORS: Record<number, [string, string]> = {

@@ -1,6 +1,6 @@
 // The emulator's Gemini wire format (model in the path, x-goog-api-key, CRLF-framed SSE with no [DONE]).
 import type { Behavior } from './emulator.ts'
-import { jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, type WireFormat } from './emulator-wire.ts'
+import { completionTokens, jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, type WireFormat } from './emulator-wire.ts'
 
 const PATH = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/
 
@@ -42,6 +42,12 @@ export const geminiWire: WireFormat = {
     return jsonError(code, { error: { code, message, status: statusName, ...(details ? { details } : {}) } }, retryHeaders(undefined), true)
   },
 
+  outputAllowed(body, uncapped) {
+    const g = (body.generationConfig ?? {}) as { maxOutputTokens?: unknown; candidateCount?: unknown }
+    const n = typeof g.candidateCount === 'number' ? g.candidateCount : 1
+    return (typeof g.maxOutputTokens === 'number' ? g.maxOutputTokens : uncapped) * n
+  },
+
   promptText(body) {
     const texts: string[] = []
     const system = (body.systemInstruction as { parts?: Array<{ text?: string }> } | undefined)?.parts
@@ -57,9 +63,9 @@ function parts(r: EmulatedReply, words: string[]): unknown[] {
 }
 
 function usage(r: EmulatedReply, final: boolean) {
-  const candidates = r.toolCalls.length ? r.toolCalls.length * 5 : r.words.length
+  const candidates = completionTokens(r)
   return final
-    ? { promptTokenCount: r.promptTokens, candidatesTokenCount: candidates, totalTokenCount: r.promptTokens + candidates }
+    ? { promptTokenCount: r.promptTokens, candidatesTokenCount: candidates, totalTokenCount: r.promptTokens + candidates, ...r.usagePatch }
     : { promptTokenCount: r.promptTokens, totalTokenCount: r.promptTokens }
 }
 

@@ -1,6 +1,6 @@
 // The emulator's OpenAI Chat Completions wire format.
 import type { Behavior } from './emulator.ts'
-import { jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, type WireFormat } from './emulator-wire.ts'
+import { completionTokens, jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, type WireFormat } from './emulator-wire.ts'
 
 export const openAiWire: WireFormat = {
   matches: (method, path) => method === 'POST' && path === '/v1/chat/completions',
@@ -54,6 +54,12 @@ export const openAiWire: WireFormat = {
     return jsonError(status, { error: ERRORS[status] ?? ERRORS[500] }, retryHeaders(retryAfter), true)
   },
 
+  outputAllowed(body, uncapped) {
+    const cap = body.max_completion_tokens ?? body.max_tokens
+    const n = typeof body.n === 'number' ? body.n : 1
+    return (typeof cap === 'number' ? cap : uncapped) * n
+  },
+
   promptText(body) {
     const messages = Array.isArray(body.messages) ? (body.messages as Array<{ content?: unknown }>) : []
     return messages.map((m) => (typeof m.content === 'string' ? m.content : JSON.stringify(m.content ?? '')))
@@ -61,7 +67,15 @@ export const openAiWire: WireFormat = {
 }
 
 function usage(r: EmulatedReply) {
-  const completion = r.toolCalls.length ? r.toolCalls.length * 5 : r.words.length
+  const completion = completionTokens(r)
+  return {
+    ...sane(r, completion),
+    ...r.usagePatch,
+  }
+}
+
+
+function sane(r: EmulatedReply, completion: number) {
   return {
     prompt_tokens: r.promptTokens,
     completion_tokens: completion,

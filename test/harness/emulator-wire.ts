@@ -11,6 +11,10 @@ export interface EmulatedReply {
   promptTokens: number
   id: string
   model: string
+  // bill_max: the completion tokens billed (the cap received x n).
+  billedOutput?: number
+  // usage_patch: merged into the usage sent.
+  usagePatch?: Record<string, unknown>
 }
 
 export interface WireFormat {
@@ -28,6 +32,31 @@ export interface WireFormat {
   error(status: number, retryAfter?: number): Response
   // The content of the messages, for a deterministic token count.
   promptText(body: Record<string, unknown>): string[]
+  // The most output the request allows: its cap (or `uncapped`) times the completions asked for.
+  outputAllowed(body: Record<string, unknown>, uncapped: number): number
+}
+
+// Completion tokens of a reply: what bill_max allows, else a token a word (5 a tool call).
+export function completionTokens(r: EmulatedReply): number {
+  return r.billedOutput ?? (r.toolCalls.length ? r.toolCalls.length * 5 : r.words.length)
+}
+
+// bill_max's prompt: every string in the body at 4 characters a token (image data aside), plus
+// each image at 85 tokens (low detail) or 765.
+export function billedPrompt(body: unknown): number {
+  let chars = 0
+  let images = 0
+  const walk = (v: unknown, key: string, depth: number): void => {
+    if (depth > 200) return
+    if (typeof v === 'string') {
+      if (v.startsWith('data:') || key === 'data') images++
+      else chars += v.length
+    } else if (Array.isArray(v)) for (const x of v) walk(x, key, depth + 1)
+    else if (typeof v === 'object' && v !== null) for (const [k, x] of Object.entries(v)) walk(x, k, depth + 1)
+  }
+  walk(body, '', 0)
+  const low = JSON.stringify(body).split('"detail":"low"').length - 1
+  return Math.ceil(chars / 4) + low * 85 + Math.max(0, images - low) * 765
 }
 
 export function splitReply(text: string): string[] {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { anthropicWire } from './emulator-anthropic.ts'
 import { geminiWire } from './emulator-gemini.ts'
 import { openAiWire } from './emulator-openai.ts'
-import { BREAK, countPrompt, splitReply, type WireFormat } from './emulator-wire.ts'
+import { BREAK, billedPrompt, countPrompt, splitReply, type WireFormat } from './emulator-wire.ts'
 
 const WIRES: WireFormat[] = [openAiWire, anthropicWire, geminiWire]
 
@@ -42,7 +42,18 @@ export interface Behavior {
   replay?: string
   // Never answer (until the caller gives up).
   hang?: boolean
+  // Bill what the request allows, as a provider charging to the limit would: completion tokens =
+  // the output cap received x n (UNCAPPED_OUTPUT without a cap), prompt tokens = every text the
+  // request carries (tools, schemas, system) at 4 characters a token, plus images (85 at low
+  // detail, else 765). The reply text itself stays short.
+  bill_max?: boolean
+  // Merged into the usage object sent (the final one of a stream): hostile counts such as
+  // {"prompt_tokens": -6000000} or {"candidatesTokenCount": "70"}.
+  usage_patch?: Record<string, unknown>
 }
+
+// Output billed under bill_max when the request names no cap (a provider's own default).
+export const UNCAPPED_OUTPUT = 32_768
 
 export interface RecordedRequest {
   method: string
@@ -158,9 +169,11 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       const reply = {
         words: splitReply(b.reply ?? DEFAULT_REPLY),
         toolCalls: (b.tool_calls ?? []).map((t, i) => ({ id: `call_emu${seq}_${i}`, ...t })),
-        promptTokens: countPrompt(wire.promptText(body)),
+        promptTokens: b.bill_max ? billedPrompt(body) : countPrompt(wire.promptText(body)),
         id: `chatcmpl-emu${++seq}`,
         model,
+        billedOutput: b.bill_max ? wire.outputAllowed(body, UNCAPPED_OUTPUT) : undefined,
+        usagePatch: b.usage_patch,
       }
       if (!wire.isStream(body, url.pathname)) {
         if (b.latency_ms) await Bun.sleep(b.latency_ms)

@@ -100,11 +100,12 @@ describe('/metrics', () => {
 
   it('counts a budget refusal, and holds no reservation once requests are done', async () => {
     const small = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: SMALL_KEY, maxRetries: 0 })
-    const before = await metric('gateway_quota_rejections_total', { client: 'client-small', kind: 'tokens' })
+    const before = await metric('gateway_quota_rejections_total', { client: 'client-small', kind: 'whole_limit' })
+    // Any request needs more than the 5-token budget holds in all: a 400, not a 429 to retry.
     const err = await small.chat.completions.create(ask()).catch((e: unknown) => e)
-    expect((err as { status?: number }).status).toBe(429)
+    expect((err as { status?: number }).status).toBe(400)
     await usageLine((err as { headers?: Headers }).headers?.get('x-request-id') ?? null)
-    expect(await metric('gateway_quota_rejections_total', { client: 'client-small', kind: 'tokens' })).toBe(before + 1)
+    expect(await metric('gateway_quota_rejections_total', { client: 'client-small', kind: 'whole_limit' })).toBe(before + 1)
     expect(await metric('gateway_quota_reservations_outstanding')).toBe(0)
   })
 

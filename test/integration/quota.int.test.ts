@@ -4,7 +4,7 @@ import { Cluster } from 'ioredis'
 import OpenAI, { APIError } from 'openai'
 import { hashKey } from '../../gateway/auth.ts'
 import { buildSnapshot } from '../../gateway/config-store.ts'
-import { estimateRequest } from '../../gateway/quota/estimate.ts'
+import { estimateRequest, RequestCounter } from '../../gateway/quota/estimate.ts'
 import { quotaKeys, RedisQuotaStore } from '../../gateway/quota/redis-store.ts'
 import { parseConfig } from '../../shared/config/load.ts'
 import { startEmulator, type Emulator } from '../harness/emulator.ts'
@@ -50,7 +50,7 @@ beforeAll(async () => {
   const snapshot = buildSnapshot(parseConfig(JSON.stringify(config({ tokenLimit: 1 })), 'q.json'))
   const route = snapshot.routes.get('q-model')?.targets[0]
   if (!route) throw new Error('no route')
-  perRequest = (await estimateRequest(route, ask, snapshot.config.file.quota)).tokens
+  perRequest = (await estimateRequest(route, ask, {}, snapshot.config.file.quota, new RequestCounter())).tokens
 })
 
 afterAll(async () => {

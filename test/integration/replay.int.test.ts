@@ -71,7 +71,9 @@ for (const kind of ['anthropic', 'gemini'] as const) {
     for (const c of CASES[kind]) {
       it(`${c.file}: content, tool calls, finish reason and usage reach the SDK`, async () => {
         emulator.setBehavior(c.file.replace(/\W/g, '-'), { replay: `${fixtures}${kind}/${c.file}` })
-        const ask = { model: `${kind}/${c.file}`, messages: [{ role: 'user' as const, content: 'replay' }] }
+        // A prompt as long as the recorded request's (1,151 tokens at most): usage a request could
+        // not have used is refused as an anomaly.
+        const ask = { model: `${kind}/${c.file}`, messages: [{ role: 'user' as const, content: `replay ${'lorem ipsum '.repeat(200)}` }] }
         let text = ''
         let finish: string | null = null
         let usage: OpenAI.CompletionUsage | undefined

@@ -2,7 +2,6 @@
 import type { ProviderConfig } from '../../../shared/config/schema.ts'
 import type { Secret } from '../../../shared/secret.ts'
 import type { ChatRequest } from '../../chat-request.ts'
-import { countChatTokens } from '../openai/adapter.ts'
 import type { ProviderAdapter, ProviderOptions, Target, UpstreamRequest } from '../types.ts'
 import { toGatewayError } from './errors.ts'
 import { toAnthropicRequest } from './request.ts'
@@ -10,6 +9,7 @@ import { fromAnthropicResponse } from './response.ts'
 import { AnthropicStreamTranslator } from './stream.ts'
 import { readErrorBody } from './wire.ts'
 import { joinUrl } from '../url.ts'
+import { measureAnthropicChat } from './billing.ts'
 
 const API_VERSION = '2023-06-01'
 
@@ -28,13 +28,15 @@ export const anthropicAdapter: ProviderAdapter = {
   readCompletion: (text) => fromAnthropicResponse(text),
 
   openStream: (target, opts) =>
-    new AnthropicStreamTranslator(opts.callerWantsUsage, target.upstreamModel, (wire) => toGatewayError(wire, undefined, target)),
+    new AnthropicStreamTranslator(opts, target.upstreamModel, (wire) => toGatewayError(wire, undefined, target)),
 
   readError: (status, text, headers, target) => toGatewayError(readErrorBody(text), status, target, headers),
 
-  // Anthropic's tokenizer is not public: cl100k_base is the documented approximation (it tends to
-  // count a little under Claude's own figures); the provider's reported usage is what gets billed.
-  countTokens: (req, _target) => countChatTokens(req, 'cl100k_base'),
+  measure: (req, target, options) => measureAnthropicChat(req, target, options),
+
+  // Anthropic's tokenizer is not public: cl100k_base is the approximation (it counts a little under
+  // Claude's own figures; estimate.ts adds a margin); the provider's reported usage is what gets billed.
+  encoding: () => 'cl100k_base',
 
   healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest {
     return { url: joinUrl(provider.base_url, '/v1/models'), method: 'GET', headers: headersFor(apiKey, false) }

@@ -14,6 +14,7 @@ import {
   unsupported,
 } from '../openai-request.ts'
 import type { ProviderOptions, Target } from '../types.ts'
+import { mergeProviderOptions } from '../provider-options.ts'
 import type { AnthropicBlock, AnthropicMessage, AnthropicRequest, AnthropicTextBlock, AnthropicTool, AnthropicToolChoice } from './wire.ts'
 
 // Anthropic requires max_tokens; without a caller value or a configured cap, this is sent.
@@ -21,6 +22,8 @@ export const DEFAULT_MAX_TOKENS = 4096
 
 // Parameters translated below; anything else the caller set is refused rather than dropped.
 const HANDLED = new Set([...COMMON_PARAMETERS, 'parallel_tool_calls', 'user'])
+// Fields an option may never bring in: the output cap a budget reserves for, and the prompt.
+const OWNED = new Set(['model', 'max_tokens', 'messages', 'system', 'stream'])
 
 type OpenAiMessage = ChatRequest['messages'][number]
 
@@ -53,7 +56,7 @@ export function toAnthropicRequest(req: ChatRequest, target: Target, stream: boo
   if (choice) body.tool_choice = choice
   if (typeof req.user === 'string' && req.user) body.metadata = { user_id: req.user }
   if (stream) body.stream = true
-  return { ...body, ...options }
+  return mergeProviderOptions(body, options, OWNED)
 }
 
 function rejectUnsupported(req: ChatRequest): void {

@@ -2,7 +2,7 @@
 import { errorFrame, GatewayError } from '../../errors.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import { ChunkWriter, DONE_FRAME } from '../openai-format.ts'
-import type { StreamTranslator, Usage } from '../types.ts'
+import type { StreamOptions, StreamTranslator, Usage } from '../types.ts'
 import { toFinishReason, toUsage, type AnthropicErrorWire, type AnthropicUsageWire } from './wire.ts'
 
 interface ToolSlot {
@@ -31,7 +31,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   private readonly tools = new Map<number, ToolSlot>()
 
   constructor(
-    private readonly callerWantsUsage: boolean,
+    private readonly opts: StreamOptions,
     private readonly fallbackModel: string,
     private readonly toError: (wire: AnthropicErrorWire | undefined) => GatewayError,
   ) {}
@@ -66,7 +66,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
         return this.out().delta({}, toFinishReason(e.delta?.stop_reason))
       case 'message_stop':
         this.finished = true
-        return (this.callerWantsUsage && this.usage ? this.out().usage(this.usage) : '') + DONE_FRAME
+        return (this.opts.callerWantsUsage && this.usage ? this.out().usage(this.opts.checkUsage?.(this.usage) ?? this.usage) : '') + DONE_FRAME
       case 'error':
         return this.fail(this.toError(e.error))
       default:

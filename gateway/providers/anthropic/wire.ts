@@ -1,5 +1,6 @@
 // Anthropic Messages wire format: the shapes the adapter writes and reads, and readers for untrusted JSON.
 import type { Usage } from '../types.ts'
+import { optionalTokenCount, tokenCount } from '../../usage-check.ts'
 
 export type AnthropicTextBlock = { type: 'text'; text: string }
 export type AnthropicImageBlock = {
@@ -61,13 +62,14 @@ export interface AnthropicResponse {
 
 // OpenAI's prompt_tokens include cached tokens, so cache reads and writes are added to input and
 // kept apart as well (the cost of a cache write differs; the record shows it).
+// Counts that are not counts become NaN (see usage-check.ts), so a string is never concatenated.
 export function toUsage(u: AnthropicUsageWire | undefined): Usage | undefined {
-  if (!u || typeof u.input_tokens !== 'number' || typeof u.output_tokens !== 'number') return undefined
-  const read = u.cache_read_input_tokens ?? 0
-  const write = u.cache_creation_input_tokens ?? 0
+  if (typeof u !== 'object' || u === null) return undefined
+  const read = optionalTokenCount(u.cache_read_input_tokens)
+  const write = optionalTokenCount(u.cache_creation_input_tokens)
   return {
-    input_tokens: u.input_tokens + read + write,
-    output_tokens: u.output_tokens,
+    input_tokens: tokenCount(u.input_tokens) + read + write,
+    output_tokens: tokenCount(u.output_tokens),
     cached_input_tokens: read,
     cache_write_input_tokens: write,
     reasoning_tokens: 0,

@@ -2,9 +2,9 @@
 import type { ProviderConfig } from '../../../shared/config/schema.ts'
 import type { Secret } from '../../../shared/secret.ts'
 import type { ChatRequest } from '../../chat-request.ts'
-import { countChatTokens } from '../openai/adapter.ts'
 import type { ProviderAdapter, ProviderOptions, Target, UpstreamRequest } from '../types.ts'
 import { joinUrl } from '../url.ts'
+import { measureGeminiChat } from './billing.ts'
 import { toGatewayError } from './errors.ts'
 import { toGeminiRequest } from './request.ts'
 import { fromGeminiResponse } from './response.ts'
@@ -26,13 +26,15 @@ export const geminiAdapter: ProviderAdapter = {
 
   readCompletion: (text, target) => fromGeminiResponse(text, target.upstreamModel),
 
-  openStream: (target, opts) => new GeminiStreamTranslator(opts.callerWantsUsage, target.upstreamModel, (wire) => toGatewayError(wire, undefined, target)),
+  openStream: (target, opts) => new GeminiStreamTranslator(opts, target.upstreamModel, (wire) => toGatewayError(wire, undefined, target)),
 
   readError: (status, text, _headers, target) => toGatewayError(readErrorBody(text), status, target),
 
-  // Gemini's tokenizer is not available locally: cl100k_base is the documented approximation; the
-  // provider's usageMetadata is what gets billed.
-  countTokens: (req, _target) => countChatTokens(req, 'cl100k_base'),
+  measure: (req, target, options) => measureGeminiChat(req, target, options),
+
+  // Gemini's tokenizer is not available locally: cl100k_base is the approximation (estimate.ts adds
+  // a margin); the provider's usageMetadata is what gets billed.
+  encoding: () => 'cl100k_base',
 
   healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest {
     return { url: joinUrl(provider.base_url, '/v1beta/models'), method: 'GET', headers: headersFor(apiKey, false) }

@@ -14,10 +14,15 @@ import {
   unsupported,
 } from '../openai-request.ts'
 import type { ProviderOptions } from '../types.ts'
+import { mergeProviderOptions } from '../provider-options.ts'
 import type { GeminiContent, GeminiPart, GeminiRequest } from './wire.ts'
 
 // Parameters translated below; anything else the caller set is refused rather than dropped.
 const HANDLED = new Set([...COMMON_PARAMETERS, 'seed', 'presence_penalty', 'frequency_penalty', 'response_format'])
+// Fields an option may never bring in: the prompt, and inside generationConfig the output cap a
+// budget reserves for and the number of candidates.
+const OWNED = new Set(['contents', 'systemInstruction'])
+const OWNED_GENERATION = new Set(['maxOutputTokens', 'candidateCount'])
 
 type OpenAiMessage = ChatRequest['messages'][number]
 
@@ -51,7 +56,15 @@ export function toGeminiRequest(req: ChatRequest, options: ProviderOptions): Gem
         choice.mode === 'named' ? { mode: 'ANY', allowedFunctionNames: [choice.name] } : { mode: choice.mode === 'auto' ? 'AUTO' : choice.mode === 'none' ? 'NONE' : 'ANY' },
     }
   }
-  return { ...body, ...options }
+  // generationConfig is merged a level deep, so an option adds a setting without dropping the cap.
+  const { generationConfig: extra, ...rest } = options
+  const merged = mergeProviderOptions(body, rest, OWNED)
+  if (extra === undefined) return merged
+  if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
+    throw invalid('x-gateway-options.provider_options.generationConfig', 'expected an object')
+  }
+  merged.generationConfig = mergeProviderOptions(body.generationConfig ?? {}, extra as ProviderOptions, OWNED_GENERATION, 'x-gateway-options.provider_options.generationConfig')
+  return merged
 }
 
 function toGenerationConfig(req: ChatRequest): Record<string, unknown> {

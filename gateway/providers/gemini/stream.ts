@@ -2,7 +2,7 @@
 import { errorFrame, GatewayError } from '../../errors.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import { ChunkWriter, DONE_FRAME } from '../openai-format.ts'
-import type { StreamTranslator, Usage } from '../types.ts'
+import type { StreamOptions, StreamTranslator, Usage } from '../types.ts'
 import { readParts } from './response.ts'
 import { toFinishReason, toUsage, type GeminiErrorWire, type GeminiResponse } from './wire.ts'
 
@@ -15,7 +15,7 @@ export class GeminiStreamTranslator implements StreamTranslator {
   private toolCount = 0
 
   constructor(
-    private readonly callerWantsUsage: boolean,
+    private readonly opts: StreamOptions,
     private readonly model: string,
     private readonly toError: (wire: GeminiErrorWire | undefined) => GatewayError,
   ) {}
@@ -62,7 +62,8 @@ export class GeminiStreamTranslator implements StreamTranslator {
   // Gemini has no end marker: a stream that finished gets the usage chunk (when asked) and [DONE].
   end(): string | undefined {
     if (!this.finished || this.error) return undefined
-    return (this.callerWantsUsage && this.usage && this.writer ? this.writer.usage(this.usage) : '') + DONE_FRAME
+    const shown = this.opts.callerWantsUsage && this.usage && this.writer ? this.writer.usage(this.opts.checkUsage?.(this.usage) ?? this.usage) : ''
+    return shown + DONE_FRAME
   }
 
   private fail(err: GatewayError): string {

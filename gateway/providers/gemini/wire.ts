@@ -1,5 +1,6 @@
 // Gemini generateContent wire format: the shapes the adapter writes and reads.
 import type { Usage } from '../types.ts'
+import { optionalTokenCount, tokenCount } from '../../usage-check.ts'
 
 export type GeminiPart =
   | { text: string; thought?: boolean }
@@ -45,13 +46,15 @@ export interface GeminiResponse {
 }
 
 // Thinking tokens are billed as output: completion_tokens = candidates + thoughts, as the total says.
+// Counts that are not counts become NaN (see usage-check.ts): a count sent as a string ("70") is
+// never concatenated into another.
 export function toUsage(u: GeminiUsageWire | undefined): Usage | undefined {
-  if (!u || typeof u.promptTokenCount !== 'number') return undefined
-  const thoughts = u.thoughtsTokenCount ?? 0
+  if (typeof u !== 'object' || u === null || u.promptTokenCount === undefined) return undefined
+  const thoughts = optionalTokenCount(u.thoughtsTokenCount)
   return {
-    input_tokens: u.promptTokenCount,
-    output_tokens: (u.candidatesTokenCount ?? 0) + thoughts,
-    cached_input_tokens: u.cachedContentTokenCount ?? 0,
+    input_tokens: tokenCount(u.promptTokenCount),
+    output_tokens: optionalTokenCount(u.candidatesTokenCount) + thoughts,
+    cached_input_tokens: optionalTokenCount(u.cachedContentTokenCount),
     cache_write_input_tokens: 0,
     reasoning_tokens: thoughts,
     estimated: false,

@@ -4,16 +4,23 @@ import type { Secret } from '../../../shared/secret.ts'
 import type { ChatRequest } from '../../chat-request.ts'
 import { GatewayError, redactSecrets } from '../../errors.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
-import { countTextTokens, type Encoding } from '../tokenize.ts'
+import type { Encoding } from '../tokenize.ts'
 import type { Completion, ProviderAdapter, ProviderOptions, StreamOptions, StreamTranslator, Target, UpstreamRequest, Usage } from '../types.ts'
 import { readErrorBody, readRetryAfter, toUsage } from './wire.ts'
 import { joinUrl } from '../url.ts'
+import { mergeProviderOptions } from '../provider-options.ts'
+import { toOpenAiUsage } from '../openai-format.ts'
+import { measureOpenAiChat } from './billing.ts'
+
+// Body fields only the request sets: the output cap and the number of completions are what a
+// budget reserves for, so an option may not bring them in.
+const OWNED = new Set(['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'n', 'best_of'])
 
 export const openAiAdapter: ProviderAdapter = {
   kind: 'openai',
 
   buildRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): UpstreamRequest {
-    const body: Record<string, unknown> = { ...req, ...options, model: target.upstreamModel }
+    const body: Record<string, unknown> = { ...mergeProviderOptions(req, options, OWNED), model: target.upstreamModel }
     // Always ask for the usage chunk: it is what the request is billed on. The translator
     // hides it again from a caller who did not ask for it.
     if (stream) body.stream_options = { ...req.stream_options, include_usage: true }
@@ -39,7 +46,7 @@ export const openAiAdapter: ProviderAdapter = {
   },
 
   openStream(target: Target, opts: StreamOptions): StreamTranslator {
-    return new OpenAiPassthrough(opts.callerWantsUsage, (data) => openAiAdapter.readError(statusOfStreamError(data), data, new Headers(), target))
+    return new OpenAiPassthrough(opts, (data) => openAiAdapter.readError(statusOfStreamError(data), data, new Headers(), target))
   },
 
   readError(status: number, text: string, headers: Headers, target: Target): GatewayError {
@@ -62,9 +69,12 @@ export const openAiAdapter: ProviderAdapter = {
     return new GatewayError('upstream_error', message(`upstream error (${status})`), opts)
   },
 
-  async countTokens(req: ChatRequest, target: Target): Promise<number> {
-    return countChatTokens(req, encodingFor(target))
+  measure(req: ChatRequest, target: Target, options: ProviderOptions) {
+    mergeProviderOptions(req, options, OWNED)
+    return measureOpenAiChat(req, target, options)
   },
+
+  encoding: (target) => encodingFor(target),
 
   healthRequest(provider: ProviderConfig, apiKey: Secret | undefined): UpstreamRequest {
     return { url: joinUrl(provider.base_url, '/models'), method: 'GET', headers: headersFor(apiKey, false) }
@@ -82,7 +92,7 @@ class OpenAiPassthrough implements StreamTranslator {
   error: GatewayError | undefined
 
   constructor(
-    private readonly callerWantsUsage: boolean,
+    private readonly opts: StreamOptions,
     private readonly toError: (data: string) => GatewayError,
   ) {}
 
@@ -103,7 +113,10 @@ class OpenAiPassthrough implements StreamTranslator {
       const usage = parseUsageChunk(data)
       if (usage) {
         this.usage = usage.usage
-        if (!this.callerWantsUsage && usage.choicesEmpty) return undefined
+        if (!this.opts.callerWantsUsage && usage.choicesEmpty) return undefined
+        // Figures that fail the check never reach the caller: the chunk goes out with the replacement.
+        const shown = this.opts.checkUsage?.(usage.usage) ?? usage.usage
+        if (shown !== usage.usage) return encoder.encode(`data: ${JSON.stringify({ ...usage.chunk, usage: toOpenAiUsage(shown) })}\n\n`)
       }
     }
     if (carriesText(data)) this.contentChunks++
@@ -134,12 +147,14 @@ function carriesText(data: string): boolean {
   return false
 }
 
-function parseUsageChunk(data: string): { usage: Usage; choicesEmpty: boolean } | undefined {
+const encoder = new TextEncoder()
+
+function parseUsageChunk(data: string): { usage: Usage; choicesEmpty: boolean; chunk: Record<string, unknown> } | undefined {
   try {
     const chunk = JSON.parse(data) as { usage?: unknown; choices?: unknown }
     const usage = toUsage(chunk.usage)
     if (!usage) return undefined
-    return { usage, choicesEmpty: Array.isArray(chunk.choices) && chunk.choices.length === 0 }
+    return { usage, choicesEmpty: Array.isArray(chunk.choices) && chunk.choices.length === 0, chunk }
   } catch {
     return undefined
   }
@@ -157,23 +172,4 @@ function headersFor(apiKey: Secret | undefined, json: boolean): Record<string, s
 export function encodingFor(target: Target): Encoding {
   if (target.provider.kind === 'openai' && /^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o\d|chatgpt-4o)/.test(target.upstreamModel)) return 'o200k_base'
   return 'cl100k_base'
-}
-
-// OpenAI's documented approximation: 3 tokens per message of framing, 1 per name, 3 to prime the reply.
-export async function countChatTokens(req: ChatRequest, encoding: Encoding): Promise<number> {
-  let total = 3
-  for (const m of req.messages) {
-    total += 3
-    total += await countTextTokens(m.role, encoding)
-    total += await countTextTokens(textOf(m.content), encoding)
-    if (m.name) total += 1 + (await countTextTokens(m.name, encoding))
-    for (const call of m.tool_calls ?? []) total += await countTextTokens(call.function.name + call.function.arguments, encoding)
-  }
-  return total
-}
-
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content
-  if (!Array.isArray(content)) return ''
-  return content.map((p: { type?: string; text?: unknown }) => (p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('')
 }

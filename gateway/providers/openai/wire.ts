@@ -1,5 +1,6 @@
 // OpenAI wire-format readers: usage objects and error bodies, from untrusted JSON.
 import type { Usage } from '../types.ts'
+import { optionalTokenCount, tokenCount } from '../../usage-check.ts'
 
 export interface OpenAiUsage {
   prompt_tokens?: number
@@ -15,18 +16,23 @@ export interface OpenAiErrorWire {
   code: string | null
 }
 
+// A usage object is read as it is: a count that is not a count becomes NaN, which the usage check
+// refuses (a missing object means the provider reported nothing).
 export function toUsage(u: unknown): Usage | undefined {
   if (typeof u !== 'object' || u === null) return undefined
   const w = u as OpenAiUsage
-  if (typeof w.prompt_tokens !== 'number' || typeof w.completion_tokens !== 'number') return undefined
   return {
-    input_tokens: w.prompt_tokens,
-    output_tokens: w.completion_tokens,
-    cached_input_tokens: num(w.prompt_tokens_details?.cached_tokens),
+    input_tokens: tokenCount(w.prompt_tokens),
+    output_tokens: tokenCount(w.completion_tokens),
+    cached_input_tokens: optionalTokenCount(field(w.prompt_tokens_details, 'cached_tokens')),
     cache_write_input_tokens: 0,
-    reasoning_tokens: num(w.completion_tokens_details?.reasoning_tokens),
+    reasoning_tokens: optionalTokenCount(field(w.completion_tokens_details, 'reasoning_tokens')),
     estimated: false,
   }
+}
+
+function field(o: unknown, key: string): unknown {
+  return typeof o === 'object' && o !== null ? (o as Record<string, unknown>)[key] : undefined
 }
 
 export function readErrorBody(text: string): OpenAiErrorWire | undefined {
@@ -56,8 +62,4 @@ export function readRetryAfter(headers: Headers, now = Date.now()): number | und
   if (/^\d+(\.\d+)?$/.test(ra)) return Math.ceil(Number(ra))
   const at = Date.parse(ra)
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000))
-}
-
-function num(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : 0
 }

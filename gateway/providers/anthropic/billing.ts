@@ -1,0 +1,59 @@
+// What Anthropic bills for a chat request: images by pixel area, the tool-use system prompt, and which provider_options it can account for.
+import type { ChatRequest } from '../../chat-request.ts'
+import { measureChat, type Billable, type BillingRules } from '../billable.ts'
+import { patch28ImageTokens } from '../image-tokens.ts'
+import type { ProviderOptions, Target } from '../types.ts'
+import { toAnthropicRequest } from './request.ts'
+
+// Per model (id prefix, first match wins): the system prompt Anthropic adds to a request with
+// tools, with tool_choice auto/none and any/tool (its pricing page, 2026), and the image limits
+// (long edge in px, tokens): 2,576 px / 4,784 tokens on the high-resolution models, else
+// 1,568 / 1,568. A model the table does not know gets the largest figures.
+interface ClaudeFigures {
+  toolAuto: number
+  toolForced: number
+  imageEdge: number
+  imageTokens: number
+}
+const STANDARD_IMAGES = { imageEdge: 1568, imageTokens: 1568 }
+const LARGE_IMAGES = { imageEdge: 2576, imageTokens: 4784 }
+const CLAUDE: Array<[RegExp, ClaudeFigures]> = [
+  [/^claude-opus-4-7/, { toolAuto: 675, toolForced: 804, ...LARGE_IMAGES }],
+  [/^claude-opus-4-8/, { toolAuto: 290, toolForced: 410, ...LARGE_IMAGES }],
+  [/^claude-opus-5/, { toolAuto: 286, toolForced: 406, ...LARGE_IMAGES }],
+  [/^claude-sonnet-5/, { toolAuto: 354, toolForced: 474, ...LARGE_IMAGES }],
+  [/^claude-(opus|sonnet)-4-6/, { toolAuto: 497, toolForced: 589, ...STANDARD_IMAGES }],
+  [/^claude-(opus|sonnet|haiku)-4-5/, { toolAuto: 496, toolForced: 588, ...STANDARD_IMAGES }],
+  [/^claude-(opus-4|sonnet-4)/, { toolAuto: 313, toolForced: 315, ...STANDARD_IMAGES }],
+  [/^claude-3/, { toolAuto: 530, toolForced: 355, ...STANDARD_IMAGES }],
+]
+const UNKNOWN_CLAUDE: ClaudeFigures = { toolAuto: 675, toolForced: 804, ...LARGE_IMAGES }
+
+export function claudeFigures(upstreamModel: string): ClaudeFigures {
+  return CLAUDE.find(([re]) => re.test(upstreamModel))?.[1] ?? UNKNOWN_CLAUDE
+}
+
+// provider_options a budgeted request may carry: none of them adds input or output beyond the cap
+// (thinking is output, bounded by max_tokens).
+const NEUTRAL_OPTIONS = new Set(['top_k', 'thinking', 'stop_sequences', 'service_tier'])
+
+export function anthropicBillingRules(target: Target): BillingRules {
+  const fixed = target.model.max_tokens_per_image
+  const f = claudeFigures(target.upstreamModel)
+  return {
+    imageTokens: fixed !== undefined ? () => fixed : (size) => patch28ImageTokens(size, f.imageEdge, f.imageTokens),
+    // 'required' and a named function become Anthropic's any / tool.
+    toolPromptTokens: (choice) => (choice === 'required' || (typeof choice === 'object' && choice !== null) ? f.toolForced : f.toolAuto),
+  }
+}
+
+export function measureAnthropicChat(req: ChatRequest, target: Target, options: ProviderOptions): Billable {
+  // Translating refuses what Anthropic cannot do, and options that would replace a field, before
+  // anything is reserved.
+  toAnthropicRequest(req, target, false, options)
+  const b = measureChat(req, anthropicBillingRules(target))
+  for (const key of Object.keys(options)) {
+    if (!NEUTRAL_OPTIONS.has(key)) b.unbounded.push({ param: `x-gateway-options.provider_options.${key}`, why: 'the gateway cannot tell what this option bills' })
+  }
+  return b
+}

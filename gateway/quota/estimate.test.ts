@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'bun:test'
+import type { QuotaSettings } from '../../shared/config/schema.ts'
+import { pricePerTokenPico } from '../../shared/money.ts'
+import { estimatePairs } from '../../test/harness/estimate-fixtures.ts'
+import { catchGatewayError } from '../../test/harness/catch-error.ts'
+import type { Route } from '../config-store.ts'
+import type { ChatRequest } from '../chat-request.ts'
+import { adapterFor } from '../providers/registry.ts'
+import type { ProviderKind } from '../../shared/config/schema.ts'
+import { estimateRequest, RequestCounter, withOutputCap } from './estimate.ts'
+
+const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250 }
+
+function route(kind: ProviderKind, upstreamModel: string, maxOutput?: number): Route {
+  return {
+    key: `${kind}/${upstreamModel}`,
+    adapter: adapterFor(kind),
+    unavailable: undefined,
+    target: {
+      provider: { provider_id: kind, name: kind, kind, base_url: 'http://127.0.0.1:1', models: [], enabled: true, timeout_ms: 1000, health_check: false },
+      model: { name: upstreamModel, cost_per_1k_input_tokens: 0.0025, cost_per_1k_output_tokens: 0.01, ...(maxOutput ? { max_output_tokens: maxOutput } : {}) },
+      upstreamModel,
+      apiKey: undefined,
+      price: { input_pico_per_token: pricePerTokenPico(0.0025), output_pico_per_token: pricePerTokenPico(0.01) },
+    },
+  }
+}
+const chat = (extra: Record<string, unknown> = {}): ChatRequest => ({ model: 'm', messages: [{ role: 'user', content: 'Hello there' }], ...extra })
+
+describe('estimateRequest against recorded provider usage', () => {
+  for (const pair of estimatePairs()) {
+    it(`reserves at least the input ${pair.name} was billed (${pair.reported} tokens)`, async () => {
+      const est = await estimateRequest(route(pair.kind, pair.upstreamModel), pair.request, {}, settings, new RequestCounter())
+      expect(est.input).toBeGreaterThanOrEqual(pair.reported)
+      // OpenAI's own tokenizer: the guess (no margin) is close to the bill, over it where tools and
+      // schemas are counted as JSON (OpenAI renders them more tersely).
+      if (pair.kind === 'openai') {
+        expect(est.inputGuess).toBeGreaterThanOrEqual(pair.reported * 0.9)
+        expect(est.inputGuess).toBeLessThanOrEqual(pair.reported * (pair.request.tools || pair.request.response_format ? 1.6 : 1.2))
+      }
+    })
+  }
+})
+
+describe('estimateRequest', () => {
+  it('reserves the output cap for every completion and prices it', async () => {
+    const est = await estimateRequest(route('openai', 'gpt-4o'), chat({ n: 128, max_tokens: 100 }), {}, settings, new RequestCounter())
+    expect(est.maxOutput).toBe(100)
+    expect(est.outputs).toBe(128)
+    expect(est.tokens).toBe(est.input + 12_800)
+    expect(est.micro).toBe(Math.ceil((est.input * 2_500_000 + 12_800 * 10_000_000) / 1_000_000))
+    expect(est.capApplied).toBe(false)
+  })
+
+  it('reserves, and sends, the model cap or the default when the caller named none', async () => {
+    const own = await estimateRequest(route('anthropic', 'claude-haiku-4-5', 8192), chat(), {}, settings, new RequestCounter())
+    expect(own).toMatchObject({ maxOutput: 8192, capApplied: true })
+    const fallback = await estimateRequest(route('openai', 'gpt-4o'), chat(), {}, settings, new RequestCounter())
+    expect(fallback).toMatchObject({ maxOutput: 4096, capApplied: true })
+    expect(withOutputCap(chat(), 4096, 'openai').max_completion_tokens).toBe(4096)
+    expect(withOutputCap(chat(), 4096, 'anthropic').max_tokens).toBe(4096)
+  })
+
+  it('refuses what it cannot bound, naming the parameter', async () => {
+    const e = await estimateRequest(route('openai', 'gpt-4o'), chat({ web_search_options: {} }), {}, settings, new RequestCounter()).catch((err: unknown) => err)
+    expect(catchGatewayError(() => {
+      throw e
+    })).toMatchObject({ code: 'unsupported_parameter', status: 400, param: 'web_search_options' })
+  })
+
+  it('counts a text once per encoding for a whole fallback chain', async () => {
+    const counter = new RequestCounter()
+    const req = chat({ messages: [{ role: 'user', content: 'word '.repeat(1000) }] })
+    const a = await estimateRequest(route('anthropic', 'claude-haiku-4-5'), req, {}, settings, counter)
+    const g = await estimateRequest(route('gemini', 'gemini-2.5-flash'), req, {}, settings, counter)
+    expect(g.inputGuess).toBe(a.inputGuess)
+    expect((counter as unknown as { memo: unknown[] }).memo.length).toBe(1)
+  })
+})
