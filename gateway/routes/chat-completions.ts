@@ -145,17 +145,20 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const reserving = tr.step('quota.reserve')
     try {
       const settings = snapshot.config.file.quota
-      // A fallback target that cannot take this request (a parameter it refuses, an image it cannot
-      // price) leaves the chain, as it would have refused the call; the first target's refusal is the answer.
+      // A target that cannot take this request (a parameter it refuses, an image it cannot price)
+      // leaves the chain, as dispatch would skip it; the first refusal is the answer if none can.
       const chain: Route[] = []
+      let refusal: unknown
       for (const route of decision.chain) {
         try {
           estimates.set(route, await estimateRequest(route, req, providerOptionsFor(route), settings, counter))
           chain.push(route)
         } catch (err) {
-          if (route === decision.chain[0] || !(err instanceof GatewayError) || err.status >= 500) throw err
+          if (!(err instanceof GatewayError) || err.status >= 500) throw err
+          refusal ??= err
         }
       }
+      if (chain.length === 0) throw refusal
       decision = { ...decision, chain }
       const all = [...estimates.values()]
       const worst = { tokens: Math.max(...all.map((e) => e.tokens)), micro: Math.max(...all.map((e) => e.micro)) }

@@ -36,6 +36,7 @@ function config(limit: number | null): Record<string, unknown> {
   return {
     server: { log_level: 'debug' },
     providers: [provider('openai', emulator.baseUrl), provider('anthropic', emulator.url), provider('gemini', emulator.url)],
+    routes: [{ name: 'an-then-oa', targets: [{ provider: 'p-anthropic', model: 'an' }, { provider: 'p-openai', model: 'oa' }] }],
     clients: Array.from({ length: CLIENTS }, (_, i) => ({ client_id: `case-${i}`, team_id: 'budget-team', keys: [{ name: 'k', sha256: hashKey(key(i)) }] })),
     quotas: limit === null ? [] : [{ quota_id: 'day', entity_type: 'user', period: 'day', token_limit: limit }],
   }
@@ -248,6 +249,17 @@ for (const store of ['memory', 'redis'] as const) {
       const r = await expectWithinBudget(s, client, times(19, () => () => post(s.gw, client, ask('openai', { n: 128, max_tokens: 100 }))))
       // 12,800 tokens each: one fits in 20,000.
       expect(r.admitted).toBe(1)
+    })
+
+    it('skips a target that refuses the request, as without a budget, and reserves for the one that takes it', async () => {
+      emulator.setBehavior(KINDS.openai.upstream, { reply: 'Fine.' })
+      // Anthropic takes no seed: the chain's OpenAI target serves it.
+      const res = await post(s.gw, s.fresh(), { model: 'an-then-oa', seed: 7, max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('x-gateway-provider')).toBe('p-openai')
+      const only = await post(s.gw, s.fresh(), ask('anthropic', { seed: 7, max_tokens: 50 }))
+      expect(only.status).toBe(400)
+      expect(((await only.json()) as { error: { param: string } }).error.param).toBe('seed')
     })
 
     it('keeps absurd figures out of /metrics', async () => {
