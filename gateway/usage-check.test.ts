@@ -54,9 +54,10 @@ describe('findUsageAnomaly', () => {
 })
 
 describe('UsageGuard', () => {
-  it('returns a sane report as it is, computing bounds once', () => {
+  it('passes a report within the quick bounds without working out the full ones', () => {
     let computed = 0
     const guard = new UsageGuard(
+      { maxInput: 10, maxOutput: 10 },
       () => {
         computed++
         return bounds
@@ -65,13 +66,17 @@ describe('UsageGuard', () => {
     )
     const u = usage(5, 5)
     expect(guard.check(u)).toBe(u)
-    guard.check(u)
+    expect(computed).toBe(0)
+    // Above the quick bounds: the full ones, worked out once.
+    const big = usage(900, 150)
+    expect(guard.check(big)).toBe(big)
+    guard.check(big)
     expect(computed).toBe(1)
     expect(guard.anomaly).toBeUndefined()
   })
 
   it('replaces a report that fails with the estimate, marked, and remembers the first reason', () => {
-    const guard = new UsageGuard(() => bounds, () => usage(300, 200))
+    const guard = new UsageGuard(bounds, () => bounds, () => usage(300, 200))
     expect(guard.check(usage(-5, 5))).toEqual({ ...usage(300, 200), estimated: true, anomaly: 'invalid' })
     guard.check(usage(5, 5000))
     expect(guard.anomaly).toBe('invalid')

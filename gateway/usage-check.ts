@@ -30,23 +30,29 @@ export function findUsageAnomaly(u: Usage, b: UsageBounds): string | undefined {
   return undefined
 }
 
-// One request's check: bounds are worked out on first use (most requests never need them twice);
-// `fallback` gives the figures that replace a report that fails.
+// One request's check. `quick` bounds cost nothing and sit at or below the real ones: a report
+// within them passes without the walk over the request that `full` makes (worked out once, only
+// for reports above them). `fallback` gives the figures that replace a report that fails.
 export class UsageGuard {
   private bounds: UsageBounds | undefined
   // The first anomaly seen, kept for the record even if a later report (a stream's) is sane.
   anomaly: string | undefined
 
   constructor(
-    private readonly boundsOf: () => UsageBounds,
+    private readonly quick: UsageBounds,
+    private readonly full: () => UsageBounds,
     private readonly fallback: () => Usage,
   ) {}
 
   check = (u: Usage): Usage => {
-    this.bounds ??= this.boundsOf()
+    if (!findUsageAnomaly(u, this.quick)) return u
+    this.bounds ??= this.full()
     const anomaly = findUsageAnomaly(u, this.bounds)
     if (!anomaly) return u
     this.anomaly ??= anomaly
     return { ...this.fallback(), estimated: true, anomaly }
   }
 }
+
+// Every input bound leaves room for at least this many tokens (see inputBound).
+export const QUICK_INPUT_BOUND = 1024

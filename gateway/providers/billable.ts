@@ -1,6 +1,7 @@
 // What a provider may bill for a chat request as the gateway would send it: the text to count, token costs known without a tokenizer, and the completions generated.
 import type { ChatRequest } from '../chat-request.ts'
 import { readImageSize, type ImageSize } from './image-size.ts'
+import { QUICK_INPUT_BOUND } from '../usage-check.ts'
 
 export interface Billable {
   // Text the provider tokenizes as input: roles, contents, names, tool calls, tool and schema definitions.
@@ -135,5 +136,5 @@ function textOf(value: unknown): string {
 export function inputBound(b: Billable): number {
   let units = 0
   for (const t of b.texts) units += t.length
-  return units * 3 + b.fixedTokens * 2 + 1024
+  return units * 3 + b.fixedTokens * 2 + QUICK_INPUT_BOUND
 }

@@ -13,7 +13,7 @@ import { estimateRequest, guessInputTokens, RequestCounter, withOutputCap, type 
 import { inputBound } from '../providers/billable.ts'
 import { countTokens } from '../providers/tokenize.ts'
 import { toOpenAiUsage } from '../providers/openai-format.ts'
-import { UsageGuard, type UsageBounds } from '../usage-check.ts'
+import { QUICK_INPUT_BOUND, UsageGuard, type UsageBounds } from '../usage-check.ts'
 import { planFor, type QuotaService, type Reservation } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
 import { dispatch, type Attempt, type DispatchDeps, type Verdict } from '../upstream/dispatch.ts'
@@ -179,7 +179,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   // fails is replaced by the estimate (the reservation's, when there is one).
   const guardFor = (route: Route): UsageGuard => {
     const est = estimates.get(route)
+    const cap = est ? est.maxOutput * est.outputs + est.extraOutput : (askedOutputCap(req) ?? route.target.model.max_output_tokens ?? MAX_OUTPUT_TOKENS) * (req.n ?? 1)
     return new UsageGuard(
+      { maxInput: est?.inputBound ?? QUICK_INPUT_BOUND, maxOutput: cap },
       () => usageBounds(route, req, providerOptionsFor(route), est),
       () => ({
         input_tokens: est?.input ?? 0,
