@@ -37,6 +37,9 @@ export interface Usage {
   estimated: boolean
   // Set when the provider's report was not sane and these figures replace it (see usage-check.ts).
   anomaly?: string
+  // The counts are sane but what else the provider put in its usage object was not (a total that
+  // is not the sum, details that are not counts): the caller is shown these counts instead.
+  rewrite?: boolean
 }
 
 export interface Completion {
@@ -55,8 +58,10 @@ export interface StreamTranslator {
   readonly usage: Usage | undefined
   // Whether the upstream said the response is complete (OpenAI's [DONE]).
   readonly finished: boolean
-  // Content-bearing chunks sent so far: the basis of an estimate when a stream is cut short.
+  // Content-bearing chunks sent so far, and the UTF-8 bytes of text generated (thinking too, sent
+  // or not): the basis of an estimate when a stream ends without usage.
   readonly contentChunks: number
+  readonly outputBytes: number
   // An error the upstream reported inside the stream; the translator already framed it for the client.
   readonly error: GatewayError | undefined
 }

@@ -113,6 +113,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       outcome.target = route.target
       headers['x-gateway-provider'] = route.target.provider.provider_id
       headers['x-gateway-model'] = route.target.upstreamModel
+      // The provider answered 2xx with something unreadable: it may have billed the call.
+      if (outcome.error.code === 'upstream_bad_response' && estimates.has(route)) outcome.usage = estimateOf(route)
     }
     record()
     if (attempts.length > 0) headers['x-gateway-attempts'] = String(sentAttempts(attempts))
@@ -177,20 +179,26 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
   // What the provider reports is checked against what the request as sent can bill; a report that
   // fails is replaced by the estimate (the reservation's, when there is one).
+  // The figures that stand in for a report that failed, or an answer that could not be read: the
+  // reservation's estimate (nothing to go by without a budget).
+  const estimateOf = (route: Route): Usage => {
+    const est = estimates.get(route)
+    return {
+      input_tokens: est?.input ?? 0,
+      output_tokens: est ? est.maxOutput * est.outputs + est.extraOutput : 0,
+      cached_input_tokens: 0,
+      cache_write_input_tokens: 0,
+      reasoning_tokens: 0,
+      estimated: true,
+    }
+  }
   const guardFor = (route: Route): UsageGuard => {
     const est = estimates.get(route)
     const cap = est ? est.maxOutput * est.outputs + est.extraOutput : (askedOutputCap(req) ?? route.target.model.max_output_tokens ?? MAX_OUTPUT_TOKENS) * (req.n ?? 1)
     return new UsageGuard(
       { maxInput: est?.inputBound ?? QUICK_INPUT_BOUND, maxOutput: cap },
       () => usageBounds(route, req, providerOptionsFor(route), est),
-      () => ({
-        input_tokens: est?.input ?? 0,
-        output_tokens: est ? est.maxOutput * est.outputs + est.extraOutput : 0,
-        cached_input_tokens: 0,
-        cache_write_input_tokens: 0,
-        reasoning_tokens: 0,
-        estimated: true,
-      }),
+      () => estimateOf(route),
     )
   }
   const routingSettings = snapshot.config.file.routing
@@ -241,8 +249,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       const reported = value.completion.usage
       if (reported) {
         outcome.usage = guardFor(route).check(reported)
-        // Figures that failed the check never reach the caller either.
-        if (outcome.usage !== reported) body = withUsage(body, outcome.usage)
+        // Figures that failed the check never reach the caller either, nor odd extras around sane
+        // counts, nor a second usage key (JSON takes the last; the caller's parser may not).
+        if (outcome.usage !== reported || reported.rewrite || body.indexOf('"usage"') !== body.lastIndexOf('"usage"')) body = withUsage(body, outcome.usage)
       } else {
         outcome.usage = await estimateUsage(route, req, providerOptionsFor(route), estimates.get(route), counter, { body })
       }
@@ -262,7 +271,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
 
   // Counting tokens may load a tokenizer: the record is written when it is done, off the response path.
-  function recordEstimated(answer: { chunks: number } | { abandoned: true }) {
+  function recordEstimated(answer: { chunks: number; bytes: number } | { abandoned: true }) {
     // The target the request was with when it ended: the last one called. None called: nothing billed.
     const last = attempts.findLast((a) => a.outcome !== 'skipped')
     const route = last && snapshot.targets.get(last.target)
@@ -283,7 +292,15 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   let streamOpen = false
   // The guard of the attempt that served the stream (each attempt checks its own target's report).
   let streamGuard: UsageGuard | undefined
+  // A stream can end inside openChatStream (a provider that sent everything before its first
+  // content): its end is handled once dispatch has logged the attempt and named the target.
+  let dispatchReturned = false
+  let endedEarly: StreamOutcome | undefined
   const onEnd = (s: StreamOutcome) => {
+    if (dispatchReturned) endStream(s)
+    else endedEarly = s
+  }
+  const endStream = (s: StreamOutcome) => {
     if (streamOpen) deps.metrics.streamClosed()
     streamOpen = false
     outcome.ttfbMs = s.ttfbMs
@@ -293,11 +310,13 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     settleStream?.(endVerdict)
     if (s.usage) {
       outcome.usage = streamGuard ? streamGuard.check(s.usage) : s.usage
+      // A sane final report after an insane one mid-stream is kept, and the record still says so.
+      if (streamGuard?.anomaly && !outcome.usage.anomaly) outcome.usage = { ...outcome.usage, anomaly: streamGuard.anomaly }
       record()
       return
     }
     // No usage chunk (the stream was cut, or the server ignores include_usage): count it ourselves.
-    recordEstimated({ chunks: s.contentChunks })
+    recordEstimated({ chunks: s.contentChunks, bytes: s.outputBytes })
   }
   try {
     const { server } = snapshot.config.file
@@ -324,12 +343,13 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
         }),
       true,
     )
-    if (endVerdict === undefined) forward = tr.step('response.forward', { 'gateway.stream': true })
+    dispatchReturned = true
     const { value: opened, route, fellBack } = dispatched
     settleStream = dispatched.settle
-    if (endVerdict) settleStream(endVerdict)
     served(route, fellBack)
-    if (endVerdict === undefined) {
+    if (endedEarly) endStream(endedEarly)
+    else {
+      forward = tr.step('response.forward', { 'gateway.stream': true })
       streamOpen = true
       deps.metrics.streamOpened()
     }
@@ -347,19 +367,26 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
 }
 
 // What a request used when the provider did not say: input counted locally (the reservation's
-// count when there is one), output from the answer itself (a completion's text, or the chunks a
-// stream relayed, about one token each), never above the cap sent.
+// count when there is one), output from the answer itself (a completion's text, or what a stream
+// generated), never above the cap sent; a call the caller left is booked at the whole estimate.
 async function estimateUsage(
   route: Route,
   req: ChatRequest,
   options: Record<string, unknown>,
   est: Estimate | undefined,
   counter: RequestCounter,
-  answer: { body: string } | { chunks: number } | { abandoned: true },
+  answer: { body: string } | { chunks: number; bytes: number } | { abandoned: true },
 ): Promise<Usage> {
   const input = est?.inputGuess ?? (await guessInputTokens(route, req, options, counter))
   const cap = est ? est.maxOutput * est.outputs + est.extraOutput : undefined
-  const produced = 'body' in answer ? await countTokens([answer.body], route.adapter.encoding(route.target)) : 'chunks' in answer ? answer.chunks : (cap ?? 0)
+  const produced =
+    'body' in answer
+      ? await countTokens([answer.body], route.adapter.encoding(route.target))
+      : 'chunks' in answer
+        ? // About a token a chunk, or four bytes a token where chunks carry more (a provider sending
+          // whole sentences, or text the caller never saw, as thinking).
+          Math.max(answer.chunks, Math.ceil(answer.bytes / 4))
+        : (cap ?? 0)
   return {
     input_tokens: input,
     output_tokens: cap === undefined ? produced : Math.min(cap, produced),

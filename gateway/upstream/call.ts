@@ -54,10 +54,21 @@ export async function completeChat(
       throw classifyFailure(err, ac.signal, target)
     }
     if (!res.ok) throw adapter.readError(res.status, text, res.headers, target)
-    return { completion: adapter.readCompletion(text, target), upstreamRequestId: res.headers.get('x-request-id') }
+    return { completion: readAnswer(adapter, text, target), upstreamRequestId: res.headers.get('x-request-id') }
   } finally {
     clearTimeout(timer)
     clientSignal.removeEventListener('abort', onClientAbort)
+  }
+}
+
+// A 2xx body the adapter cannot read is the provider's fault (upstream_bad_response), whatever
+// the reader tripped on, never the gateway's own 500.
+function readAnswer(adapter: ProviderAdapter, text: string, target: Target): Completion {
+  try {
+    return adapter.readCompletion(text, target)
+  } catch (err) {
+    if (err instanceof GatewayError) throw err
+    throw new GatewayError('upstream_bad_response', `${target.provider.provider_id}: the provider returned a body the gateway cannot read.`, { cause: err })
   }
 }
 

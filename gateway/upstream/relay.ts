@@ -3,7 +3,7 @@ import type { ChatRequest } from '../chat-request.ts'
 import { errorFrame, GatewayError } from '../errors.ts'
 import type { ProviderAdapter, ProviderOptions, Target, Usage } from '../providers/types.ts'
 import { CLIENT_CLOSED, classifyFailure, sendUpstream, withHeaders } from './call.ts'
-import { SseParser } from './sse.ts'
+import { SseParser, type SseEvent } from './sse.ts'
 import { concatBytes } from '../../shared/bytes.ts'
 
 export interface StreamTimeouts {
@@ -20,6 +20,8 @@ export interface StreamOutcome {
   // Upstream said it was complete ([DONE]).
   finished: boolean
   contentChunks: number
+  // UTF-8 bytes of text generated (see StreamTranslator.outputBytes).
+  outputBytes: number
   ttfbMs: number | undefined
 }
 
@@ -81,6 +83,15 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
   idle.refresh()
 
   const translator = adapter.openStream(target, { callerWantsUsage: opts.callerWantsUsage, checkUsage: opts.checkUsage })
+  // An event the translator trips over is the provider's fault, not the gateway's.
+  const translate = (e: SseEvent) => {
+    try {
+      return translator.onEvent(e)
+    } catch (err) {
+      if (err instanceof GatewayError) throw err
+      throw new GatewayError('upstream_bad_response', `${id}: the provider sent a stream event the gateway cannot read`, { cause: err })
+    }
+  }
   const parser = new SseParser()
   const reader = res.body.getReader()
   let ended = false
@@ -90,7 +101,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     if (ended) return
     ended = true
     stopTimers()
-    opts.onEnd({ usage: translator.usage, error, clientClosed, finished: translator.finished, contentChunks: translator.contentChunks, ttfbMs })
+    opts.onEnd({ usage: translator.usage, error, clientClosed, finished: translator.finished, contentChunks: translator.contentChunks, outputBytes: translator.outputBytes, ttfbMs })
   }
 
   // Reads upstream until there is something to send the client, or the stream ended.
@@ -98,7 +109,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     for (;;) {
       const { done, value } = await reader.read()
       if (done) {
-        const out = collect(parser.end().map((e) => translator.onEvent(e)))
+        const out = collect(parser.end().map(translate))
         const tail = translator.end()
         const bytes = collect([out, tail])
         // A translator that framed an in-stream provider error already told the client.
@@ -109,7 +120,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
       const hadPending = parser.bufferedBytes > 0
       const events = parser.push(value)
       // Fast path: the chunk held whole events only and all go out unchanged, so forward it as is.
-      const outputs = events.map((e) => translator.onEvent(e))
+      const outputs = events.map(translate)
       const out = !hadPending && parser.bufferedBytes === 0 && outputs.every((o, i) => o === events[i]?.raw) ? value : collect(outputs)
       if (out && out.length > 0) {
         if (ttfbMs === undefined) ttfbMs = performance.now() - opts.startedAt

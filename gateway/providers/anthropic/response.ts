@@ -11,10 +11,11 @@ export function fromAnthropicResponse(text: string): Completion {
   } catch {
     throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.')
   }
-  if (!msg || !Array.isArray(msg.content)) throw new GatewayError('upstream_bad_response', 'The provider returned a message without content.')
+  if (typeof msg !== 'object' || msg === null || !Array.isArray(msg.content)) throw new GatewayError('upstream_bad_response', 'The provider returned a message without content.')
   let content: string | null = null
   const toolCalls: ToolCallOut[] = []
   for (const block of msg.content) {
+    if (typeof block !== 'object' || block === null) continue
     if (block.type === 'text' && typeof block.text === 'string') content = (content ?? '') + block.text
     else if (block.type === 'tool_use' && typeof block.id === 'string' && typeof block.name === 'string') {
       toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } })

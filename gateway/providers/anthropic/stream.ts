@@ -24,6 +24,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   usage: Usage | undefined
   finished = false
   contentChunks = 0
+  outputBytes = 0
   error: GatewayError | undefined
   private writer: ChunkWriter | undefined
   private usageSoFar: AnthropicUsageWire = {}
@@ -37,7 +38,8 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   ) {}
 
   onEvent(event: SseEvent): string | undefined {
-    if (event.data === undefined || this.error) return undefined
+    // Nothing after message_stop counts: it is neither relayed nor billed.
+    if (event.data === undefined || this.error || this.finished) return undefined
     let e: Event
     try {
       e = JSON.parse(event.data) as Event
@@ -89,6 +91,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
     }
     if (block?.type === 'text' && block.text) {
       this.contentChunks++
+      this.outputBytes += Buffer.byteLength(block.text)
       return this.out().delta({ content: block.text })
     }
     return undefined
@@ -98,16 +101,19 @@ export class AnthropicStreamTranslator implements StreamTranslator {
     const d = e.delta
     if (d?.type === 'text_delta' && typeof d.text === 'string') {
       this.contentChunks++
+      this.outputBytes += Buffer.byteLength(d.text)
       return this.out().delta({ content: d.text })
     }
     if (d?.type === 'input_json_delta' && d.partial_json) {
+      this.outputBytes += Buffer.byteLength(d.partial_json)
       const slot = this.tools.get(e.index ?? -1)
       if (!slot) return undefined
       slot.sawArguments = true
       this.contentChunks++
       return this.out().delta({ tool_calls: [{ index: slot.index, function: { arguments: d.partial_json } }] })
     }
-    // thinking_delta, signature_delta: no place in an OpenAI chunk.
+    // thinking_delta: no place in an OpenAI chunk, but billed as output.
+    if (d?.type === 'thinking_delta' && typeof (d as { thinking?: unknown }).thinking === 'string') this.outputBytes += Buffer.byteLength((d as { thinking: string }).thinking)
     return undefined
   }
 

@@ -10,6 +10,7 @@ export class GeminiStreamTranslator implements StreamTranslator {
   usage: Usage | undefined
   finished = false
   contentChunks = 0
+  outputBytes = 0
   error: GatewayError | undefined
   private writer: ChunkWriter | undefined
   private toolCount = 0
@@ -21,7 +22,8 @@ export class GeminiStreamTranslator implements StreamTranslator {
   ) {}
 
   onEvent(event: SseEvent): string | undefined {
-    if (event.data === undefined || this.error) return undefined
+    // Nothing after the finish reason counts: it is neither relayed nor billed.
+    if (event.data === undefined || this.error || this.finished) return undefined
     let res: GeminiResponse
     try {
       res = JSON.parse(event.data) as GeminiResponse
@@ -42,7 +44,8 @@ export class GeminiStreamTranslator implements StreamTranslator {
       this.finished = true
       return out + this.writer.delta({}, 'content_filter')
     }
-    const { content, toolCalls } = readParts(candidate.content?.parts ?? [], res.responseId ?? 'gemini', this.toolCount)
+    const { content, toolCalls, generatedBytes } = readParts(candidate.content?.parts, res.responseId ?? 'gemini', this.toolCount)
+    this.outputBytes += generatedBytes
     if (content) {
       this.contentChunks++
       out += this.writer.delta({ content })

@@ -47,9 +47,9 @@ export interface GeminiResponse {
 
 // Thinking tokens are billed as output: completion_tokens = candidates + thoughts, as the total says.
 // Counts that are not counts become NaN (see usage-check.ts): a count sent as a string ("70") is
-// never concatenated into another.
+// never concatenated into another, and usage without promptTokenCount is not a report to trust.
 export function toUsage(u: GeminiUsageWire | undefined): Usage | undefined {
-  if (typeof u !== 'object' || u === null || u.promptTokenCount === undefined) return undefined
+  if (typeof u !== 'object' || u === null) return undefined
   const thoughts = optionalTokenCount(u.thoughtsTokenCount)
   return {
     input_tokens: tokenCount(u.promptTokenCount),

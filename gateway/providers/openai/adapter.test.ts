@@ -154,3 +154,38 @@ describe('OpenAI in-stream errors', () => {
     expect(t.finished).toBe(false)
   })
 })
+
+describe('OpenAI stream passthrough, read by a suspicious gateway', () => {
+  const frames = (...data: string[]) => data.map((d) => `data: ${d}\n\n`).join('')
+
+  it('finds usage however the JSON is spaced or escaped, and hides it from a caller who did not ask', () => {
+    for (const usage of ['"usage": {"prompt_tokens": 3, "completion_tokens": 4}', '"us\\u0061ge":{"prompt_tokens":3,"completion_tokens":4}']) {
+      const { text, t } = relay(frames('{"choices":[{"index":0,"delta":{"content":"hi"}}]}', `{"choices": [], ${usage}}`, '[DONE]'), false)
+      expect(t.usage).toMatchObject({ input_tokens: 3, output_tokens: 4 })
+      expect(text).not.toContain('prompt_tokens')
+    }
+  })
+
+  it('counts generated text however it is spaced, reasoning included, in UTF-8 bytes', () => {
+    const { t } = relay(frames('{"choices": [{"delta": {"content": "héllo"}}]}', '{"choices":[{"delta":{"reasoning_content":"abc \\" def"}}]}', '{"choices":[{"delta":{"role":"assistant","content":""}}]}'), true)
+    expect(t.contentChunks).toBe(2)
+    expect(t.outputBytes).toBe(6 + 10)
+  })
+
+  it('drops a usage report that text followed, and everything after [DONE]', () => {
+    const early = relay(frames('{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":0}}', '{"choices":[{"delta":{"content":"more"}}]}'), true)
+    expect(early.t.usage).toBeUndefined()
+    const late = relay(frames('{"choices":[{"delta":{"content":"hi"}}]}', '[DONE]', '{"choices":[{"delta":{"content":"extra"}}]}', '{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":9000}}'), true)
+    expect(late.text).not.toContain('extra')
+    expect(late.t.usage).toBeUndefined()
+  })
+
+  it('shows a checked replacement, or normalized counts, instead of what the provider sent', () => {
+    const replaced = openAiAdapter.openStream(target, { callerWantsUsage: true, checkUsage: (u) => ({ ...u, input_tokens: 7, output_tokens: 8, anomaly: 'invalid' }) })
+    const [e] = new SseParser().push(new TextEncoder().encode(frames('{"choices":[],"usage":{"prompt_tokens":-1,"completion_tokens":2}}')))
+    const out = dec.decode(replaced.onEvent(e as never) as Uint8Array)
+    expect(JSON.parse(out.slice(6)).usage).toMatchObject({ prompt_tokens: 7, completion_tokens: 8, total_tokens: 15 })
+    const odd = relay(frames('{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":-1e308}}'), true)
+    expect(JSON.parse(odd.text.slice(6)).usage.total_tokens).toBe(3)
+  })
+})

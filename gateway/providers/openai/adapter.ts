@@ -87,6 +87,7 @@ class OpenAiPassthrough implements StreamTranslator {
   usage: Usage | undefined
   finished = false
   contentChunks = 0
+  outputBytes = 0
   // An in-stream error passes through as it is (the client's SDK raises it); it is kept here so
   // the request is recorded with the provider's error and no second error frame follows.
   error: GatewayError | undefined
@@ -97,6 +98,8 @@ class OpenAiPassthrough implements StreamTranslator {
   ) {}
 
   onEvent(event: SseEvent): Uint8Array | undefined {
+    // Nothing follows [DONE]: what a provider sends after it is neither relayed nor billed.
+    if (this.finished) return undefined
     const data = event.data
     if (data === undefined) return event.raw
     if (data === '[DONE]') {
@@ -107,19 +110,25 @@ class OpenAiPassthrough implements StreamTranslator {
       this.error = this.toError(data)
       return event.raw
     }
-    // `"usage":{` cannot occur inside a JSON string (its quotes would be escaped), so this finds
-    // the usage object without parsing every chunk.
-    if (data.includes('"usage":{')) {
+    const generated = generatedBytes(data)
+    if (generated > 0) {
+      this.contentChunks++
+      this.outputBytes += generated
+      // Text after a usage report means the report was not the final one: it no longer counts.
+      this.usage = undefined
+    }
+    // Most chunks carry no usage object: only those that may are parsed.
+    if (MAY_CARRY_USAGE.test(data) || data.includes('\\u')) {
       const usage = parseUsageChunk(data)
       if (usage) {
         this.usage = usage.usage
         if (!this.opts.callerWantsUsage && usage.choicesEmpty) return undefined
-        // Figures that fail the check never reach the caller: the chunk goes out with the replacement.
+        // Figures that fail the check never reach the caller: the chunk goes out with the
+        // replacement, or with the provider's own counts normalized when only its extras were odd.
         const shown = this.opts.checkUsage?.(usage.usage) ?? usage.usage
-        if (shown !== usage.usage) return encoder.encode(`data: ${JSON.stringify({ ...usage.chunk, usage: toOpenAiUsage(shown) })}\n\n`)
+        if (shown !== usage.usage || usage.usage.rewrite) return encoder.encode(`data: ${JSON.stringify({ ...usage.chunk, usage: toOpenAiUsage(shown) })}\n\n`)
       }
     }
-    if (carriesText(data)) this.contentChunks++
     return event.raw
   }
 
@@ -138,13 +147,20 @@ function statusOfStreamError(data: string): number {
   return 500
 }
 
-// A delta with a non-empty content, refusal or tool-argument string (the role chunk's "" is not text).
-function carriesText(data: string): boolean {
-  for (const key of ['"content":"', '"arguments":"', '"refusal":"']) {
-    const at = data.indexOf(key)
-    if (at !== -1 && data.charCodeAt(at + key.length) !== 0x22) return true
-  }
-  return false
+// A usage object, however the provider spaces its JSON (a key written with \u escapes is caught
+// by the caller's check for escapes).
+const MAY_CARRY_USAGE = /"usage"\s*:\s*\{/
+// Generated text in a delta: content, refusal, tool arguments, reasoning. A quote inside a JSON
+// string is escaped, so `"content":` matches only a key, however it is spaced.
+const GENERATED = /"(?:content|arguments|refusal|reasoning_content|reasoning)"\s*:\s*"((?:[^"\\]|\\.)*)"/g
+
+// UTF-8 bytes of generated text in one chunk (the role chunk's "" is none): what an estimate of
+// a stream without usage goes by.
+function generatedBytes(data: string): number {
+  let bytes = 0
+  GENERATED.lastIndex = 0
+  for (let m = GENERATED.exec(data); m !== null; m = GENERATED.exec(data)) bytes += Buffer.byteLength(m[1] ?? '')
+  return bytes
 }
 
 const encoder = new TextEncoder()

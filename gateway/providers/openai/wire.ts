@@ -20,8 +20,8 @@ export interface OpenAiErrorWire {
 // refuses (a missing object means the provider reported nothing).
 export function toUsage(u: unknown): Usage | undefined {
   if (typeof u !== 'object' || u === null) return undefined
-  const w = u as OpenAiUsage
-  return {
+  const w = u as OpenAiUsage & { total_tokens?: unknown }
+  const usage: Usage = {
     input_tokens: tokenCount(w.prompt_tokens),
     output_tokens: tokenCount(w.completion_tokens),
     cached_input_tokens: optionalTokenCount(field(w.prompt_tokens_details, 'cached_tokens')),
@@ -29,6 +29,17 @@ export function toUsage(u: unknown): Usage | undefined {
     reasoning_tokens: optionalTokenCount(field(w.completion_tokens_details, 'reasoning_tokens')),
     estimated: false,
   }
+  const total = w.total_tokens
+  const totalOdd = total !== undefined && total !== usage.input_tokens + usage.output_tokens
+  if (totalOdd || !countsOnly(w.prompt_tokens_details) || !countsOnly(w.completion_tokens_details)) usage.rewrite = true
+  return usage
+}
+
+// A *_tokens_details object (or its absence) holding nothing but counts.
+function countsOnly(details: unknown): boolean {
+  if (details === undefined || details === null) return true
+  if (typeof details !== 'object' || Array.isArray(details)) return false
+  return Object.values(details).every((v) => v === null || !Number.isNaN(tokenCount(v)))
 }
 
 function field(o: unknown, key: string): unknown {
