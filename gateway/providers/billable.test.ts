@@ -127,11 +127,12 @@ describe('Anthropic', () => {
     // A model the table does not know gets the largest figures.
     expect(measureAnthropicChat(req({ tools: [tool] }), target('anthropic', 'claude-next'), {}).fixedTokens).toBe(6 + 675)
     const img = measureAnthropicChat(req({ messages: [{ role: 'user', content: [image(pngDataUrl(1000, 1000))] }] }), an, {})
-    expect(img.fixedTokens).toBe(6 + 36 * 36)
+    expect(img.fixedTokens).toBe(6 + Math.ceil(1_000_000 / 750))
   })
 
   it('allows sampling and thinking options and marks the rest; refuses options that replace a field', () => {
     expect(measureAnthropicChat(req(), an, { top_k: 5, thinking: { type: 'enabled', budget_tokens: 1024 } }).unbounded).toEqual([])
+    expect(measureAnthropicChat(req(), an, { service_tier: 'auto' }).unbounded).toHaveLength(1)
     expect(measureAnthropicChat(req(), an, { tools: [], mcp_servers: [] }).unbounded.map((u) => u.param)).toEqual([
       'x-gateway-options.provider_options.tools',
       'x-gateway-options.provider_options.mcp_servers',
@@ -158,5 +159,15 @@ describe('Gemini', () => {
     const byUrl = req({ messages: [{ role: 'user', content: [image('https://x.invalid/a.png')] }] })
     expect(measureGeminiChat(byUrl, ge, {}).unbounded[0]?.param).toBe('messages[0].content[0].image_url')
     expect(measureGeminiChat(byUrl, target('gemini', 'gemini-3-pro-preview'), {}).fixedTokens).toBe(6 + 1120)
+  })
+
+  it('refuses a PDF by URL, which Gemini is told is a PDF and bills by the page', () => {
+    const pdf = req({ messages: [{ role: 'user', content: [image('https://x.invalid/report.pdf?x=1')] }] })
+    expect(measureGeminiChat(pdf, target('gemini', 'gemini-3-pro-preview'), {}).unbounded[0]?.why).toContain('application/pdf')
+  })
+
+  it("takes Google's proto field names as the same fields", () => {
+    expect(catchGatewayError(() => measureGeminiChat(req(), ge, { generationConfig: { max_output_tokens: 65_536 } })).code).toBe('invalid_parameter')
+    expect(catchGatewayError(() => measureGeminiChat(req(), ge, { system_instruction: { parts: [] } })).code).toBe('invalid_parameter')
   })
 })

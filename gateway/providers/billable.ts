@@ -30,6 +30,8 @@ export interface BillingRules {
   imageTokens(size: ImageSize | undefined, detail: string | undefined): number | undefined
   // Tokens of the prompt the provider adds when a request carries tools (Anthropic's tool-use prompt).
   toolPromptTokens(toolChoice: unknown): number
+  // The media type the adapter declares for an image by URL, when it declares one (Gemini's fileData).
+  urlMediaType?(url: string): string
 }
 
 // OpenAI's documented framing (3 tokens a message, 1 a name, 3 to prime the reply), close enough
@@ -42,6 +44,10 @@ const REPLY_PRIMING = 3
 const MESSAGE_FIELDS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_call_id', 'function_call', 'refusal'])
 
 const DATA_URL = /^data:([^;,]*)(;[^,]*)?,/
+
+// Sizes read from image headers, by the part that carries them: every target of a fallback chain
+// measures the same request, and reads each header once.
+const sizes = new WeakMap<object, ImageSize | null>()
 
 export function emptyBillable(): Billable {
   return { texts: [], fixedTokens: REPLY_PRIMING, outputTexts: [], outputs: 1, images: 0, unbounded: [] }
@@ -76,8 +82,9 @@ export function measureChat(req: ChatRequest, rules: BillingRules): Billable {
   const tools: unknown[] = Array.isArray(req.tools) ? req.tools : req.tools == null ? [] : [req.tools]
   for (const tool of tools) out.texts.push(JSON.stringify(tool) ?? '')
   if (tools.length > 0) out.fixedTokens += rules.toolPromptTokens(req.tool_choice)
-  const format = req.response_format as { type?: unknown } | null | undefined
-  if (format && typeof format === 'object' && format.type !== 'text') out.texts.push(JSON.stringify(format))
+  // Anything beyond a bare {type: 'text'} is counted, whatever it claims to be.
+  const format = req.response_format as Record<string, unknown> | null | undefined
+  if (format !== null && format !== undefined && !(typeof format === 'object' && format.type === 'text' && Object.keys(format).length === 1)) out.texts.push(textOf(format))
   return out
 }
 
@@ -89,14 +96,20 @@ function measureContent(content: unknown, param: string, rules: BillingRules, ou
   if (!Array.isArray(content)) return
   content.forEach((part: Record<string, unknown>, j) => {
     const type = part.type
+    let known: string
     if (type === 'text' || type === 'refusal') {
+      known = type
       const text = part[type]
-      out.texts.push(typeof text === 'string' ? text : textOf(part))
+      out.texts.push(typeof text === 'string' ? text : textOf(text))
     } else if (type === 'image_url') {
+      known = type
       measureImage(part.image_url, `${param}[${j}].image_url`, rules, out)
     } else {
       out.unbounded.push({ param: `${param}[${j}].type`, why: `a '${String(type)}' part is billed by a size the gateway cannot bound` })
+      return
     }
+    // Whatever else a part carries goes upstream with it: counted as its JSON text.
+    for (const [key, value] of Object.entries(part)) if (key !== 'type' && key !== known && value !== null && value !== undefined) out.texts.push(textOf(value))
   })
 }
 
@@ -113,7 +126,20 @@ function measureImage(imageUrl: unknown, param: string, rules: BillingRules, out
       out.unbounded.push({ param, why: `'${mime || 'no type'}' data is billed by pages or seconds the gateway cannot count` })
       return
     }
-    if (data[2]?.includes('base64')) size = readImageSize(url.slice(data[0].length))
+    if (data[2]?.includes('base64')) {
+      const known = ref && sizes.get(ref)
+      if (known !== undefined) size = known ?? undefined
+      else {
+        size = readImageSize(url.slice(data[0].length))
+        if (ref) sizes.set(ref, size ?? null)
+      }
+    }
+  } else {
+    const declared = rules.urlMediaType?.(url)
+    if (declared !== undefined && !declared.startsWith('image/')) {
+      out.unbounded.push({ param, why: `'${declared}' is billed by pages or seconds the gateway cannot count` })
+      return
+    }
   }
   const tokens = rules.imageTokens(size, detail)
   if (tokens === undefined) {

@@ -127,6 +127,12 @@ describe('readImageSize', () => {
     expect(readImageSize(toBase64(jpeg))).toEqual({ width: 300, height: 200 })
   })
 
+  it('takes a few fill bytes in a row and gives up on a long run of them', () => {
+    const run = (n: number) => buildJpeg(300, 200, { before: [new Uint8Array(n).fill(0xff)] })
+    expect(readImageSize(toBase64(run(31)))).toEqual({ width: 300, height: 200 })
+    expect(readImageSize(toBase64(run(1002)))).toBeUndefined()
+  })
+
   it('does not mistake DHT, JPG or DAC for a frame header', () => {
     const lookalikes = [0xc4, 0xc8, 0xcc].map((m) => concat([0xff, m], u16be(11), [8], u16be(9), u16be(9), [1, 1, 0x11, 0]))
     expect(readImageSize(toBase64(buildJpeg(12, 34, { before: lookalikes })))).toEqual({ width: 12, height: 34 })

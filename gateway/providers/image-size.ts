@@ -19,6 +19,8 @@ const MAX_DIMENSION = 100_000
 // Fewer real segments precede a JPEG's frame header (even with many ICC-profile chunks); past this
 // the walk is being stalled on purpose.
 const MAX_JPEG_STEPS = 1_000
+// Fill bytes in a row: a few in real files; thousands are only ever a way to make the walk long.
+const MAX_JPEG_FILL = 32
 // Decoded per window: enough for every fixed header and several JPEG markers at once.
 const WINDOW_BYTES = 64
 // Media types with parameters stay short; never scan a multi-megabyte string for the comma.
@@ -201,19 +203,23 @@ function isStandalone(marker: number): boolean {
 
 // Walks the segments after SOI, jumping over each by its length (APPn/EXIF blocks can be 64 KB each
 // and there can be several) so only marker headers are decoded. Gives up at SOS/EOI before a frame
-// header, on anything that is not a marker, and after MAX_JPEG_STEPS markers or fill bytes.
+// header, on anything that is not a marker, after MAX_JPEG_STEPS markers or fill bytes, and after
+// MAX_JPEG_FILL fill bytes in a row.
 function readJpegSize(read: ByteReader): ImageSize | undefined {
   const soi = read(0, 2)
   if (!soi || !hasBytes(soi, 0, [0xff, 0xd8])) return undefined
   let pos = 2
+  let fill = 0
   for (let step = 0; step < MAX_JPEG_STEPS; step++) {
     const m = read(pos, 2)
     if (!m || m[0] !== 0xff) return undefined
     const marker = m[1] ?? 0
     if (marker === 0xff) {
+      if (++fill > MAX_JPEG_FILL) return undefined
       pos += 1 // fill byte: the marker starts at the next 0xFF
       continue
     }
+    fill = 0
     if (isStandalone(marker)) {
       pos += 2
       continue

@@ -31,9 +31,10 @@ describe('OpenAI patches', () => {
 })
 
 describe('Anthropic 28 px patches', () => {
-  it('counts patches after fitting the long edge, up to the model maximum', () => {
-    expect(patch28ImageTokens({ width: 1000, height: 1000 }, 1568, 1568)).toBe(36 * 36)
-    expect(patch28ImageTokens({ width: 8000, height: 8000 }, 1568, 1568)).toBe(1568)
+  it('counts patches or area / 750, whichever is more, after fitting the long edge, up to the model maximum', () => {
+    expect(patch28ImageTokens({ width: 1000, height: 1000 }, 1568, 1600)).toBe(Math.ceil(1_000_000 / 750))
+    expect(patch28ImageTokens({ width: 30, height: 30 }, 1568, 1600)).toBe(4)
+    expect(patch28ImageTokens({ width: 8000, height: 8000 }, 1568, 1600)).toBe(1600)
     expect(patch28ImageTokens(undefined, 2576, 4784)).toBe(4784)
   })
 })

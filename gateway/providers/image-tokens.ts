@@ -30,12 +30,15 @@ export function patchImageTokens(size: ImageSize | undefined, multiplier: number
   return Math.ceil(patches * multiplier)
 }
 
-// Anthropic: one token per 28x28 px patch, after scaling the long edge down to the model's
-// native size; an image above the model's token maximum is scaled down to it.
+// Anthropic: one token per 28x28 px patch (its current docs), or width x height / 750 (its
+// earlier ones), whichever is more, after scaling the long edge down to the model's native size;
+// an image above the model's token maximum is scaled down to it.
 export function patch28ImageTokens(size: ImageSize | undefined, maxEdge: number, maxTokens: number): number {
   if (!size) return maxTokens
   const fit = Math.min(1, maxEdge / Math.max(size.width, size.height))
-  const tokens = Math.ceil((size.width * fit) / 28) * Math.ceil((size.height * fit) / 28)
+  const w = size.width * fit
+  const h = size.height * fit
+  const tokens = Math.max(Math.ceil(w / 28) * Math.ceil(h / 28), Math.ceil((w * h) / 750))
   return Math.min(maxTokens, tokens)
 }
 

@@ -8,17 +8,18 @@ export type ContentPart = { type?: unknown; text?: unknown; image_url?: { url?: 
 // request metadata (the seed's Request.metadata): kept by the gateway, never sent to a provider.
 export const COMMON_PARAMETERS = ['model', 'messages', 'max_tokens', 'max_completion_tokens', 'stop', 'temperature', 'top_p', 'tools', 'tool_choice', 'stream', 'stream_options', 'metadata']
 
-// Default-valued parameters every translating adapter accepts as "not asked for".
-const NEUTRAL: Record<string, (v: unknown) => boolean> = {
-  n: (v) => v === 1,
-  logprobs: (v) => v === false,
-  response_format: (v) => (v as { type?: unknown }).type === 'text',
-}
+// Default-valued parameters every translating adapter accepts as "not asked for". A Map, not an
+// object: a body key such as `constructor` or `__proto__` must not find Object.prototype's.
+const NEUTRAL = new Map<string, (v: unknown) => boolean>([
+  ['n', (v) => v === 1],
+  ['logprobs', (v) => v === false],
+  ['response_format', (v) => typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'text'],
+])
 
 // Refuses every set parameter the adapter does not translate, instead of dropping it.
 export function rejectUnhandled(req: ChatRequest, handled: ReadonlySet<string>, provider: string): void {
   for (const [key, value] of Object.entries(req)) {
-    if (value === null || value === undefined || handled.has(key) || NEUTRAL[key]?.(value)) continue
+    if (value === null || value === undefined || handled.has(key) || NEUTRAL.get(key)?.(value)) continue
     throw unsupported(key, `'${key}' is not supported by ${provider} targets`)
   }
 }
@@ -29,6 +30,7 @@ export function textOfParts(content: unknown, param: string): string[] {
   if (!Array.isArray(content)) throw invalid(param, 'expected a string or an array of text parts')
   return content.map((p: ContentPart, j) => {
     if (p.type === 'text' && typeof p.text === 'string') return p.text
+    if (p.type === 'text') throw invalid(`${param}[${j}].text`, 'a text part needs a string')
     throw unsupported(`${param}[${j}].type`, `only text parts are allowed here, not '${String(p.type)}'`)
   })
 }

@@ -10,6 +10,7 @@ import { buildUsageRecord, sentAttempts, type RequestOutcome, type UsageSink } f
 import { readJsonBody } from '../read-body.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { estimateRequest, guessInputTokens, RequestCounter, withOutputCap, type Estimate } from '../quota/estimate.ts'
+import { costPico } from '../../shared/money.ts'
 import { inputBound } from '../providers/billable.ts'
 import { countTokens } from '../providers/tokenize.ts'
 import { toOpenAiUsage } from '../providers/openai-format.ts'
@@ -83,17 +84,29 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     attempts,
     fellBack: false,
   }
-  let reservation: Reservation | undefined
+  // The first reservation pays for one call; every call after one that may have been billed (it
+  // timed out, or broke once the provider had it) needs one more (see topUp).
+  const reservations: Reservation[] = []
+  const billedFailures: Route[] = []
+  // Set when the answer's usage is unknown but the provider may have billed it all (a stream cut
+  // before its usage, a call the caller left): that target's whole estimate is booked.
+  let bookEstimateOf: Route | undefined
   // Called once per request, whatever its outcome: the usage record, then the budget booking.
   const record = () => {
     const rec = buildUsageRecord(outcome, performance.now())
     deps.usage.append(rec)
-    if (reservation) {
+    if (reservations.length > 0) {
       const settle = tr.step('quota.settle')
-      // An answer with no usable report books the reservation whole: the provider may have billed it.
-      // Usage the provider reported, or the estimate that replaced a report that failed its check.
-      if (outcome.usage) reservation.settle(rec.input_tokens + rec.output_tokens, rec.cost_pico)
-      else reservation.release()
+      // Each call that may have been billed books its estimate, then the answer its usage (as
+      // reported and checked, or estimated); a reservation left over is released.
+      const charges = billedFailures.map(chargeOf)
+      if (bookEstimateOf) charges.push(chargeOf(bookEstimateOf))
+      else if (outcome.usage) charges.push({ tokens: rec.input_tokens + rec.output_tokens, pico: rec.cost_pico })
+      reservations.forEach((r, i) => {
+        const c = charges[i]
+        if (c) r.settle(c.tokens, c.pico)
+        else r.release()
+      })
       settle.end()
     }
     forward?.end(outcome.error)
@@ -142,6 +155,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   // Budgets reserve for the dearest target the chain may reach, so a fallback cannot overspend.
   const plan = planFor(snapshot.config.file.quotas, caller)
   const estimates = new Map<Route, Estimate>()
+  let worst = { tokens: 0, micro: 0 }
   const counter = new RequestCounter()
   if (plan.length > 0) {
     const reserving = tr.step('quota.reserve')
@@ -153,8 +167,11 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       let refusal: unknown
       for (const route of decision.chain) {
         try {
+          const started = performance.now()
           estimates.set(route, await estimateRequest(route, req, providerOptionsFor(route), settings, counter))
           chain.push(route)
+          // Measuring a huge request for each target of a long chain: others get a turn between.
+          if (performance.now() - started > 1) await new Promise((resolve) => setImmediate(resolve))
         } catch (err) {
           if (!(err instanceof GatewayError) || err.status >= 500) throw err
           refusal ??= err
@@ -163,9 +180,12 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       if (chain.length === 0) throw refusal
       decision = { ...decision, chain }
       const all = [...estimates.values()]
-      const worst = { tokens: Math.max(...all.map((e) => e.tokens)), micro: Math.max(...all.map((e) => e.micro)) }
-      reservation = await deps.quota.reserve(plan, requestId, worst)
-      if (reservation) Object.assign(headers, reservation.headers)
+      worst = { tokens: Math.max(...all.map((e) => e.tokens)), micro: Math.max(...all.map((e) => e.micro)) }
+      const reservation = await deps.quota.reserve(plan, requestId, worst)
+      if (reservation) {
+        reservations.push(reservation)
+        Object.assign(headers, reservation.headers)
+      }
       reserving.end()
     } catch (err) {
       reserving.end(toGatewayError(err))
@@ -177,10 +197,28 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const est = estimates.get(route)
     return est?.capApplied ? withOutputCap(req, est.maxOutput, route.target.provider.kind) : req
   }
+  // Before a call that follows a call that may have been billed, reserve for it too: a budget that
+  // cannot pay for both ends the request (its 429) instead of letting retries overspend.
+  const topUp = async () => {
+    while (reservations.length > 0 && billedFailures.length >= reservations.length) {
+      const extra = await deps.quota.reserve(plan, `${requestId}#${reservations.length}`, worst)
+      if (!extra) return
+      reservations.push(extra)
+    }
+  }
+  // A call the provider may have billed although it failed: it timed out, or broke once sent.
+  const noteFailure = (route: Route) => (err: unknown) => {
+    if (err instanceof GatewayError && mayHaveBilled(err)) billedFailures.push(route)
+    throw err
+  }
   // What the provider reports is checked against what the request as sent can bill; a report that
   // fails is replaced by the estimate (the reservation's, when there is one).
   // The figures that stand in for a report that failed, or an answer that could not be read: the
   // reservation's estimate (nothing to go by without a budget).
+  const chargeOf = (route: Route) => {
+    const u = estimateOf(route)
+    return { tokens: u.input_tokens + u.output_tokens, pico: costPico(route.target.price, u.input_tokens, u.output_tokens) }
+  }
   const estimateOf = (route: Route): Usage => {
     const est = estimates.get(route)
     return {
@@ -204,8 +242,12 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   const routingSettings = snapshot.config.file.routing
   const dispatchDeps: DispatchDeps = {
     ...deps.routing,
-    // One admission per upstream call: retries count against the provider's limit too.
-    admit: (route, n) => deps.quota.admitProvider(route.target.provider, `${requestId}:${n}`),
+    // One admission per upstream call: retries count against the provider's limit too, and a call
+    // after one that may have been billed must first be paid for.
+    admit: async (route, n) => {
+      await topUp()
+      return deps.quota.admitProvider(route.target.provider, `${requestId}:${n}`)
+    },
   }
   const dispatchSettings = {
     ...routingSettings,
@@ -241,7 +283,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   if (!outcome.stream) {
     try {
       const { value, route, fellBack } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
-        attempt(r, (h) => completeChat(r.adapter, r.target, requestFor(r), providerOptionsFor(r), request.signal, h)),
+        attempt(r, (h) => completeChat(r.adapter, r.target, requestFor(r), providerOptionsFor(r), request.signal, h)).catch(noteFailure(r)),
       )
       forward = tr.step('response.forward')
       served(route, fellBack)
@@ -261,8 +303,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       return new Response(body, { headers: { ...headers, 'content-type': 'application/json' } })
     } catch (err) {
       if (err !== CLIENT_CLOSED) return fail(err)
-      // The provider may finish (and bill) a call whose caller left: it is booked as the whole
-      // estimate, the most it can cost.
+      // The provider may finish (and bill) a call whose caller left: the record says what was seen
+      // (nothing), the budget books the whole estimate, the most it can cost.
       outcome.error = CLIENT_CLOSED
       outcome.clientClosed = true
       recordEstimated({ abandoned: true })
@@ -277,6 +319,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const route = last && snapshot.targets.get(last.target)
     if (!route) return record()
     outcome.target = route.target
+    // A call left while it ran, unless already counted as a failure the provider may have billed.
+    if ('abandoned' in answer && !billedFailures.includes(route)) bookEstimateOf = route
     estimateUsage(route, req, providerOptionsFor(route), estimates.get(route), counter, answer)
       .then((u) => {
         outcome.usage = u
@@ -290,8 +334,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   let settleStream: ((v: Verdict) => void) | undefined
   let endVerdict: Verdict | undefined
   let streamOpen = false
-  // The guard of the attempt that served the stream (each attempt checks its own target's report).
+  // The guard and target of the attempt that served the stream (each attempt checks its own report).
   let streamGuard: UsageGuard | undefined
+  let streamRoute: Route | undefined
   // A stream can end inside openChatStream (a provider that sent everything before its first
   // content): its end is handled once dispatch has logged the attempt and named the target.
   let dispatchReturned = false
@@ -315,7 +360,10 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       record()
       return
     }
-    // No usage chunk (the stream was cut, or the server ignores include_usage): count it ourselves.
+    // No usage chunk: the record gets what was seen. A stream that finished (a server that ignores
+    // include_usage) books that too; one cut short (by the caller, the provider or a timeout) books
+    // its whole estimate, since the provider may have generated, and billed, more than was relayed.
+    if (!s.finished) bookEstimateOf = streamRoute
     recordEstimated({ chunks: s.contentChunks, bytes: s.outputBytes })
   }
   try {
@@ -329,6 +377,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       (r) =>
         attempt(r, (h) => {
           const guard = guardFor(r)
+          streamRoute = r
           streamGuard = guard
           return openChatStream(r.adapter, r.target, requestFor(r), {
             callerWantsUsage: wantsUsageChunk(req),
@@ -340,7 +389,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
             extraHeaders: h,
             onEnd,
           })
-        }),
+        }).catch(noteFailure(r)),
       true,
     )
     dispatchReturned = true
@@ -359,16 +408,23 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     })
   } catch (err) {
     if (err !== CLIENT_CLOSED) return fail(err)
+    // The caller left before the first content: the provider may have been working (thinking).
     outcome.error = CLIENT_CLOSED
     outcome.clientClosed = true
-    record()
+    recordEstimated({ abandoned: true })
     return errorResponse(CLIENT_CLOSED, headers)
   }
 }
 
+// Failures after which the provider may still bill the call: it ran past our deadline, or the
+// connection broke once the provider had the request (no HTTP status: not an error answer).
+function mayHaveBilled(err: GatewayError): boolean {
+  return err.code === 'upstream_timeout' || err.code === 'stream_timeout' || (err.code === 'upstream_error' && err.upstreamStatus === undefined)
+}
+
 // What a request used when the provider did not say: input counted locally (the reservation's
 // count when there is one), output from the answer itself (a completion's text, or what a stream
-// generated), never above the cap sent; a call the caller left is booked at the whole estimate.
+// generated; nothing for a call the caller left), never above the cap sent.
 async function estimateUsage(
   route: Route,
   req: ChatRequest,
@@ -386,7 +442,7 @@ async function estimateUsage(
         ? // About a token a chunk, or four bytes a token where chunks carry more (a provider sending
           // whole sentences, or text the caller never saw, as thinking).
           Math.max(answer.chunks, Math.ceil(answer.bytes / 4))
-        : (cap ?? 0)
+        : 0
   return {
     input_tokens: input,
     output_tokens: cap === undefined ? produced : Math.min(cap, produced),

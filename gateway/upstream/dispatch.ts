@@ -20,6 +20,7 @@ export interface DispatchDeps {
   random(): number
   // The provider's requests-per-minute admission for one upstream call (`attempt` numbers the
   // request's calls, so retries count too): undefined when admitted, else ms until a slot frees.
+  // Throws to end the request before the call (a budget that cannot pay for it).
   admit(route: Route, attempt: number): Promise<number | undefined>
 }
 
@@ -75,7 +76,14 @@ export async function dispatch<T>(
         skip('circuit_open')
         break
       }
-      const wait = await deps.admit(route, attempts.length)
+      let wait: number | undefined
+      try {
+        wait = await deps.admit(route, attempts.length)
+      } catch (err) {
+        // Admission itself refused (a budget that cannot pay for another call): no call was made.
+        breaker.abandon(deps.now(), pass)
+        throw err
+      }
       if (wait !== undefined) {
         breaker.abandon(deps.now(), pass)
         rpmWait = Math.min(rpmWait ?? wait, wait)

@@ -5,6 +5,7 @@ import { completionTokens, jsonError, retryHeaders, withFaults, type EmulatedRep
 const PATH = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/
 
 export const geminiWire: WireFormat = {
+  name: 'gemini',
   matches: (method, path) => method === 'POST' && PATH.test(path),
   isStream: (_body, path) => path.endsWith(':streamGenerateContent'),
   modelOf: (_body, path) => decodeURIComponent(PATH.exec(path)?.[1] ?? ''),

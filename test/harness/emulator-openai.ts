@@ -3,6 +3,7 @@ import type { Behavior } from './emulator.ts'
 import { completionTokens, jsonError, retryHeaders, withFaults, type EmulatedReply, type Frame, type WireFormat } from './emulator-wire.ts'
 
 export const openAiWire: WireFormat = {
+  name: 'openai',
   matches: (method, path) => method === 'POST' && path === '/v1/chat/completions',
   isStream: (body) => body.stream === true,
   modelOf: (body) => String(body.model),

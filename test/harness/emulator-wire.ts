@@ -1,5 +1,6 @@
 // What every emulated wire format provides: bodies, stream frames, errors and auth, from one Behavior.
 import type { Behavior } from './emulator.ts'
+import type { WireName } from './emulator-billing.ts'
 
 // A frame that breaks the connection instead of sending bytes.
 export const BREAK = Symbol('break')
@@ -18,6 +19,7 @@ export interface EmulatedReply {
 }
 
 export interface WireFormat {
+  readonly name: WireName
   // Whether this request (path, method) is this format's generation endpoint.
   matches(method: string, path: string): boolean
   isStream(body: Record<string, unknown>, path: string): boolean
@@ -39,24 +41,6 @@ export interface WireFormat {
 // Completion tokens of a reply: what bill_max allows, else a token a word (5 a tool call).
 export function completionTokens(r: EmulatedReply): number {
   return r.billedOutput ?? (r.toolCalls.length ? r.toolCalls.length * 5 : r.words.length)
-}
-
-// bill_max's prompt: every string in the body at 4 characters a token (image data aside), plus
-// each image at 85 tokens (low detail) or 765.
-export function billedPrompt(body: unknown): number {
-  let chars = 0
-  let images = 0
-  const walk = (v: unknown, key: string, depth: number): void => {
-    if (depth > 200) return
-    if (typeof v === 'string') {
-      if (v.startsWith('data:') || key === 'data') images++
-      else chars += v.length
-    } else if (Array.isArray(v)) for (const x of v) walk(x, key, depth + 1)
-    else if (typeof v === 'object' && v !== null) for (const [k, x] of Object.entries(v)) walk(x, k, depth + 1)
-  }
-  walk(body, '', 0)
-  const low = JSON.stringify(body).split('"detail":"low"').length - 1
-  return Math.ceil(chars / 4) + low * 85 + Math.max(0, images - low) * 765
 }
 
 export function splitReply(text: string): string[] {

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs'
 import { anthropicWire } from './emulator-anthropic.ts'
 import { geminiWire } from './emulator-gemini.ts'
 import { openAiWire } from './emulator-openai.ts'
-import { BREAK, billedPrompt, countPrompt, splitReply, type WireFormat } from './emulator-wire.ts'
+import { BREAK, completionTokens, countPrompt, splitReply, type WireFormat } from './emulator-wire.ts'
+import { billedPrompt } from './emulator-billing.ts'
 
 const WIRES: WireFormat[] = [openAiWire, anthropicWire, geminiWire]
 
@@ -43,9 +44,9 @@ export interface Behavior {
   // Never answer (until the caller gives up).
   hang?: boolean
   // Bill what the request allows, as a provider charging to the limit would: completion tokens =
-  // the output cap received x n (UNCAPPED_OUTPUT without a cap), prompt tokens = every text the
-  // request carries (tools, schemas, system) at 4 characters a token, plus images (85 at low
-  // detail, else 765). The reply text itself stays short.
+  // the output cap received x n (UNCAPPED_OUTPUT without a cap), prompt tokens = every text in the
+  // fields the API bills (messages, system, tools, schemas) tokenized (a third more for Claude and
+  // Gemini), plus images by the published rules (see emulator-billing.ts). The reply stays short.
   bill_max?: boolean
   // Merged into the usage object sent (the final one of a stream): hostile counts such as
   // {"prompt_tokens": -6000000} or {"candidatesTokenCount": "70"}.
@@ -67,6 +68,9 @@ export interface EmulatorStats {
   health_checks: number
   streams_completed: number
   streams_cancelled: number
+  // Tokens billed for answers given (prompt + completion as the emulator meant them, before any
+  // usage_patch): the provider's own bill, whatever the gateway makes of its reports.
+  billed_tokens: number
 }
 
 export interface Emulator {
@@ -101,7 +105,7 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
   const behaviors = new Map<string, Behavior>()
   const requests: RecordedRequest[] = []
   const byModel = new Map<string, number>()
-  const stats: EmulatorStats = { requests: 0, health_checks: 0, streams_completed: 0, streams_cancelled: 0 }
+  const stats: EmulatorStats = { requests: 0, health_checks: 0, streams_completed: 0, streams_cancelled: 0, billed_tokens: 0 }
   const waiters: Array<{ counter: keyof EmulatorStats; n: number; resolve: () => void }> = []
   const recordLimit = opts.recordLimit ?? 1000
   let seq = 0
@@ -169,12 +173,13 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       const reply = {
         words: splitReply(b.reply ?? DEFAULT_REPLY),
         toolCalls: (b.tool_calls ?? []).map((t, i) => ({ id: `call_emu${seq}_${i}`, ...t })),
-        promptTokens: b.bill_max ? billedPrompt(body) : countPrompt(wire.promptText(body)),
+        promptTokens: b.bill_max ? await billedPrompt(wire.name, body, model) : countPrompt(wire.promptText(body)),
         id: `chatcmpl-emu${++seq}`,
         model,
         billedOutput: b.bill_max ? wire.outputAllowed(body, UNCAPPED_OUTPUT) : undefined,
         usagePatch: b.usage_patch,
       }
+      stats.billed_tokens += reply.promptTokens + completionTokens(reply)
       if (!wire.isStream(body, url.pathname)) {
         if (b.latency_ms) await Bun.sleep(b.latency_ms)
         if (b.replay) return new Response(readFileSync(b.replay), { headers: { 'content-type': 'application/json' } })

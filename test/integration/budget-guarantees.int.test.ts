@@ -35,7 +35,14 @@ function config(limit: number | null): Record<string, unknown> {
   })
   return {
     server: { log_level: 'debug' },
-    providers: [provider('openai', emulator.baseUrl), provider('anthropic', emulator.url), provider('gemini', emulator.url)],
+    providers: [
+      provider('openai', emulator.baseUrl),
+      provider('anthropic', emulator.url),
+      provider('gemini', emulator.url),
+      // Answers after its 300 ms deadline: each call times out, and the provider may still bill it.
+      { ...provider('openai', emulator.baseUrl), provider_id: 'p-slow', timeout_ms: 300, models: [{ name: 'slow', upstream_model: 'slow-up', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002 }] },
+    ],
+    routing: { retries: 2, backoff_base_ms: 1, backoff_max_ms: 1 },
     routes: [{ name: 'an-then-oa', targets: [{ provider: 'p-anthropic', model: 'an' }, { provider: 'p-openai', model: 'oa' }] }],
     clients: Array.from({ length: CLIENTS }, (_, i) => ({ client_id: `case-${i}`, team_id: 'budget-team', keys: [{ name: 'k', sha256: hashKey(key(i)) }] })),
     quotas: limit === null ? [] : [{ quota_id: 'day', entity_type: 'user', period: 'day', token_limit: limit }],
@@ -85,9 +92,10 @@ async function recordOf(gw: GatewayProcess, res: Response): Promise<Record<strin
   return record
 }
 
-// Sends requests in parallel; once all are recorded and booked, what the budget holds and what
-// the provider billed (the records of admitted requests) are both within the limit.
+// Sends requests in parallel; once all are recorded and booked, what the budget holds, what the
+// records of admitted requests say and what the provider billed are all within the limit.
 async function expectWithinBudget(s: Stack, client: number, requests: Array<() => Promise<Response>>): Promise<{ admitted: number; billed: number; booked: number }> {
+  const bill = emulator.stats.billed_tokens
   const responses = await Promise.all(requests.map((r) => r()))
   for (const r of responses) expect([200, 429]).toContain(r.status)
   const records = await Promise.all(responses.map((r) => recordOf(s.gw, r)))
@@ -98,6 +106,8 @@ async function expectWithinBudget(s: Stack, client: number, requests: Array<() =
   expect(row.used_tokens).toBeGreaterThan(0)
   expect(row.used_tokens).toBeLessThanOrEqual(LIMIT)
   expect(billed).toBeLessThanOrEqual(LIMIT)
+  // The provider's own bill, whatever the gateway made of its reports.
+  expect(emulator.stats.billed_tokens - bill).toBeLessThanOrEqual(LIMIT)
   return { admitted: responses.filter((r) => r.status === 200).length, billed, booked: row.used_tokens }
 }
 
@@ -260,6 +270,67 @@ for (const store of ['memory', 'redis'] as const) {
       const only = await post(s.gw, s.fresh(), ask('anthropic', { seed: 7, max_tokens: 50 }))
       expect(only.status).toBe(400)
       expect(((await only.json()) as { error: { param: string } }).error.param).toBe('seed')
+    })
+
+    it('pays for every call that may have been billed: a retry after a timeout needs budget too', async () => {
+      emulator.setBehavior('slow-up', { latency_ms: 600, reply: 'late' })
+      const client = s.fresh()
+      const calls = emulator.byModel.get('slow-up') ?? 0
+      // 8,000 output tokens a call: two calls fit in 20,000, a third would not.
+      const res = await post(s.gw, client, { model: 'slow', max_tokens: 8000, messages: [{ role: 'user', content: 'hi' }] })
+      expect(res.status).toBe(429)
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('token_quota_exceeded')
+      expect((emulator.byModel.get('slow-up') ?? 0) - calls).toBe(2)
+      const rec = await recordOf(s.gw, res)
+      await s.gw.waitForLog((l) => l.msg === 'quota booked' && l.request_id === rec.request_id)
+      const row = await budgetOf(s.gw, client)
+      expect(row.reserved_tokens).toBe(0)
+      expect(row.used_tokens).toBeGreaterThan(16_000)
+      expect(row.used_tokens).toBeLessThanOrEqual(LIMIT)
+    })
+
+    it('books the whole estimate for a stream its caller leaves, before or after the first content', async () => {
+      for (const leave of ['after the first content', 'before the first content'] as const) {
+        emulator.setBehavior(KINDS.openai.upstream, leave === 'after the first content' ? { reply: 'word '.repeat(50), chunk_interval_ms: 20 } : { reply: 'late', ttfb_ms: 400 })
+        const client = s.fresh()
+        const ac = new AbortController()
+        const sent = emulator.stats.requests
+        const pending = fetch(`${s.gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key(client)}` },
+          body: JSON.stringify(ask('openai', { max_tokens: 3000, stream: true })),
+          signal: ac.signal,
+        })
+        if (leave === 'after the first content') {
+          const reader = (await pending).body?.getReader()
+          await reader?.read()
+          ac.abort()
+          await reader?.cancel().catch(() => undefined)
+        } else {
+          // Leave once the provider has the request and is still silent.
+          await emulator.waitFor('requests', sent + 1)
+          ac.abort()
+          await pending.catch(() => undefined)
+        }
+        const rec = await s.gw.waitForLog((l) => l.msg === 'request' && l.client_id === `case-${client}`)
+        expect(rec.client_closed).toBe(true)
+        await s.gw.waitForLog((l) => l.msg === 'quota booked' && l.request_id === rec.request_id)
+        const row = await budgetOf(s.gw, client)
+        expect(row.used_tokens).toBeGreaterThan(3000)
+        expect(row.used_tokens).toBeLessThan(3100)
+      }
+    })
+
+    it('answers 400, not 500, for body keys that name Object.prototype and for odd parameter types', async () => {
+      for (const [kind, raw] of [
+        ['anthropic', '"__proto__":{}'],
+        ['gemini', '"constructor":1'],
+        ['openai', '"service_tier":{"toString":1}'],
+        ['openai', '"__proto__":{"max_tokens":100000}'],
+      ] as const) {
+        const res = await post(s.gw, s.fresh(), `{"model":"${KINDS[kind].model}","max_tokens":20,"messages":[{"role":"user","content":"hi"}],${raw}}`)
+        expect(res.status).toBe(400)
+      }
     })
 
     it('keeps absurd figures out of /metrics', async () => {

@@ -7,15 +7,16 @@ import { toAnthropicRequest } from './request.ts'
 
 // Per model (id prefix, first match wins): the system prompt Anthropic adds to a request with
 // tools, with tool_choice auto/none and any/tool (its pricing page, 2026), and the image limits
-// (long edge in px, tokens): 2,576 px / 4,784 tokens on the high-resolution models, else
-// 1,568 / 1,568. A model the table does not know gets the largest figures.
+// (long edge in px, tokens): 2,576 px / 4,784 tokens on the high-resolution models, else 1,568 px
+// and 1,600 tokens (1,568 in the current docs; ~1,590 by the earlier w x h / 750). A model the
+// table does not know gets the largest figures.
 interface ClaudeFigures {
   toolAuto: number
   toolForced: number
   imageEdge: number
   imageTokens: number
 }
-const STANDARD_IMAGES = { imageEdge: 1568, imageTokens: 1568 }
+const STANDARD_IMAGES = { imageEdge: 1568, imageTokens: 1600 }
 const LARGE_IMAGES = { imageEdge: 2576, imageTokens: 4784 }
 const CLAUDE: Array<[RegExp, ClaudeFigures]> = [
   [/^claude-opus-4-7/, { toolAuto: 675, toolForced: 804, ...LARGE_IMAGES }],
@@ -34,8 +35,8 @@ export function claudeFigures(upstreamModel: string): ClaudeFigures {
 }
 
 // provider_options a budgeted request may carry: none of them adds input or output beyond the cap
-// (thinking is output, bounded by max_tokens).
-const NEUTRAL_OPTIONS = new Set(['top_k', 'thinking', 'stop_sequences', 'service_tier'])
+// (thinking is output, bounded by max_tokens). Not service_tier: 'auto' may run at priority rates.
+const NEUTRAL_OPTIONS = new Set(['top_k', 'thinking', 'stop_sequences'])
 
 export function anthropicBillingRules(target: Target): BillingRules {
   const fixed = target.model.max_tokens_per_image

@@ -94,6 +94,7 @@ function toUserBlocks(content: unknown, param: string): AnthropicBlock[] {
   return content.map((p: ContentPart, j) => {
     if (p.type === 'text' && typeof p.text === 'string') return { type: 'text', text: p.text }
     if (p.type === 'image_url') return toImage(p.image_url, `${param}[${j}].image_url`)
+    if (p.type === 'text') throw invalid(`${param}[${j}].text`, 'a text part needs a string')
     throw unsupported(`${param}[${j}].type`, `content part '${String(p.type)}' is not supported by Anthropic targets`)
   })
 }

@@ -3,7 +3,7 @@ import type { ChatRequest } from '../../chat-request.ts'
 import { measureChat, type Billable, type BillingRules } from '../billable.ts'
 import { cropTileImageTokens } from '../image-tokens.ts'
 import type { ProviderOptions, Target } from '../types.ts'
-import { toGeminiRequest } from './request.ts'
+import { mimeFromUrl, toGeminiRequest } from './request.ts'
 
 // Gemini 3 bills an image at its media resolution, high (1,120 tokens) by default; setting the
 // resolution is not among the options a budgeted request may carry, so the default holds.
@@ -23,6 +23,7 @@ export function geminiBillingRules(target: Target): BillingRules {
   return {
     imageTokens: fixed !== undefined ? () => fixed : gemini3 ? () => GEMINI3_IMAGE_TOKENS : (size) => cropTileImageTokens(size),
     toolPromptTokens: () => 0,
+    urlMediaType: mimeFromUrl,
   }
 }
 

@@ -21,8 +21,9 @@ import type { GeminiContent, GeminiPart, GeminiRequest } from './wire.ts'
 const HANDLED = new Set([...COMMON_PARAMETERS, 'seed', 'presence_penalty', 'frequency_penalty', 'response_format'])
 // Fields an option may never bring in: the prompt, and inside generationConfig the output cap a
 // budget reserves for and the number of candidates.
-const OWNED = new Set(['contents', 'systemInstruction'])
-const OWNED_GENERATION = new Set(['maxOutputTokens', 'candidateCount'])
+// Google's JSON takes proto field names too (max_output_tokens): both spellings are the same field.
+const OWNED = new Set(['contents', 'systemInstruction', 'system_instruction', 'generation_config'])
+const OWNED_GENERATION = new Set(['maxOutputTokens', 'candidateCount', 'max_output_tokens', 'candidate_count'])
 
 type OpenAiMessage = ChatRequest['messages'][number]
 
@@ -120,13 +121,15 @@ function toUserParts(content: unknown, param: string): GeminiPart[] {
       const img = readImageUrl(p.image_url, `${param}[${j}].image_url`)
       return img.kind === 'base64' ? { inlineData: { mimeType: img.mediaType, data: img.data } } : { fileData: { mimeType: mimeFromUrl(img.url), fileUri: img.url } }
     }
+    if (p.type === 'text') throw invalid(`${param}[${j}].text`, 'a text part needs a string')
     throw unsupported(`${param}[${j}].type`, `content part '${String(p.type)}' is not supported by Gemini targets`)
   })
 }
 
 const MIME: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', heic: 'image/heic', pdf: 'application/pdf' }
 
-function mimeFromUrl(url: string): string {
+// The type fileData declares for a URL, by its extension (Gemini bills a PDF by its pages).
+export function mimeFromUrl(url: string): string {
   const ext = /\.([a-z0-9]+)(?:[?#]|$)/i.exec(url)?.[1]?.toLowerCase()
-  return (ext && MIME[ext]) || 'image/jpeg'
+  return (ext && Object.hasOwn(MIME, ext) && MIME[ext]) || 'image/jpeg'
 }

@@ -64,7 +64,7 @@ export function measureOpenAiChat(req: ChatRequest, target: Target, options: Pro
         b.outputTexts.push(JSON.stringify((value as { content?: unknown }).content ?? value))
         break
       case 'service_tier':
-        if (!PRICED_TIERS.has(String(value))) b.unbounded.push({ param, why: `the '${String(value)}' tier bills above the configured prices` })
+        if (typeof value !== 'string' || !PRICED_TIERS.has(value)) b.unbounded.push({ param, why: 'only the auto, default and flex tiers bill at the configured prices' })
         break
       case 'modalities':
         if (!Array.isArray(value) || value.some((m) => m !== 'text')) b.unbounded.push({ param, why: 'audio output is billed at audio rates the configured prices do not cover' })
