@@ -2,35 +2,20 @@
 // Run: npx bun bench/estimate.ts
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { pricePerTokenPico } from '../shared/money.ts'
 import type { ProviderKind, QuotaSettings } from '../shared/config/schema.ts'
 import type { ChatRequest } from '../gateway/chat-request.ts'
-import type { Route } from '../gateway/config-store.ts'
 import { estimateRequest, RequestCounter } from '../gateway/quota/estimate.ts'
-import { adapterFor } from '../gateway/providers/registry.ts'
 import { loadEncoding } from '../gateway/providers/tokenize.ts'
 import { estimatePairs } from '../test/harness/estimate-fixtures.ts'
 import { pngDataUrl } from '../test/harness/images.ts'
+import { testRoute } from '../test/harness/targets.ts'
 
 const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250 }
 // Each timed case runs for about this long, at most MAX_CALLS calls.
 const CASE_MS = 400
 const MAX_CALLS = 20_000
 
-function route(kind: ProviderKind, upstreamModel: string): Route {
-  return {
-    key: `${kind}/${upstreamModel}`,
-    adapter: adapterFor(kind),
-    unavailable: undefined,
-    target: {
-      provider: { provider_id: kind, name: kind, kind, base_url: 'http://127.0.0.1:1', models: [], enabled: true, timeout_ms: 1000, health_check: false },
-      model: { name: upstreamModel, cost_per_1k_input_tokens: 0.0025, cost_per_1k_output_tokens: 0.01 },
-      upstreamModel,
-      apiKey: undefined,
-      price: { input_pico_per_token: pricePerTokenPico(0.0025), output_pico_per_token: pricePerTokenPico(0.01) },
-    },
-  }
-}
+const route = (kind: ProviderKind, upstreamModel: string) => testRoute(kind, upstreamModel)
 
 const pad = (s: string | number, n: number) => String(s).padEnd(n)
 

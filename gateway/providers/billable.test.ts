@@ -3,21 +3,14 @@ import type { ModelConfig, ProviderKind } from '../../shared/config/schema.ts'
 import type { ChatRequest } from '../chat-request.ts'
 import { catchGatewayError } from '../../test/harness/catch-error.ts'
 import { pngDataUrl } from '../../test/harness/images.ts'
+import { testTarget } from '../../test/harness/targets.ts'
 import { measureAnthropicChat } from './anthropic/billing.ts'
 import { inputBound, measureChat } from './billable.ts'
 import { measureGeminiChat } from './gemini/billing.ts'
 import { measureOpenAiChat } from './openai/billing.ts'
 import type { Target } from './types.ts'
 
-function target(kind: ProviderKind, upstreamModel: string, model: Partial<ModelConfig> = {}): Target {
-  return {
-    provider: { provider_id: kind, name: kind, kind, base_url: 'http://127.0.0.1:1', models: [], enabled: true, timeout_ms: 1000, health_check: false },
-    model: { name: 'm', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002, ...model },
-    upstreamModel,
-    apiKey: undefined,
-    price: { input_pico_per_token: 1_000_000, output_pico_per_token: 2_000_000 },
-  }
-}
+const target = (kind: ProviderKind, upstreamModel: string, model: Partial<ModelConfig> = {}): Target => testTarget(kind, upstreamModel, { cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002, ...model })
 const oa = target('openai', 'gpt-4o-2024-08-06')
 const an = target('anthropic', 'claude-haiku-4-5')
 const ge = target('gemini', 'gemini-2.5-flash')

@@ -1,30 +1,15 @@
 import { describe, expect, it } from 'bun:test'
 import type { QuotaSettings } from '../../shared/config/schema.ts'
-import { pricePerTokenPico } from '../../shared/money.ts'
 import { estimatePairs } from '../../test/harness/estimate-fixtures.ts'
 import { catchGatewayError } from '../../test/harness/catch-error.ts'
-import type { Route } from '../config-store.ts'
+import { testRoute } from '../../test/harness/targets.ts'
 import type { ChatRequest } from '../chat-request.ts'
-import { adapterFor } from '../providers/registry.ts'
 import type { ProviderKind } from '../../shared/config/schema.ts'
 import { estimateRequest, RequestCounter, withOutputCap } from './estimate.ts'
 
 const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250 }
 
-function route(kind: ProviderKind, upstreamModel: string, maxOutput?: number): Route {
-  return {
-    key: `${kind}/${upstreamModel}`,
-    adapter: adapterFor(kind),
-    unavailable: undefined,
-    target: {
-      provider: { provider_id: kind, name: kind, kind, base_url: 'http://127.0.0.1:1', models: [], enabled: true, timeout_ms: 1000, health_check: false },
-      model: { name: upstreamModel, cost_per_1k_input_tokens: 0.0025, cost_per_1k_output_tokens: 0.01, ...(maxOutput ? { max_output_tokens: maxOutput } : {}) },
-      upstreamModel,
-      apiKey: undefined,
-      price: { input_pico_per_token: pricePerTokenPico(0.0025), output_pico_per_token: pricePerTokenPico(0.01) },
-    },
-  }
-}
+const route = (kind: ProviderKind, upstreamModel: string, maxOutput?: number) => testRoute(kind, upstreamModel, maxOutput ? { max_output_tokens: maxOutput } : {})
 const chat = (extra: Record<string, unknown> = {}): ChatRequest => ({ model: 'm', messages: [{ role: 'user', content: 'Hello there' }], ...extra })
 
 describe('estimateRequest against recorded provider usage', () => {
