@@ -77,6 +77,8 @@ export interface GatewayErrorOptions {
   upstreamStatus?: number
   // Extra response headers (x-ratelimit-* on a quota refusal).
   headers?: Record<string, string>
+  // The provider had accepted the call (a 2xx) when it failed: it may bill it.
+  accepted?: boolean
   cause?: unknown
 }
 
@@ -88,6 +90,7 @@ export class GatewayError extends Error {
   readonly retryAfterSeconds: number | undefined
   readonly upstreamStatus: number | undefined
   readonly headers: Record<string, string> | undefined
+  readonly accepted: boolean
 
   constructor(code: ErrorCode, message: string, opts: GatewayErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
@@ -99,6 +102,21 @@ export class GatewayError extends Error {
     this.retryAfterSeconds = opts.retryAfterSeconds
     this.upstreamStatus = opts.upstreamStatus
     this.headers = opts.headers
+    this.accepted = opts.accepted ?? false
+  }
+
+  // The same error, noted as raised after the provider accepted the call.
+  afterAccepted(): GatewayError {
+    if (this.accepted) return this
+    return new GatewayError(this.code, this.message, {
+      param: this.param,
+      status: this.status,
+      retryAfterSeconds: this.retryAfterSeconds,
+      upstreamStatus: this.upstreamStatus,
+      headers: this.headers,
+      accepted: true,
+      cause: this.cause,
+    })
   }
 
   toBody(): OpenAiErrorBody {

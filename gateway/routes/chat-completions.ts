@@ -126,8 +126,6 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       outcome.target = route.target
       headers['x-gateway-provider'] = route.target.provider.provider_id
       headers['x-gateway-model'] = route.target.upstreamModel
-      // The provider answered 2xx with something unreadable: it may have billed the call.
-      if (outcome.error.code === 'upstream_bad_response' && estimates.has(route)) outcome.usage = estimateOf(route)
     }
     record()
     if (attempts.length > 0) headers['x-gateway-attempts'] = String(sentAttempts(attempts))
@@ -295,7 +293,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
         // counts, nor a second usage key (JSON takes the last; the caller's parser may not).
         if (outcome.usage !== reported || reported.rewrite || body.indexOf('"usage"') !== body.lastIndexOf('"usage"')) body = withUsage(body, outcome.usage)
       } else {
+        // No usage in the answer: recorded as counted from its text, booked as the whole estimate.
         outcome.usage = await estimateUsage(route, req, providerOptionsFor(route), estimates.get(route), counter, { body })
+        bookEstimateOf = route
       }
       outcome.ttfbMs = performance.now() - ctx.startedAt
       record()
@@ -319,8 +319,8 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const route = last && snapshot.targets.get(last.target)
     if (!route) return record()
     outcome.target = route.target
-    // A call left while it ran, unless already counted as a failure the provider may have billed.
-    if ('abandoned' in answer && !billedFailures.includes(route)) bookEstimateOf = route
+    // The caller left while a call ran (not during a backoff after one that failed): it may be billed.
+    if ('abandoned' in answer && last.error_code === 'client_closed') bookEstimateOf = route
     estimateUsage(route, req, providerOptionsFor(route), estimates.get(route), counter, answer)
       .then((u) => {
         outcome.usage = u
@@ -360,10 +360,10 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       record()
       return
     }
-    // No usage chunk: the record gets what was seen. A stream that finished (a server that ignores
-    // include_usage) books that too; one cut short (by the caller, the provider or a timeout) books
-    // its whole estimate, since the provider may have generated, and billed, more than was relayed.
-    if (!s.finished) bookEstimateOf = streamRoute
+    // No usage report: the record gets what was seen; the budget books the whole estimate, since
+    // the provider may have generated, and billed, more than was relayed (cut short, thinking
+    // hidden, or a server that reports nothing).
+    bookEstimateOf = streamRoute
     recordEstimated({ chunks: s.contentChunks, bytes: s.outputBytes })
   }
   try {
@@ -416,11 +416,18 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
 }
 
-// Failures after which the provider may still bill the call: it ran past our deadline, or the
-// connection broke once the provider had the request (no HTTP status: not an error answer).
+// Failures after which the provider may still bill the call: anything after it accepted the call
+// (an error inside a 200 stream, a body that broke or could not be read), a call that ran past our
+// deadline, and a connection that failed other than before the request could leave.
 function mayHaveBilled(err: GatewayError): boolean {
-  return err.code === 'upstream_timeout' || err.code === 'stream_timeout' || (err.code === 'upstream_error' && err.upstreamStatus === undefined)
+  if (err.accepted || err.code === 'upstream_timeout' || err.code === 'stream_timeout') return true
+  if (err.code !== 'upstream_unreachable') return false
+  const code = (err.cause as { code?: unknown } | undefined)?.code
+  return !(typeof code === 'string' && NOT_SENT.test(code))
 }
+
+// Network failures that happen before a request leaves: refused, unresolvable, unroutable, TLS.
+const NOT_SENT = /^(ECONNREFUSED|ConnectionRefused|FailedToOpenSocket|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|CERT_|ERR_TLS|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)/
 
 // What a request used when the provider did not say: input counted locally (the reservation's
 // count when there is one), output from the answer itself (a completion's text, or what a stream

@@ -51,7 +51,8 @@ export async function completeChat(
     try {
       text = await res.text()
     } catch (err) {
-      throw classifyFailure(err, ac.signal, target)
+      const reason = classifyFailure(err, ac.signal, target)
+      throw res.ok && reason !== CLIENT_CLOSED ? reason.afterAccepted() : reason
     }
     if (!res.ok) throw adapter.readError(res.status, text, res.headers, target)
     return { completion: readAnswer(adapter, text, target), upstreamRequestId: res.headers.get('x-request-id') }
@@ -67,8 +68,8 @@ function readAnswer(adapter: ProviderAdapter, text: string, target: Target): Com
   try {
     return adapter.readCompletion(text, target)
   } catch (err) {
-    if (err instanceof GatewayError) throw err
-    throw new GatewayError('upstream_bad_response', `${target.provider.provider_id}: the provider returned a body the gateway cannot read.`, { cause: err })
+    if (err instanceof GatewayError) throw err.afterAccepted()
+    throw new GatewayError('upstream_bad_response', `${target.provider.provider_id}: the provider returned a body the gateway cannot read.`, { cause: err, accepted: true })
   }
 }
 

@@ -151,13 +151,15 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
   } catch (err) {
     stopTimers()
     const reason = classifyFailure(err, ac.signal, target)
-    throw reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke before the first content`) : reason
+    if (reason === CLIENT_CLOSED) throw reason
+    // The provider had answered 2xx: whatever broke since, it may bill the call.
+    throw (reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke before the first content`) : reason).afterAccepted()
   }
   const failedEarly = translator.contentChunks === 0 ? (translator.error ?? (first.kind === 'end' ? first.error : undefined)) : undefined
   if (failedEarly) {
     stopTimers()
     ac.abort(failedEarly)
-    throw failedEarly
+    throw failedEarly.afterAccepted()
   }
 
   const body = new ReadableStream<Uint8Array>({

@@ -22,6 +22,8 @@ type Kind = keyof typeof KINDS
 const KIND_NAMES = Object.keys(KINDS) as Kind[]
 
 let emulator: Emulator
+// A provider that takes each request, then resets the connection without answering.
+let resetting: { port: number; calls: number; stop(): void }
 let redis: RedisServer
 
 function config(limit: number | null): Record<string, unknown> {
@@ -39,6 +41,7 @@ function config(limit: number | null): Record<string, unknown> {
       provider('openai', emulator.baseUrl),
       provider('anthropic', emulator.url),
       provider('gemini', emulator.url),
+      { ...provider('openai', `http://127.0.0.1:${resetting.port}/v1`), kind: 'openai-compatible', provider_id: 'p-reset', models: [{ name: 'reset', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002 }] },
       // Answers after its 300 ms deadline: each call times out, and the provider may still bill it.
       { ...provider('openai', emulator.baseUrl), provider_id: 'p-slow', timeout_ms: 300, models: [{ name: 'slow', upstream_model: 'slow-up', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002 }] },
     ],
@@ -143,7 +146,29 @@ const hostile: Record<Kind, Array<Record<string, unknown>>> = {
   gemini: [{ promptTokenCount: -6_000_000 }, { candidatesTokenCount: 1.5 }, { candidatesTokenCount: '70' }, { candidatesTokenCount: 1e300 }, { candidatesTokenCount: 10_000_000 }],
 }
 
+function startResetting() {
+  let calls = 0
+  const server = Bun.listen({
+    hostname: '127.0.0.1',
+    port: 0,
+    socket: {
+      data(socket) {
+        calls++
+        socket.terminate()
+      },
+    },
+  })
+  return {
+    port: server.port,
+    get calls() {
+      return calls
+    },
+    stop: () => server.stop(true),
+  }
+}
+
 beforeAll(async () => {
+  resetting = startResetting()
   redis = await startRedis()
   emulator = startEmulator({ recordLimit: 50 })
 })
@@ -151,6 +176,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await emulator?.stop()
   await redis?.stop()
+  resetting?.stop()
 })
 
 for (const store of ['memory', 'redis'] as const) {
@@ -287,6 +313,75 @@ for (const store of ['memory', 'redis'] as const) {
       expect(row.reserved_tokens).toBe(0)
       expect(row.used_tokens).toBeGreaterThan(16_000)
       expect(row.used_tokens).toBeLessThanOrEqual(LIMIT)
+    })
+
+    it('pays for calls that failed after the provider took them: an error inside a 200 stream, a connection reset', async () => {
+      emulator.setBehavior(KINDS.anthropic.upstream, { bill_max: true, stream_error_after_chunks: 0 })
+      const before = emulator.stats.billed_tokens
+      const client = s.fresh()
+      for (let i = 0; i < 3; i++) {
+        const res = await post(s.gw, client, ask('anthropic', { max_tokens: 8000, stream: true }))
+        // The provider's error (503), or the budget's refusal of a call it cannot pay for any more.
+        expect([429, 503]).toContain(res.status)
+        const rec = await recordOf(s.gw, res)
+        if (rec.attempts !== 0) await s.gw.waitForLog((l) => l.msg === 'quota booked' && l.request_id === rec.request_id)
+      }
+      const row = await budgetOf(s.gw, client)
+      expect(row.reserved_tokens).toBe(0)
+      // Every call the provider billed is booked, and the budget stopped the retries at its limit.
+      expect(row.used_tokens).toBeGreaterThanOrEqual(emulator.stats.billed_tokens - before)
+      expect(row.used_tokens).toBeLessThanOrEqual(LIMIT)
+
+      const other = s.fresh()
+      const calls = resetting.calls
+      const res = await post(s.gw, other, { model: 'reset', max_tokens: 6000, messages: [{ role: 'user', content: 'hi' }] })
+      expect(res.status).toBe(502)
+      const rec = await recordOf(s.gw, res)
+      await s.gw.waitForLog((l) => l.msg === 'quota booked' && l.request_id === rec.request_id)
+      // Three calls (two retries), each paid for.
+      expect(resetting.calls - calls).toBe(3)
+      expect((await budgetOf(s.gw, other)).used_tokens).toBeGreaterThan(18_000)
+    })
+
+    it('books both calls of a caller who leaves while a retry after a timeout runs', async () => {
+      emulator.setBehavior('slow-up', { latency_ms: 600, reply: 'late' })
+      const client = s.fresh()
+      const ac = new AbortController()
+      const calls = emulator.byModel.get('slow-up') ?? 0
+      const sent = emulator.stats.requests
+      const pending = fetch(`${s.gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key(client)}` },
+        body: JSON.stringify({ model: 'slow', max_tokens: 8000, messages: [{ role: 'user', content: 'hi' }] }),
+        signal: ac.signal,
+      }).catch(() => undefined)
+      // The first call times out at 300 ms; leave while the retry runs.
+      await emulator.waitFor('requests', sent + 2)
+      ac.abort()
+      await pending
+      const rec = await s.gw.waitForLog((l) => l.msg === 'request' && l.client_id === `case-${client}`)
+      await s.gw.waitForLog((l) => l.msg === 'quota booked' && l.request_id === rec.request_id)
+      expect((emulator.byModel.get('slow-up') ?? 0) - calls).toBe(2)
+      const row = await budgetOf(s.gw, client)
+      expect(row.used_tokens).toBeGreaterThan(16_000)
+      expect(row.reserved_tokens).toBe(0)
+    })
+
+    it('books a Gemini stream cut short at its estimate, not at the partial usage its chunks carry', async () => {
+      billMax('gemini', { reply: 'word '.repeat(40), disconnect_after_chunks: 3 })
+      const client = s.fresh()
+      const res = await post(s.gw, client, ask('gemini', { max_tokens: 5000, stream: true }))
+      await res.text()
+      const rec = await recordOf(s.gw, res)
+      await s.gw.waitForLog((l) => l.msg === 'quota booked' && l.request_id === rec.request_id)
+      expect((await budgetOf(s.gw, client)).used_tokens).toBeGreaterThan(5000)
+    })
+
+    it('books a stream that finished without a usage report at its estimate', async () => {
+      billMax('openai', { omit_usage: true })
+      const client = s.fresh()
+      const r = await expectWithinBudget(s, client, times(10, () => () => post(s.gw, client, ask('openai', { max_tokens: 3000, stream: true }))))
+      expect(r.booked).toBeGreaterThan(r.admitted * 3000)
     })
 
     it('books the whole estimate for a stream its caller leaves, before or after the first content', async () => {

@@ -14,6 +14,7 @@ export class GeminiStreamTranslator implements StreamTranslator {
   error: GatewayError | undefined
   private writer: ChunkWriter | undefined
   private toolCount = 0
+  private running: Usage | undefined
 
   constructor(
     private readonly opts: StreamOptions,
@@ -31,8 +32,9 @@ export class GeminiStreamTranslator implements StreamTranslator {
       return this.fail(new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.'))
     }
     if (res.error) return this.fail(this.toError(res.error))
-    // usageMetadata is cumulative: the last one seen is the stream's usage.
-    this.usage = toUsage(res.usageMetadata) ?? this.usage
+    // usageMetadata is cumulative: the last one seen is the stream's usage, but only once the
+    // stream finished (a stream cut short reported only part of what it will be billed).
+    this.running = toUsage(res.usageMetadata) ?? this.running
     let out = ''
     if (!this.writer) {
       this.writer = new ChunkWriter(`chatcmpl-${res.responseId ?? 'gemini'}`, res.modelVersion ?? this.model)
@@ -57,6 +59,7 @@ export class GeminiStreamTranslator implements StreamTranslator {
     }
     if (candidate.finishReason) {
       this.finished = true
+      this.usage = this.running
       out += this.writer.delta({}, toFinishReason(candidate.finishReason, this.toolCount > 0))
     }
     return out || undefined

@@ -85,6 +85,7 @@ export const openAiAdapter: ProviderAdapter = {
 // usage-only chunk the gateway asked for on the caller's behalf.
 class OpenAiPassthrough implements StreamTranslator {
   usage: Usage | undefined
+  private running: Usage | undefined
   finished = false
   contentChunks = 0
   outputBytes = 0
@@ -104,6 +105,9 @@ class OpenAiPassthrough implements StreamTranslator {
     if (data === undefined) return event.raw
     if (data === '[DONE]') {
       this.finished = true
+      // A report on a content chunk (servers that send usage with every chunk) counts once the
+      // stream is complete.
+      this.usage ??= this.running
       return event.raw
     }
     if (STREAM_ERROR.test(data)) {
@@ -116,12 +120,16 @@ class OpenAiPassthrough implements StreamTranslator {
       this.outputBytes += generated
       // Text after a usage report means the report was not the final one: it no longer counts.
       this.usage = undefined
+      this.running = undefined
     }
     // Most chunks carry no usage object: only those that may are parsed.
     if (MAY_CARRY_USAGE.test(data) || data.includes('\\u')) {
       const usage = parseUsageChunk(data)
       if (usage) {
-        this.usage = usage.usage
+        // OpenAI's final report comes alone (no choices); one riding on a content chunk is final
+        // only if the stream then completes.
+        if (usage.choicesEmpty) this.usage = usage.usage
+        else this.running = usage.usage
         if (!this.opts.callerWantsUsage && usage.choicesEmpty) return undefined
         // Figures that fail the check never reach the caller: the chunk goes out with the
         // replacement, or with the provider's own counts normalized when only its extras were odd.
