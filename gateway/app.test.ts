@@ -240,3 +240,24 @@ describe('provider rate_limit_rpm', () => {
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
   })
 })
+
+describe('internal errors', () => {
+  it('answers 500 in OpenAI shape and logs the cause, whatever step failed', async () => {
+    const config = parseConfig(JSON.stringify({ ...testConfig({ upstreamBaseUrl: emulator.baseUrl }), quotas: [{ quota_id: 'q', entity_type: 'global', period: 'day', token_limit: 1_000_000 }] }), 'test.json', {})
+    const lines: string[] = []
+    const log = createLogger('error', (line) => lines.push(line))
+    // A store whose reserve fails with a bug, not an outage: never served unmetered, always logged.
+    const quotaStore = new MemoryQuotaStore()
+    quotaStore.reserve = async () => {
+      throw new RangeError('quota: tokens invalid (a bug upstream)')
+    }
+    const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage: new MemoryUsageSink(), quota: new QuotaService(quotaStore, { ...config.file.quota, fail_open: true }, log), quotaStore, routing: createRoutingState(config.file.routing.breaker) })
+    const res = await app.handle(chat(hello))
+    expect(res.status).toBe(500)
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('internal_error')
+    expect(emulator.requests.length).toBe(0)
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'internal error')
+    expect(logged?.request_id).toBe(res.headers.get('x-request-id'))
+    expect(JSON.stringify(logged?.err)).toContain('quota: tokens invalid')
+  })
+})
