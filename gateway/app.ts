@@ -18,6 +18,10 @@ import type { Tracer } from '@opentelemetry/api'
 import type { UsageSinkStats } from './usage-stream-sink.ts'
 import type { GatewayRouting } from './routing/state.ts'
 import { renderMetrics } from './routes/metrics.ts'
+import { readFileSync } from 'node:fs'
+import { bunConnection, defaultRequestCap } from './connection.ts'
+import { RequestGate } from './request-gate.ts'
+import { Gauge } from './metrics/registry.ts'
 
 export interface AppDeps {
   store: ConfigStore
@@ -37,11 +41,18 @@ export interface AppDeps {
   ready?: () => Promise<boolean>
   // Where budgets live and, on Redis, whether it persists them (the last check's result); absent: in memory.
   readiness?: () => ReadinessDetail
+  // How many requests the process holds at once; absent: the config's cap, else the open-file limit's.
+  gate?: RequestGate
 }
 
 export function createApp(deps: AppDeps) {
   const metrics = deps.metrics ?? new GatewayMetrics(deps.store, deps.quota)
+  const fdCap = defaultRequestCap(() => readFileSync('/proc/self/limits', 'utf8'))
+  const gate = deps.gate ?? new RequestGate(() => deps.store.current.config.file.server.max_concurrent_requests ?? fdCap)
+  metrics.registry.register(new Gauge('gateway_requests_in_progress', 'Chat requests the process holds now (streams included).', () => gate.inFlight))
+  metrics.registry.register(new Gauge('gateway_requests_refused_busy', 'Chat requests refused (503 server_busy) because the process held its cap of requests in progress; only grows.', () => gate.refused))
   const chatDeps = {
+    gate,
     usage: deps.store.current.config.file.server.metrics ? teeSinks(deps.usage, metrics) : deps.usage,
     metrics,
     tracer: deps.tracer,
@@ -53,8 +64,9 @@ export function createApp(deps: AppDeps) {
     .use(errorHandler(deps.log))
     .use(healthRoutes(deps.store, deps.ready, deps.readiness))
     .use(requestContext(deps.store))
-    .post('/v1/chat/completions', function chatCompletions({ request, requestId, clientRequestId, snapshot, startedAt }) {
-      return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt }, chatDeps)
+    .post('/v1/chat/completions', function chatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
+      const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
+      return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, connection }, chatDeps)
     })
     .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
       try {

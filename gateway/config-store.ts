@@ -2,6 +2,7 @@
 import type { Config } from '../shared/config/load.ts'
 import type { ClientConfig, RoutePolicy } from '../shared/config/schema.ts'
 import { pricePerTokenPico } from '../shared/money.ts'
+import { Redactor } from '../shared/redact.ts'
 import { adapterFor } from './providers/registry.ts'
 import type { ProviderAdapter, Target } from './providers/types.ts'
 
@@ -45,10 +46,14 @@ export interface Snapshot {
   routes: ReadonlyMap<string, RoutePlan>
   // Every target by key.
   targets: ReadonlyMap<string, Route>
+  // The configured provider keys, to keep out of anything the gateway returns.
+  redactor: Redactor
   loadedAt: number
 }
 
 export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
+  // Every provider's key, whichever provider echoes it.
+  const redactor = new Redactor([...config.secrets.values()].map((s) => s.reveal()))
   const byModel = new Map<string, Route[]>()
   const targets = new Map<string, Route>()
   const { retries } = config.file.routing
@@ -65,6 +70,7 @@ export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
           input_pico_per_token: pricePerTokenPico(model.cost_per_1k_input_tokens),
           output_pico_per_token: pricePerTokenPico(model.cost_per_1k_output_tokens),
         },
+        redactor,
       }
       const route: Route = { key: `${provider.provider_id}/${model.name}`, target, adapter, unavailable }
       targets.set(route.key, route)
@@ -95,7 +101,7 @@ export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
     const allowed = client.models ? new Set(client.models) : undefined
     for (const key of client.keys) keys.set(key.sha256, { client, keyName: key.name, digest: Buffer.from(key.sha256, 'hex'), allowed })
   }
-  return { config, keys, routes, targets, loadedAt: now }
+  return { config, keys, routes, targets, redactor, loadedAt: now }
 }
 
 export class ConfigStore {

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'model_not_found'
   | 'not_found'
   | 'body_too_large'
+  | 'request_timeout'
   | 'context_length_exceeded'
   | 'missing_api_key'
   | 'invalid_api_key'
@@ -27,6 +28,7 @@ export type ErrorCode =
   | 'upstream_timeout'
   | 'stream_timeout'
   | 'internal_error'
+  | 'server_busy'
   | 'client_closed'
 
 interface CodeInfo {
@@ -42,6 +44,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   model_not_found: { status: 404, type: 'invalid_request' },
   not_found: { status: 404, type: 'invalid_request' },
   body_too_large: { status: 413, type: 'invalid_request' },
+  // The caller did not send its body within the deadline.
+  request_timeout: { status: 408, type: 'invalid_request' },
   context_length_exceeded: { status: 400, type: 'context_length' },
   missing_api_key: { status: 401, type: 'auth_error' },
   invalid_api_key: { status: 401, type: 'auth_error' },
@@ -65,6 +69,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   upstream_timeout: { status: 504, type: 'timeout' },
   stream_timeout: { status: 504, type: 'timeout' },
   internal_error: { status: 500, type: 'server_error' },
+  // The process holds as many requests as it takes; try again shortly (or another instance).
+  server_busy: { status: 503, type: 'server_error' },
   // The caller went away before the answer; only ever recorded, never sent (nginx's 499).
   client_closed: { status: 499, type: 'invalid_request' },
 }
@@ -146,14 +152,4 @@ export function errorResponse(err: GatewayError, headers: Record<string, string>
 // An error after stream headers went out: one SSE frame the OpenAI SDKs raise as an APIError.
 export function errorFrame(err: GatewayError): string {
   return `data: ${JSON.stringify(err.toBody())}\n\n`
-}
-
-// Strip anything key-shaped from provider messages before they reach a caller or a log.
-const KEY_PATTERNS = [/\bsk-[A-Za-z0-9_*\-]{6,}/g, /\bAIza[0-9A-Za-z_\-]{10,}/g, /\bBearer\s+[A-Za-z0-9._\-]+/gi]
-
-export function redactSecrets(message: string, secrets: readonly string[] = []): string {
-  let out = message
-  for (const s of secrets) if (s.length >= 4) out = out.split(s).join('[redacted]')
-  for (const re of KEY_PATTERNS) out = out.replace(re, '[redacted]')
-  return out
 }

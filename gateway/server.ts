@@ -120,9 +120,11 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   app.listen({
     port: settings.port,
     hostname: settings.host,
-    // Our own check answers 413 in OpenAI's shape; this is only the hard stop above it.
-    maxRequestBodySize: settings.max_body_bytes * 2,
-    idleTimeout: 0,
+    // Our own check answers every 413, in OpenAI's shape with a request id, before reading a body
+    // it refuses (Bun's own 413 is a bare one); the socket is then closed, so nothing larger is read.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    // Sockets with no request in progress; an accepted request lifts it (see connection.ts).
+    idleTimeout: settings.idle_timeout_s,
   })
   const server = app.server
   if (!server) throw new Error('server did not start')

@@ -2,12 +2,12 @@
 import { Elysia } from 'elysia'
 import type { Logger } from '../../shared/log.ts'
 import { errorResponse, GatewayError, toGatewayError } from '../errors.ts'
+import { requestIdHeaders, requestIdsOf } from './request-context.ts'
 
 export function errorHandler(log: Logger) {
   return new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, function renderError({ code, error, request }) {
-    const headers: Record<string, string> = {}
-    const rid = request.headers.get('x-request-id')
-    if (rid) headers['x-request-id'] = rid
+    // The caller's x-request-id only when it is short and printable, as on every other answer.
+    const headers = requestIdHeaders(requestIdsOf(request))
     if (code === 'NOT_FOUND') {
       const url = new URL(request.url)
       return errorResponse(new GatewayError('not_found', `Unknown request URL: ${request.method} ${url.pathname}.`), headers)

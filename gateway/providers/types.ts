@@ -2,6 +2,7 @@
 import type { ModelConfig, ProviderConfig, ProviderKind } from '../../shared/config/schema.ts'
 import type { Price } from '../../shared/money.ts'
 import type { Secret } from '../../shared/secret.ts'
+import type { Redactor } from '../../shared/redact.ts'
 import type { ChatRequest } from '../chat-request.ts'
 import type { GatewayError } from '../errors.ts'
 import type { SseEvent } from '../upstream/sse.ts'
@@ -15,6 +16,8 @@ export interface Target {
   upstreamModel: string
   apiKey: Secret | undefined
   price: Price
+  // Removes every configured provider key (and key-shaped text) from what a provider sent.
+  redactor: Redactor
 }
 
 export interface UpstreamRequest {

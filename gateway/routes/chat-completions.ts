@@ -7,7 +7,10 @@ import type { Usage } from '../providers/types.ts'
 import { CLIENT_CLOSED, completeChat } from '../upstream/call.ts'
 import { openChatStream, type StreamOutcome } from '../upstream/relay.ts'
 import { buildUsageRecord, sentAttempts, type RequestOutcome, type UsageSink } from '../usage.ts'
-import { readJsonBody } from '../read-body.ts'
+import { bodyDeadlineMs, readJsonBody } from '../read-body.ts'
+import type { Connection } from '../connection.ts'
+import { requestIdHeaders } from '../plugins/request-context.ts'
+import type { RequestGate } from '../request-gate.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { estimateRequest, guessInputTokens, RequestCounter, withOutputCap, type Estimate } from '../quota/estimate.ts'
 import { costPico } from '../../shared/money.ts'
@@ -29,6 +32,8 @@ export interface ChatDeps {
   // Absent when tracing is off: then no span is created at all.
   tracer?: Tracer
   routing: RoutingState & { sleep: DispatchDeps['sleep'] }
+  // How many requests the process holds at once.
+  gate: RequestGate
   onInternalError(err: unknown, requestId: string): void
 }
 
@@ -39,11 +44,30 @@ export interface RequestContext {
   clientRequestId?: string
   snapshot: Snapshot
   startedAt: number
+  // The request's socket: deadlines while it is read, none while the gateway works on it.
+  connection: Connection
 }
+
+// Refusals after which the socket is closed rather than kept for another request: the caller is
+// unknown, or sent too much or too slowly, or the process is full.
+const CLOSE_AFTER = new Set(['missing_api_key', 'invalid_api_key', 'body_too_large', 'request_timeout', 'client_closed', 'server_busy'])
 
 export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
   const { request, requestId, snapshot } = ctx
-  const baseHeaders: Record<string, string> = ctx.clientRequestId ? { 'x-request-id': requestId, 'x-client-request-id': ctx.clientRequestId } : { 'x-request-id': requestId }
+  const baseHeaders = requestIdHeaders(ctx)
+  if (!deps.gate.enter()) {
+    deps.metrics.rejected.inc(['server_busy'])
+    const busy = new GatewayError('server_busy', 'The gateway holds as many requests as it can; retry shortly.', { retryAfterSeconds: 1 })
+    return errorResponse(busy, { ...baseHeaders, connection: 'close' })
+  }
+  // Once per request, when it is answered (a stream: when it ends): its place and socket go back.
+  let done = false
+  const finished = () => {
+    if (done) return
+    done = true
+    deps.gate.leave()
+    ctx.connection.release()
+  }
   const tr = startRequestTrace(deps.tracer, request, 'POST /v1/chat/completions')
   let caller: Caller
   let req: ChatRequest
@@ -58,14 +82,19 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     }
     auth.end()
     options = parseGatewayOptions(request.headers.get('x-gateway-options'))
-    req = parseChatRequest(await readJsonBody(request, snapshot.config.file.server.max_body_bytes))
+    const { server } = snapshot.config.file
+    const deadlineMs = bodyDeadlineMs(request.headers.get('content-length'), server.max_body_bytes, server.body_timeout_ms, server.body_timeout_ms_per_mb)
+    ctx.connection.bodyDeadline(deadlineMs)
+    req = parseChatRequest(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }))
   } catch (err) {
     const e = toGatewayError(err)
     if (e.code === 'internal_error') deps.onInternalError(err, requestId)
     deps.metrics.rejected.inc([e.code])
     tr.finish(undefined, e)
-    return errorResponse(e, baseHeaders)
+    finished()
+    return errorResponse(e, CLOSE_AFTER.has(e.code) ? { ...baseHeaders, connection: 'close' } : baseHeaders)
   }
+  ctx.connection.hold()
 
   const attempts: Attempt[] = []
   const outcome: RequestOutcome = {
@@ -111,6 +140,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     }
     forward?.end(outcome.error)
     tr.finish(rec)
+    finished()
   }
   // From the answer's first byte to its last (a stream's whole relay).
   let forward: ReturnType<typeof tr.step> | undefined
@@ -278,10 +308,11 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const est = estimates.get(route)
     if (est?.capApplied) headers['x-gateway-max-tokens'] = String(est.maxOutput)
   }
+  const answerLimits = { maxBytes: snapshot.config.file.server.max_response_bytes, maxRatio: snapshot.config.file.server.max_decompression_ratio }
   if (!outcome.stream) {
     try {
       const { value, route, fellBack } = await dispatch(decision.chain, dispatchSettings, dispatchDeps, request.signal, attempts, (r) =>
-        attempt(r, (h) => completeChat(r.adapter, r.target, requestFor(r), providerOptionsFor(r), request.signal, h)).catch(noteFailure(r)),
+        attempt(r, (h) => completeChat(r.adapter, r.target, requestFor(r), providerOptionsFor(r), request.signal, answerLimits, h)).catch(noteFailure(r)),
       )
       forward = tr.step('response.forward')
       served(route, fellBack)
@@ -380,6 +411,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
           streamRoute = r
           streamGuard = guard
           return openChatStream(r.adapter, r.target, requestFor(r), {
+            limits: { maxEventBytes: server.max_event_bytes, maxErrorBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio },
             callerWantsUsage: wantsUsageChunk(req),
             checkUsage: guard.check,
             providerOptions: providerOptionsFor(r),

@@ -2,16 +2,38 @@
 import { GatewayError } from '../errors.ts'
 import type { Completion, ProviderAdapter, ProviderOptions, Target, UpstreamRequest } from '../providers/types.ts'
 import type { ChatRequest } from '../chat-request.ts'
+import { readBodyText, type BodyLimits } from './bounded-body.ts'
 
 // The abort reason used when the caller went away; never shown to anyone.
 export const CLIENT_CLOSED = new GatewayError('client_closed', 'client closed the request')
 
+// Every call to a provider: redirects are never followed (Bun's fetch drops Authorization across
+// origins but not x-api-key or x-goog-api-key, and a 3xx answer must not pass for the provider's),
+// and bodies come as sent, asked to be plain, so that their decoded size can be bounded.
+export function fetchUpstream(req: UpstreamRequest, signal: AbortSignal): Promise<Response> {
+  return fetch(req.url, {
+    method: req.method,
+    headers: { ...req.headers, 'accept-encoding': 'identity' },
+    body: req.body,
+    signal,
+    redirect: 'manual',
+    decompress: false,
+  } as RequestInit)
+}
+
 export async function sendUpstream(req: UpstreamRequest, signal: AbortSignal, target: Target): Promise<Response> {
+  let res: Response
   try {
-    return await fetch(req.url, { method: req.method, headers: req.headers, body: req.body, signal })
+    res = await fetchUpstream(req, signal)
   } catch (err) {
     throw classifyFailure(err, signal, target)
   }
+  if (res.status >= 300 && res.status < 400) {
+    // Its body is neither read nor relayed.
+    void res.body?.cancel().catch(() => undefined)
+    throw new GatewayError('upstream_bad_response', `${target.provider.provider_id}: the provider answered with a redirect (${res.status}), which the gateway does not follow.`, { upstreamStatus: res.status })
+  }
+  return res
 }
 
 // A failed fetch or body read: our own abort reasons win, anything else is the network.
@@ -32,6 +54,8 @@ export async function completeChat(
   req: ChatRequest,
   options: ProviderOptions,
   clientSignal: AbortSignal,
+  // How large (decoded) and how compressed the answer may be.
+  limits: BodyLimits,
   // Added to the provider request (the trace's traceparent).
   extraHeaders?: Record<string, string>,
 ): Promise<CompleteResult> {
@@ -49,24 +73,34 @@ export async function completeChat(
     const res = await sendUpstream(withHeaders(adapter.buildRequest(req, target, false, options), extraHeaders), ac.signal, target)
     let text: string
     try {
-      text = await res.text()
+      text = await readBodyText(res, limits, target.provider.provider_id)
     } catch (err) {
       const reason = classifyFailure(err, ac.signal, target)
       throw res.ok && reason !== CLIENT_CLOSED ? reason.afterAccepted() : reason
     }
     if (!res.ok) throw adapter.readError(res.status, text, res.headers, target)
-    return { completion: readAnswer(adapter, text, target), upstreamRequestId: res.headers.get('x-request-id') }
+    return { completion: readAnswer(adapter, text, target), upstreamRequestId: upstreamRequestIdOf(res, target) }
   } finally {
     clearTimeout(timer)
     clientSignal.removeEventListener('abort', onClientAbort)
   }
 }
 
+// The provider's request id, passed on in x-upstream-request-id only when it is a short printable
+// token and not a key it echoed.
+const UPSTREAM_ID = /^[A-Za-z0-9._:\-]{1,128}$/
+export function upstreamRequestIdOf(res: Response, target: Target): string | null {
+  const id = res.headers.get('x-request-id') ?? res.headers.get('request-id')
+  return id !== null && UPSTREAM_ID.test(id) && !target.redactor.has(id) ? id : null
+}
+
 // A 2xx body the adapter cannot read is the provider's fault (upstream_bad_response), whatever
 // the reader tripped on, never the gateway's own 500.
 function readAnswer(adapter: ProviderAdapter, text: string, target: Target): Completion {
   try {
-    return adapter.readCompletion(text, target)
+    const completion = adapter.readCompletion(text, target)
+    // Exact keys only: a key-shaped example in a model's answer is the caller's content.
+    return target.redactor.has(completion.body) ? { ...completion, body: new TextDecoder().decode(target.redactor.bytes(new TextEncoder().encode(completion.body))) } : completion
   } catch (err) {
     if (err instanceof GatewayError) throw err.afterAccepted()
     throw new GatewayError('upstream_bad_response', `${target.provider.provider_id}: the provider returned a body the gateway cannot read.`, { cause: err, accepted: true })

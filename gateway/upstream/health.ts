@@ -2,6 +2,7 @@
 import type { ProviderConfig } from '../../shared/config/schema.ts'
 import type { Secret } from '../../shared/secret.ts'
 import type { ProviderAdapter } from '../providers/types.ts'
+import { fetchUpstream } from './call.ts'
 
 export interface HealthResult {
   healthy: boolean
@@ -19,8 +20,9 @@ export async function checkProviderHealth(
   const req = adapter.healthRequest(provider, apiKey)
   const started = performance.now()
   try {
-    const res = await fetch(req.url, { method: req.method, headers: req.headers, body: req.body, signal: AbortSignal.timeout(timeoutMs) })
-    await res.arrayBuffer()
+    const res = await fetchUpstream(req, AbortSignal.timeout(timeoutMs))
+    // Only the status matters: the body is not read (it could be anything, of any size).
+    await res.body?.cancel().catch(() => undefined)
     return { healthy: res.ok, latency_ms: performance.now() - started, detail: res.ok ? undefined : `status ${res.status}` }
   } catch (err) {
     const name = err instanceof Error ? err.name : 'error'

@@ -2,8 +2,9 @@
 import type { ChatRequest } from '../chat-request.ts'
 import { errorFrame, GatewayError } from '../errors.ts'
 import type { ProviderAdapter, ProviderOptions, Target, Usage } from '../providers/types.ts'
-import { CLIENT_CLOSED, classifyFailure, sendUpstream, withHeaders } from './call.ts'
-import { SseParser, type SseEvent } from './sse.ts'
+import { CLIENT_CLOSED, classifyFailure, sendUpstream, upstreamRequestIdOf, withHeaders } from './call.ts'
+import { SseEventTooLarge, SseParser, type SseEvent } from './sse.ts'
+import { decodeBody, readBodyText } from './bounded-body.ts'
 import { concatBytes } from '../../shared/bytes.ts'
 
 export interface StreamTimeouts {
@@ -30,7 +31,16 @@ export interface OpenedStream {
   upstreamRequestId: string | null
 }
 
+export interface StreamLimits {
+  // One SSE event's size, and an error answer's.
+  maxEventBytes: number
+  maxErrorBytes: number
+  // Decoded bytes per byte received, for a compressed stream.
+  maxRatio: number
+}
+
 export interface RelayOptions {
+  limits: StreamLimits
   callerWantsUsage: boolean
   // Checks the usage a provider reports before the caller sees it (see usage-check.ts).
   checkUsage?: (usage: Usage) => Usage
@@ -72,7 +82,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
   try {
     res = await sendUpstream(withHeaders(adapter.buildRequest(req, target, true, opts.providerOptions), opts.extraHeaders), ac.signal, target)
     if (!res.ok) {
-      const text = await res.text().catch(() => '')
+      const text = await readBodyText(res, { maxBytes: opts.limits.maxErrorBytes, maxRatio: opts.limits.maxRatio }, id).catch(() => '')
       throw adapter.readError(res.status, text, res.headers, target)
     }
     if (!res.body) throw new GatewayError('upstream_bad_response', `${id}: the provider sent no stream body`)
@@ -92,8 +102,18 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
       throw new GatewayError('upstream_bad_response', `${id}: the provider sent a stream event the gateway cannot read`, { cause: err })
     }
   }
-  const parser = new SseParser()
-  const reader = res.body.getReader()
+  const parser = new SseParser({ maxEventBytes: opts.limits.maxEventBytes })
+  // An event over the cap (an endless line, say) breaks the stream, as a provider error would.
+  const parseEvents = (chunk: Uint8Array | undefined) => {
+    try {
+      return chunk === undefined ? parser.end() : parser.push(chunk)
+    } catch (err) {
+      if (!(err instanceof SseEventTooLarge)) throw err
+      throw new GatewayError('upstream_bad_response', `${id}: the provider sent a stream event over ${opts.limits.maxEventBytes} bytes`)
+    }
+  }
+  // A stream has no total size bound (its timeouts bound it), but a compressed one has a ratio.
+  const reader = decodeBody(res, { maxBytes: undefined, maxRatio: opts.limits.maxRatio }, id).getReader()
   let ended = false
   let ttfbMs: number | undefined
 
@@ -109,22 +129,25 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     for (;;) {
       const { done, value } = await reader.read()
       if (done) {
-        const out = collect(parser.end().map(translate))
+        const out = collect(parseEvents(undefined).map(translate))
         const tail = translator.end()
-        const bytes = collect([out, tail])
+        const joined = collect([out, tail])
+        const bytes = joined && target.redactor.bytes(joined)
         // A translator that framed an in-stream provider error already told the client.
         const error = translator.error ?? (translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`))
         return { kind: 'end', bytes, error, framed: translator.error !== undefined }
       }
       idle.refresh()
       const hadPending = parser.bufferedBytes > 0
-      const events = parser.push(value)
+      const events = parseEvents(value)
       // Fast path: the chunk held whole events only and all go out unchanged, so forward it as is.
       const outputs = events.map(translate)
       const out = !hadPending && parser.bufferedBytes === 0 && outputs.every((o, i) => o === events[i]?.raw) ? value : collect(outputs)
       if (out && out.length > 0) {
         if (ttfbMs === undefined) ttfbMs = performance.now() - opts.startedAt
-        return { kind: 'data', bytes: out }
+        // A provider key never reaches the caller, however the provider put it in (whole events
+        // only go out, so a key inside one is never split; the scan is a few ns when clean).
+        return { kind: 'data', bytes: target.redactor.bytes(out) }
       }
     }
   }
@@ -193,7 +216,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
       finish(undefined, true)
     },
   })
-  return { body, upstreamRequestId: res.headers.get('x-request-id') }
+  return { body, upstreamRequestId: upstreamRequestIdOf(res, target) }
 }
 
 type Step =

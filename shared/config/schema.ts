@@ -88,6 +88,23 @@ export const ServerConfig = t.Object(
     port: t.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
     host: t.String({ default: '0.0.0.0' }),
     max_body_bytes: t.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
+    // A request body must arrive within this, plus body_timeout_ms_per_mb for each MiB it declares
+    // beyond the first (408 past it): 10 s for 1 MiB, 16 s for 4 MiB by default.
+    body_timeout_ms: t.Integer({ minimum: 100, default: 10_000 }),
+    body_timeout_ms_per_mb: t.Integer({ minimum: 0, default: 2_000 }),
+    // A socket with no request in progress (keep-alive between requests, a client that connects
+    // and says nothing) is closed after this many seconds (Bun closes it within twice that).
+    idle_timeout_s: t.Integer({ minimum: 1, maximum: 255, default: 5 }),
+    // Chat requests in progress at once in this process, streams included; past it, 503
+    // server_busy. Default: half the process's open-file limit less 64 (each request holds a
+    // client and an upstream socket).
+    max_concurrent_requests: t.Optional(t.Integer({ minimum: 1 })),
+    // A non-streaming provider answer, decoded, may be at most this large (502 past it).
+    max_response_bytes: t.Integer({ minimum: 1024, default: 32 * 1024 * 1024 }),
+    // One SSE event from a provider may be at most this large (a broken stream past it).
+    max_event_bytes: t.Integer({ minimum: 1024, default: 1024 * 1024 }),
+    // A compressed provider answer may decode to at most this many bytes per byte received.
+    max_decompression_ratio: t.Integer({ minimum: 2, default: 100 }),
     // Whole-stream deadline, first byte to last.
     stream_timeout_ms: t.Integer({ minimum: 1, default: 120_000 }),
     // Longest silence allowed between two upstream stream chunks (and before the first).

@@ -24,13 +24,15 @@ export interface GatewayProcessOptions {
   // gateway/main.ts (default), or scripts/start.ts: npm start, with the in-process analytics
   // worker when REDIS_URL is unset.
   entry?: 'gateway' | 'start'
+  // The process's open-file limit (ulimit -n).
+  openFiles?: number
 }
 
 export async function startGateway(opts: GatewayProcessOptions): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-test-'))
   const configPath = join(dir, 'gateway.json')
   writeFileSync(configPath, JSON.stringify(opts.config))
-  const proc = await startService(opts.entry === 'start' ? 'scripts/start.ts' : 'gateway/main.ts', { GATEWAY_CONFIG: configPath, PORT: '0', ...opts.env }, 'listening', 'gateway')
+  const proc = await startService(opts.entry === 'start' ? 'scripts/start.ts' : 'gateway/main.ts', { GATEWAY_CONFIG: configPath, PORT: '0', ...opts.env }, 'listening', 'gateway', opts.openFiles)
   const port = Number(proc.ready.port)
   return {
     url: `http://127.0.0.1:${port}`,

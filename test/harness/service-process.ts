@@ -17,9 +17,12 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number>
 }
 
-// entry: a path from the repository root; name says which process in errors.
-export async function startService(entry: string, env: Record<string, string>, readyMsg: string, name: string): Promise<ServiceProcess> {
-  const proc = Bun.spawn([process.execPath, resolve(ROOT, entry)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdout: 'pipe', stderr: 'pipe' })
+// entry: a path from the repository root; name says which process in errors. openFiles: the
+// process's open-file limit (ulimit -n), to see it run out of descriptors.
+export async function startService(entry: string, env: Record<string, string>, readyMsg: string, name: string, openFiles?: number): Promise<ServiceProcess> {
+  const command = [process.execPath, resolve(ROOT, entry)]
+  const argv = openFiles === undefined ? command : ['bash', '-c', `ulimit -n ${openFiles} && exec "$0" "$@"`, ...command]
+  const proc = Bun.spawn(argv, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdout: 'pipe', stderr: 'pipe' })
   const log = new LineLog(proc.stdout)
   const stderr = new Response(proc.stderr).text()
   const waitForLog = async (predicate: (l: Record<string, unknown>) => boolean) => JSON.parse(await log.waitFor(jsonLine(predicate))) as Record<string, unknown>

@@ -1,6 +1,7 @@
 // Targets and routes for tests and benches that need one without a config file: a provider of a kind serving one model.
 import type { ModelConfig, ProviderKind } from '../../shared/config/schema.ts'
 import { pricePerTokenPico } from '../../shared/money.ts'
+import { Redactor } from '../../shared/redact.ts'
 import type { Route } from '../../gateway/config-store.ts'
 import { adapterFor } from '../../gateway/providers/registry.ts'
 import type { Target } from '../../gateway/providers/types.ts'
@@ -14,6 +15,7 @@ export function testTarget(kind: ProviderKind, upstreamModel: string, model: Par
     upstreamModel,
     apiKey: undefined,
     price: { input_pico_per_token: pricePerTokenPico(m.cost_per_1k_input_tokens), output_pico_per_token: pricePerTokenPico(m.cost_per_1k_output_tokens) },
+    redactor: new Redactor([]),
   }
 }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { Secret } from '../../../shared/secret.ts'
+import { Redactor } from '../../../shared/redact.ts'
 import { translateRecording } from '../../../test/harness/assemble-stream.ts'
 import type { ChatRequest } from '../../chat-request.ts'
 import type { Target } from '../types.ts'
@@ -14,6 +15,7 @@ const target: Target = {
   model: { name: 'claude-haiku', upstream_model: 'claude-haiku-4-5', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.005 },
   upstreamModel: 'claude-haiku-4-5',
   apiKey: new Secret('sk-ant-api03-secretsecret'),
+  redactor: new Redactor(['sk-ant-api03-secretsecret']),
   price: { input_pico_per_token: 1_000_000, output_pico_per_token: 5_000_000 },
 }
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { Secret } from '../../../shared/secret.ts'
+import { Redactor } from '../../../shared/redact.ts'
 import { translateRecording } from '../../../test/harness/assemble-stream.ts'
 import type { ChatRequest } from '../../chat-request.ts'
 import type { Target } from '../types.ts'
@@ -14,6 +15,7 @@ const target: Target = {
   model: { name: 'flash', upstream_model: 'gemini-2.5-flash', cost_per_1k_input_tokens: 0.0003, cost_per_1k_output_tokens: 0.0025 },
   upstreamModel: 'gemini-2.5-flash',
   apiKey: new Secret('AIzaSyFAKEFAKEFAKEFAKE123'),
+  redactor: new Redactor(['AIzaSyFAKEFAKEFAKEFAKE123']),
   price: { input_pico_per_token: 300_000, output_pico_per_token: 2_500_000 },
 }
 

@@ -1,5 +1,5 @@
 // Gemini error statuses (HTTP or in-stream) → the gateway's taxonomy, keeping Google's message.
-import { GatewayError, redactSecrets } from '../../errors.ts'
+import { GatewayError } from '../../errors.ts'
 import type { Target } from '../types.ts'
 import type { GeminiErrorWire } from './wire.ts'
 
@@ -7,7 +7,7 @@ const CONTEXT = /input token count .* exceeds|exceeds the maximum number of toke
 
 export function toGatewayError(wire: GeminiErrorWire | undefined, status: number | undefined, target: Target): GatewayError {
   const id = target.provider.provider_id
-  const said = wire?.message ? redactSecrets(wire.message, target.apiKey ? [target.apiKey.reveal()] : []) : ''
+  const said = wire?.message ? target.redactor.text(wire.message) : ''
   const message = (fallback: string) => `${id}: ${said || fallback}`
   const opts = { upstreamStatus: status ?? wire?.code }
   const reasons = new Set((wire?.details ?? []).map((d) => d.reason))

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { Secret } from '../../../shared/secret.ts'
+import { Redactor } from '../../../shared/redact.ts'
 import { SseParser } from '../../upstream/sse.ts'
 import type { Target } from '../types.ts'
 import { openAiAdapter } from './adapter.ts'
@@ -22,6 +23,7 @@ const target: Target = {
   model: { name: 'gpt-4o', cost_per_1k_input_tokens: 0.0025, cost_per_1k_output_tokens: 0.01 },
   upstreamModel: 'gpt-4o-2024-08-06',
   apiKey: new Secret('sk-proj-supersecretvalue'),
+  redactor: new Redactor(['sk-proj-supersecretvalue']),
   price: { input_pico_per_token: 2_500_000, output_pico_per_token: 10_000_000 },
 }
 

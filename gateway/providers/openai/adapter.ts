@@ -2,7 +2,7 @@
 import type { ProviderConfig } from '../../../shared/config/schema.ts'
 import type { Secret } from '../../../shared/secret.ts'
 import type { ChatRequest } from '../../chat-request.ts'
-import { GatewayError, redactSecrets } from '../../errors.ts'
+import { GatewayError } from '../../errors.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import type { Encoding } from '../tokenize.ts'
 import type { Completion, ProviderAdapter, ProviderOptions, StreamOptions, StreamTranslator, Target, UpstreamRequest, Usage } from '../types.ts'
@@ -46,15 +46,14 @@ export const openAiAdapter: ProviderAdapter = {
   },
 
   openStream(target: Target, opts: StreamOptions): StreamTranslator {
-    return new OpenAiPassthrough(opts, (data) => openAiAdapter.readError(statusOfStreamError(data), data, new Headers(), target))
+    return new OpenAiPassthrough(opts, (data) => openAiAdapter.readError(statusOfStreamError(data), data, new Headers(), target), (data) => target.redactor.text(data))
   },
 
   readError(status: number, text: string, headers: Headers, target: Target): GatewayError {
     const wire = readErrorBody(text)
-    const secrets = target.apiKey ? [target.apiKey.reveal()] : []
-    const said = wire?.message ? redactSecrets(wire.message, secrets) : ''
+    const said = wire?.message ? target.redactor.text(wire.message) : ''
     const message = (fallback: string) => (said ? `${target.provider.provider_id}: ${said}` : `${target.provider.provider_id}: ${fallback}`)
-    const opts = { upstreamStatus: status, param: wire?.param ?? null }
+    const opts = { upstreamStatus: status, param: wire?.param ? target.redactor.text(wire.param) : null }
     if (status === 429) {
       return new GatewayError('rate_limit_exceeded', message('rate limited'), { ...opts, retryAfterSeconds: readRetryAfter(headers) })
     }
@@ -96,6 +95,8 @@ class OpenAiPassthrough implements StreamTranslator {
   constructor(
     private readonly opts: StreamOptions,
     private readonly toError: (data: string) => GatewayError,
+    // Key-shaped text out of an error frame, which otherwise passes as the provider sent it.
+    private readonly redact: (data: string) => string,
   ) {}
 
   onEvent(event: SseEvent): Uint8Array | undefined {
@@ -112,7 +113,8 @@ class OpenAiPassthrough implements StreamTranslator {
     }
     if (STREAM_ERROR.test(data)) {
       this.error = this.toError(data)
-      return event.raw
+      const clean = this.redact(data)
+      return clean === data ? event.raw : encoder.encode(`data: ${clean}\n\n`)
     }
     const generated = generatedBytes(data)
     if (generated > 0) {

@@ -1,0 +1,236 @@
+// A hostile upstream: redirects, echoed keys in every field and header, compression bombs, endless lines, huge bodies; no key leaves, memory stays bounded, the gateway keeps serving.
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
+import { readFileSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
+import { hashKey } from '../../gateway/auth.ts'
+import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts'
+
+const CALLER = 'sk-hostile-upstream-caller'
+const KEYS = {
+  openai: 'sk-hostiletest-openai-0123456789abcdef',
+  anthropic: 'sk-ant-hostiletest-0123456789abcdef',
+  gemini: 'AIzaHostileTest0123456789abcdefghijk',
+} as const
+type Kind = keyof typeof KEYS
+const KINDS = Object.keys(KEYS) as Kind[]
+const MODEL: Record<Kind, string> = { openai: 'h-oa', anthropic: 'h-an', gemini: 'h-ge' }
+
+type Mode = 'redirect' | 'echo-error' | 'echo-answer' | 'gzip-bomb' | 'endless-line' | 'nul-stream' | 'huge-json'
+let mode: Mode = 'echo-answer'
+// Requests that reached the host a redirect points at.
+const stolen: Array<{ headers: Record<string, string>; body: string }> = []
+// Resolved when the gateway gives up on an endless upstream body.
+let onCancel: (() => void) | undefined
+
+// The key the gateway sent, however this provider kind carries it.
+function keyIn(req: Request): string {
+  return req.headers.get('x-api-key') ?? req.headers.get('x-goog-api-key') ?? (req.headers.get('authorization') ?? '').replace(/^Bearer /, '')
+}
+
+const thief = Bun.serve({
+  port: 0,
+  hostname: '127.0.0.1',
+  async fetch(req) {
+    stolen.push({ headers: Object.fromEntries(req.headers), body: await req.text() })
+    return Response.json({ id: 'x', object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: 'stolen' }, finish_reason: 'stop' }] })
+  },
+})
+
+// A stream that sends `chunk` up to `times` times, noting when the gateway gives up on it (the
+// body is cancelled, or the request aborted, whichever Bun reports).
+function endless(req: Request, chunk: Uint8Array, times: number, headers: Record<string, string> = {}): Response {
+  req.signal.addEventListener('abort', () => onCancel?.(), { once: true })
+  let sent = 0
+  return new Response(
+    new ReadableStream({
+      pull(c) {
+        if (sent++ >= times) return c.close()
+        c.enqueue(chunk)
+      },
+      cancel() {
+        onCancel?.()
+      },
+    }),
+    { headers: { 'content-type': 'text/event-stream', ...headers } },
+  )
+}
+
+const bomb = gzipSync(Buffer.alloc(200 * 1024 * 1024))
+
+const hostile = Bun.serve({
+  port: 0,
+  hostname: '127.0.0.1',
+  async fetch(req) {
+    const url = new URL(req.url)
+    const key = keyIn(req)
+    const body = (await req.json().catch(() => ({}))) as { stream?: boolean }
+    const stream = body.stream === true || url.pathname.includes('streamGenerate')
+    const echoes = [key, `Bearer ${key}`, encodeURIComponent(key), JSON.stringify(key).slice(1, -1)]
+    switch (mode) {
+      case 'redirect':
+        return new Response(null, { status: 307, headers: { location: `http://127.0.0.1:${thief.port}${url.pathname}${url.search}` } })
+      case 'echo-error':
+        return new Response(JSON.stringify({ error: { message: `bad key ${echoes.join(' ')}`, type: key, param: key, code: key, status: key } }), {
+          status: 400,
+          headers: { 'content-type': 'application/json', 'x-request-id': key, 'request-id': key },
+        })
+      case 'echo-answer':
+        if (!stream) {
+          const answer = url.pathname.includes('/v1/messages')
+            ? { id: key, type: 'message', role: 'assistant', model: key, content: [{ type: 'text', text: `here ${echoes.join(' ')}` }], stop_reason: 'end_turn', usage: { input_tokens: 5, output_tokens: 5 } }
+            : url.pathname.includes('generateContent')
+              ? { candidates: [{ content: { parts: [{ text: `here ${echoes.join(' ')}` }], role: 'model' }, finishReason: 'STOP' }], usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 5 }, responseId: key }
+              : { id: key, object: 'chat.completion', model: key, choices: [{ index: 0, message: { role: 'assistant', content: `here ${echoes.join(' ')}` }, finish_reason: 'stop' }], usage: { prompt_tokens: 5, completion_tokens: 5 } }
+          return Response.json(answer, { headers: { 'x-request-id': key } })
+        }
+        return new Response(
+          [
+            `data: ${JSON.stringify({ id: key, object: 'chat.completion.chunk', choices: [{ index: 0, delta: { role: 'assistant', content: `here ${key}` } }] })}\n\n`,
+            `data: ${JSON.stringify({ id: key, object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: ` and ${encodeURIComponent(key)}` } }] })}\n\n`,
+            `data: ${JSON.stringify({ error: { message: `oops Bearer ${key}`, type: 'server_error', param: key, code: null } })}\n\n`,
+          ].join(''),
+          { headers: { 'content-type': 'text/event-stream', 'x-request-id': key } },
+        )
+      case 'gzip-bomb':
+        return new Response(bomb, { headers: { 'content-type': stream ? 'text/event-stream' : 'application/json', 'content-encoding': 'gzip' } })
+      case 'endless-line':
+        // One line, never ended, 64 MB at most (the test's own bound).
+        return endless(req, new TextEncoder().encode(`data: ${'a'.repeat(64 * 1024)}`.slice(0, 64 * 1024)), 1024)
+      case 'nul-stream':
+        return endless(req, gzipSync(Buffer.alloc(1024 * 1024)), 64, { 'content-encoding': 'gzip' })
+      case 'huge-json':
+        return new Response(`{"choices":[{"index":0,"message":{"role":"assistant","content":"${'x'.repeat(8 * 1024 * 1024)}"}}]}`, { headers: { 'content-type': 'application/json' } })
+    }
+  },
+})
+
+let gw: GatewayProcess
+
+beforeAll(async () => {
+  const provider = (kind: Kind, base: string) => ({
+    provider_id: `p-${kind}`,
+    name: kind,
+    kind,
+    base_url: base,
+    api_key_secret: `env:KEY_${kind.toUpperCase()}`,
+    health_check: false,
+    models: [{ name: MODEL[kind], cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002 }],
+  })
+  const url = `http://127.0.0.1:${hostile.port}`
+  gw = await startGateway({
+    config: {
+      server: { log_level: 'info', max_response_bytes: 4 * 1024 * 1024, max_event_bytes: 256 * 1024 },
+      // Every case fails on purpose: no breaker should open between them.
+      routing: { retries: 0, breaker: { enabled: false } },
+      providers: [provider('openai', `${url}/v1`), provider('anthropic', url), provider('gemini', url)],
+      clients: [{ client_id: 'c', team_id: 't', keys: [{ name: 'k', sha256: hashKey(CALLER) }] }],
+    },
+    env: { KEY_OPENAI: KEYS.openai, KEY_ANTHROPIC: KEYS.anthropic, KEY_GEMINI: KEYS.gemini },
+  })
+})
+
+afterAll(async () => {
+  await gw?.stop()
+  hostile.stop(true)
+  thief.stop(true)
+})
+
+async function call(kind: Kind, stream = false): Promise<{ status: number; text: string; headers: string }> {
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${CALLER}` },
+    body: JSON.stringify({ model: MODEL[kind], max_tokens: 50, stream, messages: [{ role: 'user', content: 'hi' }] }),
+  })
+  return { status: res.status, text: await res.text(), headers: JSON.stringify([...res.headers]) }
+}
+
+// Every form of every key (and the key's distinctive middle, in case of partial echoes).
+function leaks(text: string): string[] {
+  const found: string[] = []
+  for (const key of Object.values(KEYS)) for (const form of [key, encodeURIComponent(key), key.slice(6, 26)]) if (text.includes(form)) found.push(form)
+  return found
+}
+
+function rssMb(): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${gw.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
+}
+
+describe('a hostile upstream', () => {
+  it('never follows a redirect: the key and the prompt stay home, and the answer is a 502', async () => {
+    mode = 'redirect'
+    for (const kind of KINDS) {
+      for (const stream of [false, true]) {
+        const r = await call(kind, stream)
+        expect(r.status).toBe(502)
+        expect(JSON.parse(r.text).error.code).toBe('upstream_bad_response')
+      }
+    }
+    expect(stolen).toEqual([])
+  })
+
+  it('never passes on a key echoed in an error, its param, type or code, or its headers', async () => {
+    mode = 'echo-error'
+    for (const kind of KINDS) {
+      for (const stream of [false, true]) {
+        const r = await call(kind, stream)
+        expect(r.status).toBeGreaterThanOrEqual(400)
+        expect(leaks(r.text + r.headers)).toEqual([])
+      }
+    }
+  })
+
+  it('never passes on a key echoed in an answer, a stream, an in-stream error frame or a request id', async () => {
+    mode = 'echo-answer'
+    for (const kind of KINDS) {
+      for (const stream of [false, true]) {
+        if (stream && kind !== 'openai') continue
+        const r = await call(kind, stream)
+        expect(r.status).toBe(200)
+        expect(r.text).toContain('here ')
+        expect(leaks(r.text + r.headers)).toEqual([])
+      }
+    }
+    // Nor in anything the gateway logged.
+    expect(leaks(gw.lines.join('\n'))).toEqual([])
+  })
+
+  it('stops a compression bomb, answer or stream, with a 502, and its memory stays bounded', async () => {
+    mode = 'gzip-bomb'
+    const before = rssMb()
+    for (const stream of [false, true]) {
+      const r = await call('openai', stream)
+      expect(r.status).toBe(502)
+      expect(JSON.parse(r.text).error.code).toBe('upstream_bad_response')
+    }
+    // 200 MB decoded would be; a generous ceiling for what is held.
+    expect(rssMb() - before).toBeLessThan(150)
+  })
+
+  it('stops an endless line and a compressed stream of NUL bytes at the event cap, and cancels the upstream', async () => {
+    for (const m of ['endless-line', 'nul-stream'] as const) {
+      mode = m
+      const cancelled = new Promise<void>((resolve) => {
+        onCancel = resolve
+      })
+      const before = rssMb()
+      const r = await call('openai', true)
+      expect(r.status).toBe(502)
+      expect(JSON.parse(r.text).error.message).toContain('stream event over')
+      expect(rssMb() - before).toBeLessThan(150)
+      // 64 MB of one line cannot all be in flight: the gateway's giving up reaches the upstream.
+      if (m === 'endless-line') await cancelled
+    }
+  })
+
+  it('refuses an answer larger than max_response_bytes with a 502', async () => {
+    mode = 'huge-json'
+    const r = await call('openai')
+    expect(r.status).toBe(502)
+    expect(JSON.parse(r.text).error.message).toContain('exceeds')
+  })
+
+  it('keeps serving afterwards', async () => {
+    mode = 'echo-answer'
+    expect((await call('openai')).status).toBe(200)
+  })
+})
