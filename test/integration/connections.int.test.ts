@@ -158,6 +158,18 @@ describe('more requests than the process holds', () => {
   })
 })
 
+describe('slow headers', () => {
+  it('keeps answering legitimate requests while 200 clients trickle their headers', async () => {
+    const slow = Array.from({ length: 200 }, () => rawClient(gw.port, 'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Slow: '))
+    for (const c of slow) trickle(c, 500, 20)
+    try {
+      for (let i = 0; i < 5; i++) expect((await ok()).status).toBe(200)
+    } finally {
+      for (const c of slow) c.socket.destroy()
+    }
+  })
+})
+
 describe('a flood of idle sockets past the open-file limit', () => {
   it('still answers a legitimate request on a fresh connection', async () => {
     const small = await startGateway({ config: testConfig({ upstreamBaseUrl: emulator.baseUrl, server: { idle_timeout_s: 1 } }), openFiles: 256 })
