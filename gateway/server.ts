@@ -125,6 +125,8 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     // Sockets with no request in progress; an accepted request lifts it (see connection.ts).
     idleTimeout: settings.idle_timeout_s,
+    // Never Bun's development error page (source lines, paths) to a caller, whatever NODE_ENV says.
+    development: false,
   })
   const server = app.server
   if (!server) throw new Error('server did not start')

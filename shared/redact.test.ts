@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test'
 import { concatBytes } from './bytes.ts'
-import { MIN_SECRET_LENGTH, Redactor, redactStream, secretForms } from './redact.ts'
+import { MIN_SECRET_LENGTH, Redactor, redactStream, secretForms, decodedJson } from './redact.ts'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -275,5 +275,25 @@ describe('redactStream', () => {
     for (let cut = 0; cut <= whole.length; cut++) {
       expect(runStream(r, [whole.slice(0, cut), whole.slice(cut)])).toBe('世界🙂[redacted]é🙂')
     }
+  })
+})
+
+describe('partial keys and escapes', () => {
+  const key = 'sk-partial-0123456789abcdef'
+  const r = new Redactor([key])
+
+  it('finds 12 characters of a key in a row, and withholds provider text that holds them', () => {
+    expect(r.hasPart(`id ${key.slice(0, -1)}`)).toBe(true)
+    expect(r.hasPart(key.slice(5, 17))).toBe(true)
+    expect(r.hasPart(key.slice(5, 16))).toBe(false)
+    expect(r.providerText(`bad key ${key.slice(1)}`)).toBe('[withheld: it held part of a provider key]')
+    expect(r.providerText('rate limited, try later')).toBe('rate limited, try later')
+  })
+
+  it('reads JSON as a parser would, so a \\u escape cannot hide a key', () => {
+    const escaped = `{"content":"${key.slice(0, 2)}\\u002d${key.slice(3)}"}`
+    expect(r.has(escaped)).toBe(false)
+    expect(r.has(decodedJson(escaped))).toBe(true)
+    expect(decodedJson('not json')).toBe('not json')
   })
 })

@@ -193,9 +193,15 @@ function replaceSpans(b: Uint8Array, spans: readonly number[] | null, from: numb
 let matcherOf: (r: Redactor) => FormMatcher
 
 // Build one per config snapshot, not per request: the matcher's two 64 KB tables take microseconds to fill.
+// A run this long from inside a key is part of the key, not a coincidence (for text the gateway
+// writes itself from a provider's words: a key cut by one character is still a key).
+export const KEY_PART_LENGTH = 12
+
 export class Redactor {
   readonly #strings: readonly string[]
   readonly #matcher: FormMatcher
+  // Every KEY_PART_LENGTH-character window of every bare secret.
+  readonly #parts: readonly string[]
 
   static {
     matcherOf = (r) => r.#matcher
@@ -205,6 +211,9 @@ export class Redactor {
     const forms = new Set<string>()
     for (const s of secrets) if (s.length >= MIN_SECRET_LENGTH) for (const f of secretForms(s)) forms.add(f)
     this.#strings = [...forms]
+    const parts = new Set<string>()
+    for (const s of secrets) if (s.length >= MIN_SECRET_LENGTH) for (let i = 0; i + KEY_PART_LENGTH <= s.length; i++) parts.add(s.slice(i, i + KEY_PART_LENGTH))
+    this.#parts = [...parts]
     const enc = new TextEncoder()
     this.#matcher = new FormMatcher(this.#strings.map((f) => enc.encode(f)))
   }
@@ -243,6 +252,21 @@ export class Redactor {
   has(b: Uint8Array | string): boolean {
     if (typeof b === 'string') return this.#strings.some((f) => b.includes(f))
     return this.#matcher.spans(b, true) !== null
+  }
+
+  // A provider's own words the gateway passes on (an error message, a param): text(), and withheld
+  // whole when what is left still holds part of a key.
+  providerText(s: string): string {
+    const clean = this.text(s)
+    return this.hasPart(clean) ? '[withheld: it held part of a provider key]' : clean
+  }
+
+  // True when a short text (a header value, an error message) holds KEY_PART_LENGTH characters or
+  // more of a secret in a row: a key echoed with a character changed or cut off. Costs a scan per
+  // window, so only for short strings the gateway would pass on, never for streamed bytes.
+  hasPart(s: string): boolean {
+    if (s.length < KEY_PART_LENGTH) return false
+    return this.#parts.some((p) => s.includes(p))
   }
 }
 
@@ -283,5 +307,15 @@ export function redactStream(r: Redactor): RedactStream {
       emitted = 0
       return out
     },
+  }
+}
+
+// The JSON text as a parser would see it (escapes resolved where JSON does not need them), or the
+// text itself when it is not JSON.
+export function decodedJson(text: string): string {
+  try {
+    return JSON.stringify(JSON.parse(text))
+  } catch {
+    return text
   }
 }

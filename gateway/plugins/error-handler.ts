@@ -8,13 +8,22 @@ export function errorHandler(log: Logger) {
   return new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, function renderError({ code, error, request }) {
     // The caller's x-request-id only when it is short and printable, as on every other answer.
     const headers = requestIdHeaders(requestIdsOf(request))
-    if (code === 'NOT_FOUND') {
-      const url = new URL(request.url)
-      return errorResponse(new GatewayError('not_found', `Unknown request URL: ${request.method} ${url.pathname}.`), headers)
-    }
+    if (code === 'NOT_FOUND') return errorResponse(new GatewayError('not_found', `Unknown request URL: ${request.method.slice(0, 16)} ${pathOf(request)}.`), headers)
     if (code === 'PARSE') return errorResponse(new GatewayError('invalid_json', 'The request body is not valid JSON.'), headers)
     const err = toGatewayError(error)
-    if (err.code === 'internal_error') log.error('unhandled error', { err: error, path: new URL(request.url).pathname })
+    if (err.code === 'internal_error') log.error('unhandled error', { err: error, path: pathOf(request) })
     return errorResponse(err, headers)
   })
+}
+
+// The path a request named, shortened; a Host header that makes its URL unparsable (empty, a
+// space, a bad port) must not turn a 404 into a 500.
+function pathOf(request: Request): string {
+  let path: string
+  try {
+    path = new URL(request.url).pathname
+  } catch {
+    path = /^[a-z]+:\/\/[^/]*(\/[^?#]*)/i.exec(request.url)?.[1] ?? '/'
+  }
+  return path.length > 200 ? `${path.slice(0, 200)}...` : path
 }

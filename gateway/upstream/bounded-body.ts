@@ -41,7 +41,8 @@ export function decodeBody(res: Response, limits: BodyLimits, who: string): Read
   const formats: Bun.CompressionFormat[] = []
   for (const coding of codings) {
     const format = FORMATS[coding]
-    if (format === undefined) return refuse(body, badResponse(who, `unsupported content-encoding "${coding.slice(0, 40)}"`))
+    // The value is not quoted back: a provider could put anything there (its key, say).
+    if (format === undefined) return refuse(body, badResponse(who, 'unsupported content-encoding'))
     formats.push(format)
   }
   // Codings are listed in the order they were applied: undo the last one first.

@@ -3,6 +3,7 @@ import { GatewayError } from '../errors.ts'
 import type { Completion, ProviderAdapter, ProviderOptions, Target, UpstreamRequest } from '../providers/types.ts'
 import type { ChatRequest } from '../chat-request.ts'
 import { readBodyText, type BodyLimits } from './bounded-body.ts'
+import { decodedJson } from '../../shared/redact.ts'
 
 // The abort reason used when the caller went away; never shown to anyone.
 export const CLIENT_CLOSED = new GatewayError('client_closed', 'client closed the request')
@@ -78,11 +79,21 @@ export async function completeChat(
       const reason = classifyFailure(err, ac.signal, target)
       throw res.ok && reason !== CLIENT_CLOSED ? reason.afterAccepted() : reason
     }
-    if (!res.ok) throw adapter.readError(res.status, text, res.headers, target)
+    if (!res.ok) throw readErrorAnswer(adapter, res, text, target)
     return { completion: readAnswer(adapter, text, target), upstreamRequestId: upstreamRequestIdOf(res, target) }
   } finally {
     clearTimeout(timer)
     clientSignal.removeEventListener('abort', onClientAbort)
+  }
+}
+
+// An error answer as the gateway's error; one the adapter trips over is still the provider's error
+// (its status kept), never a 500 of the gateway's.
+export function readErrorAnswer(adapter: ProviderAdapter, res: Response, text: string, target: Target): GatewayError {
+  try {
+    return adapter.readError(res.status, text, res.headers, target)
+  } catch (err) {
+    return new GatewayError('upstream_error', `${target.provider.provider_id}: upstream error (${res.status})`, { upstreamStatus: res.status, cause: err })
   }
 }
 
@@ -91,7 +102,9 @@ export async function completeChat(
 const UPSTREAM_ID = /^[A-Za-z0-9._:\-]{1,128}$/
 export function upstreamRequestIdOf(res: Response, target: Target): string | null {
   const id = res.headers.get('x-request-id') ?? res.headers.get('request-id')
-  return id !== null && UPSTREAM_ID.test(id) && !target.redactor.has(id) ? id : null
+  if (id === null || !UPSTREAM_ID.test(id)) return null
+  // Not a key, nor key-shaped, nor a key with a character changed.
+  return target.redactor.text(id) === id && !target.redactor.hasPart(id) ? id : null
 }
 
 // A 2xx body the adapter cannot read is the provider's fault (upstream_bad_response), whatever
@@ -99,8 +112,10 @@ export function upstreamRequestIdOf(res: Response, target: Target): string | nul
 function readAnswer(adapter: ProviderAdapter, text: string, target: Target): Completion {
   try {
     const completion = adapter.readCompletion(text, target)
-    // Exact keys only: a key-shaped example in a model's answer is the caller's content.
-    return target.redactor.has(completion.body) ? { ...completion, body: new TextDecoder().decode(target.redactor.bytes(new TextEncoder().encode(completion.body))) } : completion
+    // Exact keys only: a key-shaped example in a model's answer is the caller's content. A body
+    // with \u escapes is looked at as a parser will read it, so escapes cannot hide a key.
+    const seen = completion.body.includes('\\u') ? decodedJson(completion.body) : completion.body
+    return target.redactor.has(seen) ? { ...completion, body: new TextDecoder().decode(target.redactor.bytes(new TextEncoder().encode(seen))) } : completion
   } catch (err) {
     if (err instanceof GatewayError) throw err.afterAccepted()
     throw new GatewayError('upstream_bad_response', `${target.provider.provider_id}: the provider returned a body the gateway cannot read.`, { cause: err, accepted: true })

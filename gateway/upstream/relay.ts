@@ -2,7 +2,7 @@
 import type { ChatRequest } from '../chat-request.ts'
 import { errorFrame, GatewayError } from '../errors.ts'
 import type { ProviderAdapter, ProviderOptions, Target, Usage } from '../providers/types.ts'
-import { CLIENT_CLOSED, classifyFailure, sendUpstream, upstreamRequestIdOf, withHeaders } from './call.ts'
+import { CLIENT_CLOSED, classifyFailure, readErrorAnswer, sendUpstream, upstreamRequestIdOf, withHeaders } from './call.ts'
 import { SseEventTooLarge, SseParser, type SseEvent } from './sse.ts'
 import { decodeBody, readBodyText } from './bounded-body.ts'
 import { concatBytes } from '../../shared/bytes.ts'
@@ -83,7 +83,7 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     res = await sendUpstream(withHeaders(adapter.buildRequest(req, target, true, opts.providerOptions), opts.extraHeaders), ac.signal, target)
     if (!res.ok) {
       const text = await readBodyText(res, { maxBytes: opts.limits.maxErrorBytes, maxRatio: opts.limits.maxRatio }, id).catch(() => '')
-      throw adapter.readError(res.status, text, res.headers, target)
+      throw readErrorAnswer(adapter, res, text, target)
     }
     if (!res.body) throw new GatewayError('upstream_bad_response', `${id}: the provider sent no stream body`)
   } catch (err) {
@@ -159,9 +159,13 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
   let first: Step | undefined
   try {
     const held: Uint8Array[] = []
+    let heldBytes = 0
     for (;;) {
       const step = await next()
-      if (step.bytes) held.push(step.bytes)
+      if (step.bytes) {
+        held.push(step.bytes)
+        heldBytes += step.bytes.length
+      }
       if (step.kind === 'end') {
         first = { ...step, bytes: collect(held) }
         break
@@ -170,6 +174,8 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
         first = { kind: 'data', bytes: collect(held) ?? step.bytes }
         break
       }
+      // What comes before the content is held, so it is bounded like one event.
+      if (heldBytes > opts.limits.maxEventBytes) throw new GatewayError('upstream_bad_response', `${id}: the provider sent over ${opts.limits.maxEventBytes} bytes before any content`)
     }
   } catch (err) {
     stopTimers()
@@ -185,8 +191,33 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     throw failedEarly.afterAccepted()
   }
 
+  // A caller that stops reading leaves pull() uncalled, and with it the timeouts' effect: once the
+  // upstream call is aborted (stream deadline, silence while the caller is backed up), the
+  // response is ended from here, so its socket and its place are freed.
+  let pulling = false
+  let responseController: ReadableStreamDefaultController<Uint8Array> | undefined
+  ac.signal.addEventListener(
+    'abort',
+    () => {
+      if (ended || pulling || !responseController) return
+      const reason = ac.signal.reason instanceof GatewayError ? ac.signal.reason : new GatewayError('stream_timeout', `${id}: the stream was stopped`)
+      if (reason === CLIENT_CLOSED) return finish(undefined, true)
+      try {
+        responseController.error(reason)
+      } catch {
+        // Already closed.
+      }
+      finish(reason, false)
+    },
+    { once: true },
+  )
+
   const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      responseController = controller
+    },
     async pull(controller) {
+      pulling = true
       try {
         const step = first ?? (await next())
         first = undefined
@@ -209,6 +240,8 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
           // The client is gone as well; nothing left to tell it.
         }
         finish(error, false)
+      } finally {
+        pulling = false
       }
     },
     cancel() {

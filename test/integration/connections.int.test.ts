@@ -126,6 +126,16 @@ describe('oversize bodies', () => {
     })
   }
 
+  it('answers a request without a usable Host (HTTP/1.0, empty, a bad port) with a 404 in OpenAI shape, never a 500', async () => {
+    for (const head of ['GET /nope HTTP/1.0\r\n\r\n', 'GET /nope HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n', 'GET /nope HTTP/1.1\r\nHost: a@b:99999\r\nConnection: close\r\n\r\n']) {
+      const c = rawClient(gw.port, head)
+      await c.closed
+      expect(statusOf(c.received())).toBe(404)
+      expect(bodyOf(c.received()).error.code).toBe('not_found')
+      expect(c.received()).toContain('x-request-id: req_')
+    }
+  })
+
   it('never echoes a caller request id that is long or not printable', async () => {
     const res = await fetch(`${gw.url}/no/such/path`, { headers: { 'x-request-id': `evil${'x'.repeat(500)}` } })
     expect(res.status).toBe(404)

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
+import { connect } from 'node:net'
 import { hashKey } from '../../gateway/auth.ts'
 import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts'
 
@@ -15,7 +16,7 @@ type Kind = keyof typeof KEYS
 const KINDS = Object.keys(KEYS) as Kind[]
 const MODEL: Record<Kind, string> = { openai: 'h-oa', anthropic: 'h-an', gemini: 'h-ge' }
 
-type Mode = 'redirect' | 'echo-error' | 'echo-answer' | 'gzip-bomb' | 'endless-line' | 'nul-stream' | 'huge-json'
+type Mode = 'redirect' | 'echo-error' | 'echo-answer' | 'echo-escaped' | 'echo-encoding' | 'gemini-bad-error' | 'gzip-bomb' | 'endless-line' | 'nul-stream' | 'no-content' | 'flood' | 'huge-json'
 let mode: Mode = 'echo-answer'
 // Requests that reached the host a redirect points at.
 const stolen: Array<{ headers: Record<string, string>; body: string }> = []
@@ -91,6 +92,30 @@ const hostile = Bun.serve({
           ].join(''),
           { headers: { 'content-type': 'text/event-stream', 'x-request-id': key } },
         )
+      case 'echo-escaped': {
+        // The key with its third character as a \u escape: a JSON parser reads the key itself.
+        const escaped = `${key.slice(0, 2)}\\u${key.charCodeAt(2).toString(16).padStart(4, '0')}${key.slice(3)}`
+        const near = key.slice(0, -1)
+        if (!stream) return new Response(`{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"here ${escaped}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":5}}`, { headers: { 'content-type': 'application/json', 'x-request-id': near } })
+        return new Response(
+          [
+            `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"here ${escaped}"}}]}\n\n`,
+            `data: {"id":"c","error":{"message":"bad ${near}","type":"server_error","param":"${escaped}","code":null}}\n\n`,
+            `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"after the error ${key}"}}]}\n\n`,
+          ].join(''),
+          { headers: { 'content-type': 'text/event-stream', 'x-request-id': near } },
+        )
+      }
+      case 'echo-encoding':
+        return new Response('{}', { headers: { 'content-type': 'application/json', 'content-encoding': key } })
+      case 'gemini-bad-error':
+        return new Response(JSON.stringify({ error: { code: 400, message: { nested: key }, status: 'INVALID_ARGUMENT', details: ['x', null, { '@type': 5 }] } }), { status: 400, headers: { 'content-type': 'application/json' } })
+      case 'no-content':
+        // Role chunks and comments, never any content.
+        return endless(req, new TextEncoder().encode(`: keep-alive ${'.'.repeat(1000)}\n\ndata: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n`.repeat(30)), 100_000)
+      case 'flood':
+        // Content as fast as the caller takes it, for as long as the test lets it run.
+        return endless(req, new TextEncoder().encode(`data: {"choices":[{"index":0,"delta":{"content":"${'word '.repeat(100)}"}}]}\n\n`.repeat(100)), 100_000)
       case 'gzip-bomb':
         return new Response(bomb, { headers: { 'content-type': stream ? 'text/event-stream' : 'application/json', 'content-encoding': 'gzip' } })
       case 'endless-line':
@@ -119,7 +144,7 @@ beforeAll(async () => {
   const url = `http://127.0.0.1:${hostile.port}`
   gw = await startGateway({
     config: {
-      server: { log_level: 'info', max_response_bytes: 4 * 1024 * 1024, max_event_bytes: 256 * 1024 },
+      server: { log_level: 'info', max_response_bytes: 4 * 1024 * 1024, max_event_bytes: 256 * 1024, stream_idle_timeout_ms: 2000, stream_timeout_ms: 20_000 },
       // Every case fails on purpose: no breaker should open between them.
       routing: { retries: 0, breaker: { enabled: false } },
       providers: [provider('openai', `${url}/v1`), provider('anthropic', url), provider('gemini', url)],
@@ -228,6 +253,61 @@ describe('a hostile upstream', () => {
     expect(r.status).toBe(502)
     expect(JSON.parse(r.text).error.message).toContain('exceeds')
   })
+
+  it('never passes on a key hidden by a \\u escape, a near-whole key as request id, or an error frame whose first key is not "error"', async () => {
+    mode = 'echo-escaped'
+    for (const stream of [false, true]) {
+      const r = await call('openai', stream)
+      expect(r.status).toBe(200)
+      expect(leaks(JSON.stringify(r.text.split('\n').map((l) => (l.startsWith('data: {') ? JSON.parse(l.slice(6)) : l))) + r.headers)).toEqual([])
+      expect(r.headers).not.toContain('x-upstream-request-id')
+      // Nothing after the provider's error frame is relayed.
+      if (stream) expect(r.text).not.toContain('after the error')
+    }
+  })
+
+  it('never quotes a content-encoding back (a provider could send its key there)', async () => {
+    mode = 'echo-encoding'
+    const r = await call('openai')
+    expect(r.status).toBe(502)
+    expect(leaks(r.text)).toEqual([])
+  })
+
+  it('answers a Gemini error body with fields of the wrong types as the provider error it is, not a 500', async () => {
+    mode = 'gemini-bad-error'
+    for (const stream of [false, true]) {
+      const r = await call('gemini', stream)
+      expect(r.status).toBeLessThan(500)
+      expect(leaks(r.text)).toEqual([])
+    }
+  })
+
+  it('bounds what a stream sends before any content: a 502, memory held flat', async () => {
+    mode = 'no-content'
+    const before = rssMb()
+    const r = await call('openai', true)
+    expect(r.status).toBe(502)
+    expect(JSON.parse(r.text).error.message).toContain('before any content')
+    expect(rssMb() - before).toBeLessThan(150)
+  })
+
+  it('frees the socket and the place of a caller who stops reading a stream', async () => {
+    mode = 'flood'
+    const socket = connect(gw.port, '127.0.0.1')
+    socket.on('error', () => undefined)
+    const body = JSON.stringify({ model: MODEL.openai, stream: true, messages: [{ role: 'user', content: 'hi' }] })
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer ${CALLER}\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+    // Read the first bytes, then stop reading: the gateway backs up, the provider goes quiet.
+    await new Promise<void>((resolve) => socket.once('data', () => resolve()))
+    socket.pause()
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+    const rec = await gw.waitForLog((l) => l.msg === 'request' && l.stream === true && l.error_code === 'stream_timeout')
+    expect(rec.status).toBe('error')
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+    expect(metrics).toContain('gateway_requests_in_progress 0')
+    socket.resume()
+    await closed
+  }, 30_000)
 
   it('keeps serving afterwards', async () => {
     mode = 'echo-answer'

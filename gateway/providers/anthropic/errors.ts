@@ -9,7 +9,7 @@ const CONTEXT = /prompt is too long|context (window|length|limit)|too many (inpu
 // `status` is the HTTP status, or undefined for an `error` event inside a 200 stream.
 export function toGatewayError(wire: AnthropicErrorWire | undefined, status: number | undefined, target: Target, headers?: Headers): GatewayError {
   const id = target.provider.provider_id
-  const said = wire?.message ? target.redactor.text(wire.message) : ''
+  const said = wire?.message ? target.redactor.providerText(wire.message) : ''
   const message = (fallback: string) => `${id}: ${said || fallback}`
   const opts = { upstreamStatus: status }
   switch (wire?.type ?? statusType(status)) {

@@ -7,7 +7,7 @@ const CONTEXT = /input token count .* exceeds|exceeds the maximum number of toke
 
 export function toGatewayError(wire: GeminiErrorWire | undefined, status: number | undefined, target: Target): GatewayError {
   const id = target.provider.provider_id
-  const said = wire?.message ? target.redactor.text(wire.message) : ''
+  const said = wire?.message ? target.redactor.providerText(wire.message) : ''
   const message = (fallback: string) => `${id}: ${said || fallback}`
   const opts = { upstreamStatus: status ?? wire?.code }
   const reasons = new Set((wire?.details ?? []).map((d) => d.reason))
@@ -38,7 +38,7 @@ export function toGatewayError(wire: GeminiErrorWire | undefined, status: number
 function retryDelay(wire: GeminiErrorWire | undefined): number | undefined {
   const delay = wire?.details?.find((d) => d['@type']?.endsWith('RetryInfo'))?.retryDelay
   const m = delay ? /^(\d+(?:\.\d+)?)s$/.exec(delay) : null
-  return m?.[1] ? Math.ceil(Number(m[1])) : undefined
+  return m?.[1] ? Math.min(3600, Math.ceil(Number(m[1]))) : undefined
 }
 
 function statusName(status: number | undefined): string {

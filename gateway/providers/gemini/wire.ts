@@ -77,11 +77,29 @@ export interface GeminiErrorWire {
   details?: Array<{ '@type'?: string; reason?: string; retryDelay?: string }>
 }
 
+// Fields of the wrong type are left out rather than trusted.
 export function readErrorBody(text: string): GeminiErrorWire | undefined {
+  let e: unknown
   try {
-    const e = (JSON.parse(text) as { error?: GeminiErrorWire }).error
-    return e && typeof e === 'object' ? e : undefined
+    e = (JSON.parse(text) as { error?: unknown } | null)?.error
   } catch {
     return undefined
+  }
+  if (typeof e !== 'object' || e === null) return undefined
+  const o = e as Record<string, unknown>
+  const details = Array.isArray(o.details)
+    ? o.details
+        .filter((d): d is Record<string, unknown> => typeof d === 'object' && d !== null)
+        .map((d) => ({
+          ...(typeof d['@type'] === 'string' ? { '@type': d['@type'] } : {}),
+          ...(typeof d.reason === 'string' ? { reason: d.reason } : {}),
+          ...(typeof d.retryDelay === 'string' ? { retryDelay: d.retryDelay } : {}),
+        }))
+    : undefined
+  return {
+    ...(typeof o.code === 'number' ? { code: o.code } : {}),
+    ...(typeof o.message === 'string' ? { message: o.message } : {}),
+    ...(typeof o.status === 'string' ? { status: o.status } : {}),
+    ...(details ? { details } : {}),
   }
 }

@@ -108,6 +108,15 @@ describe('openAiAdapter.readError', () => {
   it('carries retry-after from a 429', () => {
     expect(openAiAdapter.readError(429, '{}', h({ 'retry-after': '12' }), target).retryAfterSeconds).toBe(12)
     expect(openAiAdapter.readError(429, '{}', h({ 'retry-after-ms': '1500' }), target).retryAfterSeconds).toBe(2)
+    // A figure of centuries (or a date in 9999) is passed on as an hour at most.
+    expect(openAiAdapter.readError(429, '{}', h({ 'retry-after': '100000000000000000000' }), target).retryAfterSeconds).toBe(3600)
+    expect(openAiAdapter.readError(429, '{}', h({ 'retry-after': 'Fri, 31 Dec 9999 23:59:59 GMT' }), target).retryAfterSeconds).toBe(3600)
+  })
+
+  it("withholds a provider message or param that holds part of the gateway's key", () => {
+    const e = openAiAdapter.readError(400, JSON.stringify({ error: { message: 'bad key sk-proj-supersecretvalu', param: 'supersecretval', code: null } }), h(), target)
+    expect(e.message).not.toContain('supersecretval')
+    expect(e.param ?? '').not.toContain('supersecretval')
   })
 
   it('survives a body that is not JSON', () => {

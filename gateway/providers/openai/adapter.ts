@@ -2,7 +2,8 @@
 import type { ProviderConfig } from '../../../shared/config/schema.ts'
 import type { Secret } from '../../../shared/secret.ts'
 import type { ChatRequest } from '../../chat-request.ts'
-import { GatewayError } from '../../errors.ts'
+import { errorFrame, GatewayError } from '../../errors.ts'
+import { decodedJson, type Redactor } from '../../../shared/redact.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import type { Encoding } from '../tokenize.ts'
 import type { Completion, ProviderAdapter, ProviderOptions, StreamOptions, StreamTranslator, Target, UpstreamRequest, Usage } from '../types.ts'
@@ -46,14 +47,14 @@ export const openAiAdapter: ProviderAdapter = {
   },
 
   openStream(target: Target, opts: StreamOptions): StreamTranslator {
-    return new OpenAiPassthrough(opts, (data) => openAiAdapter.readError(statusOfStreamError(data), data, new Headers(), target), (data) => target.redactor.text(data))
+    return new OpenAiPassthrough(opts, (data) => openAiAdapter.readError(statusOfStreamError(data), data, new Headers(), target), target.redactor)
   },
 
   readError(status: number, text: string, headers: Headers, target: Target): GatewayError {
     const wire = readErrorBody(text)
-    const said = wire?.message ? target.redactor.text(wire.message) : ''
+    const said = wire?.message ? target.redactor.providerText(wire.message) : ''
     const message = (fallback: string) => (said ? `${target.provider.provider_id}: ${said}` : `${target.provider.provider_id}: ${fallback}`)
-    const opts = { upstreamStatus: status, param: wire?.param ? target.redactor.text(wire.param) : null }
+    const opts = { upstreamStatus: status, param: wire?.param ? target.redactor.providerText(wire.param) : null }
     if (status === 429) {
       return new GatewayError('rate_limit_exceeded', message('rate limited'), { ...opts, retryAfterSeconds: readRetryAfter(headers) })
     }
@@ -95,8 +96,8 @@ class OpenAiPassthrough implements StreamTranslator {
   constructor(
     private readonly opts: StreamOptions,
     private readonly toError: (data: string) => GatewayError,
-    // Key-shaped text out of an error frame, which otherwise passes as the provider sent it.
-    private readonly redact: (data: string) => string,
+    // Keys out of what passes through (see onEvent).
+    private readonly redactor: Redactor,
   ) {}
 
   onEvent(event: SseEvent): Uint8Array | undefined {
@@ -111,11 +112,16 @@ class OpenAiPassthrough implements StreamTranslator {
       this.usage ??= this.running
       return event.raw
     }
-    if (STREAM_ERROR.test(data)) {
+    if (this.error) return undefined
+    if (isErrorFrame(data)) {
+      // Nothing of the provider's follows its error. Its frame goes out as it came when nothing in it
+      // is key-like (read as JSON first, so \u escapes cannot hide a key).
+      // Otherwise the gateway's own frame of the same error, whose message and param are cleaned.
       this.error = this.toError(data)
-      const clean = this.redact(data)
-      return clean === data ? event.raw : encoder.encode(`data: ${clean}\n\n`)
+      const decoded = decodedJson(data)
+      return this.redactor.providerText(decoded) === decoded ? event.raw : encoder.encode(errorFrame(this.error))
     }
+
     const generated = generatedBytes(data)
     if (generated > 0) {
       this.contentChunks++
@@ -139,6 +145,12 @@ class OpenAiPassthrough implements StreamTranslator {
         if (shown !== usage.usage || usage.usage.rewrite) return encoder.encode(`data: ${JSON.stringify({ ...usage.chunk, usage: toOpenAiUsage(shown) })}\n\n`)
       }
     }
+    // A key written with \u escapes is a key once the caller parses the JSON: such events are read
+    // as JSON to look (rare: providers send UTF-8 as it is).
+    if (data.includes('\\u')) {
+      const decoded = decodedJson(data)
+      if (decoded !== data && this.redactor.has(decoded)) return this.redactor.bytes(encoder.encode(`data: ${decoded}\n\n`))
+    }
     return event.raw
   }
 
@@ -148,6 +160,18 @@ class OpenAiPassthrough implements StreamTranslator {
 }
 
 const STREAM_ERROR = /^\s*\{\s*"error"\s*:/
+
+// An event that is the provider's error: an object with "error" and no choices, wherever the key.
+function isErrorFrame(data: string): boolean {
+  if (STREAM_ERROR.test(data)) return true
+  if (!data.includes('"error"')) return false
+  try {
+    const o = JSON.parse(data) as Record<string, unknown> | null
+    return typeof o === 'object' && o !== null && o.error !== undefined && o.error !== null && !Array.isArray(o.choices)
+  } catch {
+    return false
+  }
+}
 
 // An error inside a 200 stream has no HTTP status; its type says which one it stands for.
 function statusOfStreamError(data: string): number {

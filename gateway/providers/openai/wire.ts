@@ -64,8 +64,16 @@ export function readErrorBody(text: string): OpenAiErrorWire | undefined {
   }
 }
 
-// Seconds to wait from `retry-after` (seconds or an HTTP date) or `retry-after-ms`.
+// Seconds to wait from `retry-after` (seconds or an HTTP date) or `retry-after-ms`, at most an
+// hour: what the provider says is passed on to callers, and a figure of centuries is not advice.
+const MAX_RETRY_AFTER_S = 3600
+
 export function readRetryAfter(headers: Headers, now = Date.now()): number | undefined {
+  const s = rawRetryAfter(headers, now)
+  return s === undefined ? undefined : Math.min(MAX_RETRY_AFTER_S, s)
+}
+
+function rawRetryAfter(headers: Headers, now: number): number | undefined {
   const ms = headers.get('retry-after-ms')
   if (ms && /^\d+(\.\d+)?$/.test(ms)) return Math.max(0, Math.ceil(Number(ms) / 1000))
   const ra = headers.get('retry-after')
