@@ -290,6 +290,13 @@ describe('partial keys and escapes', () => {
     expect(r.providerText('rate limited, try later')).toBe('rate limited, try later')
   })
 
+  it('finds a key echoed in another letter case', () => {
+    expect(r.hasPart(`bad key ${key.toUpperCase()}`)).toBe(true)
+    expect(r.hasPart(`x ${key.slice(3, 20).toUpperCase()}`)).toBe(true)
+    expect(r.providerText(`Incorrect credential ${key.toUpperCase()}`)).toBe('[withheld: it held part of a provider key]')
+    expect(r.providerText('RATE LIMITED, TRY LATER')).toBe('RATE LIMITED, TRY LATER')
+  })
+
   it('reads JSON as a parser would, so a \\u escape cannot hide a key', () => {
     const escaped = `{"content":"${key.slice(0, 2)}\\u002d${key.slice(3)}"}`
     expect(r.has(escaped)).toBe(false)

@@ -200,7 +200,7 @@ export const KEY_PART_LENGTH = 12
 export class Redactor {
   readonly #strings: readonly string[]
   readonly #matcher: FormMatcher
-  // Every KEY_PART_LENGTH-character window of every bare secret.
+  // Every KEY_PART_LENGTH-character window of every bare secret, lower-cased.
   readonly #parts: readonly string[]
 
   static {
@@ -212,7 +212,11 @@ export class Redactor {
     for (const s of secrets) if (s.length >= MIN_SECRET_LENGTH) for (const f of secretForms(s)) forms.add(f)
     this.#strings = [...forms]
     const parts = new Set<string>()
-    for (const s of secrets) if (s.length >= MIN_SECRET_LENGTH) for (let i = 0; i + KEY_PART_LENGTH <= s.length; i++) parts.add(s.slice(i, i + KEY_PART_LENGTH))
+    for (const s of secrets) {
+      if (s.length < MIN_SECRET_LENGTH) continue
+      const lower = s.toLowerCase()
+      for (let i = 0; i + KEY_PART_LENGTH <= lower.length; i++) parts.add(lower.slice(i, i + KEY_PART_LENGTH))
+    }
     this.#parts = [...parts]
     const enc = new TextEncoder()
     this.#matcher = new FormMatcher(this.#strings.map((f) => enc.encode(f)))
@@ -262,11 +266,13 @@ export class Redactor {
   }
 
   // True when a short text (a header value, an error message) holds KEY_PART_LENGTH characters or
-  // more of a secret in a row: a key echoed with a character changed or cut off. Costs a scan per
-  // window, so only for short strings the gateway would pass on, never for streamed bytes.
+  // more of a secret in a row, in any letter case: a key echoed with a character changed, cut off or
+  // upper-cased. Costs a scan per window, so only for short strings the gateway would pass on, never
+  // for streamed bytes.
   hasPart(s: string): boolean {
     if (s.length < KEY_PART_LENGTH) return false
-    return this.#parts.some((p) => s.includes(p))
+    const lower = s.toLowerCase()
+    return this.#parts.some((p) => lower.includes(p))
   }
 }
 

@@ -338,6 +338,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
       // (nothing), the budget books the whole estimate, the most it can cost.
       outcome.error = CLIENT_CLOSED
       outcome.clientClosed = true
+      finished()
       recordEstimated({ abandoned: true })
       return errorResponse(CLIENT_CLOSED, headers)
     }
@@ -377,6 +378,9 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     else endedEarly = s
   }
   const endStream = (s: StreamOutcome) => {
+    // The socket and the place go back now, while the response is still live: the record may wait
+    // on a tokenizer, and once the response is over its socket's idle timeout can no longer be set.
+    finished()
     if (streamOpen) deps.metrics.streamClosed()
     streamOpen = false
     outcome.ttfbMs = s.ttfbMs
@@ -443,6 +447,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     // The caller left before the first content: the provider may have been working (thinking).
     outcome.error = CLIENT_CLOSED
     outcome.clientClosed = true
+    finished()
     recordEstimated({ abandoned: true })
     return errorResponse(CLIENT_CLOSED, headers)
   }

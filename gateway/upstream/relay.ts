@@ -65,10 +65,10 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     () => ac.abort(new GatewayError('stream_timeout', `${id}: stream exceeded ${opts.timeouts.totalMs} ms`)),
     opts.timeouts.totalMs,
   )
-  const idle = setTimeout(
-    () => ac.abort(new GatewayError('stream_timeout', `${id}: no data from the provider for ${opts.timeouts.idleMs} ms`)),
-    opts.timeouts.idleMs,
-  )
+  const silence = () => new GatewayError('stream_timeout', `${id}: no data from the provider for ${opts.timeouts.idleMs} ms`)
+  // What a quiet spell means; once the response is out, it depends on who was quiet (see below).
+  let onIdle = () => ac.abort(silence())
+  const idle = setTimeout(() => onIdle(), opts.timeouts.idleMs)
   const onClientAbort = () => ac.abort(CLIENT_CLOSED)
   if (opts.clientSignal.aborted) ac.abort(CLIENT_CLOSED)
   opts.clientSignal.addEventListener('abort', onClientAbort, { once: true })
@@ -191,26 +191,39 @@ export async function openChatStream(adapter: ProviderAdapter, target: Target, r
     throw failedEarly.afterAccepted()
   }
 
-  // A caller that stops reading leaves pull() uncalled, and with it the timeouts' effect: once the
-  // upstream call is aborted (stream deadline, silence while the caller is backed up), the
-  // response is ended from here, so its socket and its place are freed.
+  // A caller that stops reading leaves pull() uncalled, and with it the timeouts' effect. So the
+  // response is ended from here when the upstream call is aborted while no pull() is under way
+  // (the stream deadline), and when a quiet spell was the caller's: nothing was asked of the
+  // provider because the caller took nothing. Either way the error's frame goes out after what is
+  // already queued (a slow caller still learns why its stream ended), the upstream call stops, and
+  // the request's place goes back; its socket then idles under the server's idle timeout.
   let pulling = false
   let responseController: ReadableStreamDefaultController<Uint8Array> | undefined
+  const endResponse = (reason: GatewayError) => {
+    try {
+      responseController?.enqueue(encoder.encode(errorFrame(reason)))
+      responseController?.close()
+    } catch {
+      // Already closed.
+    }
+    finish(reason, false)
+  }
   ac.signal.addEventListener(
     'abort',
     () => {
-      if (ended || pulling || !responseController) return
+      if (ended || pulling) return
       const reason = ac.signal.reason instanceof GatewayError ? ac.signal.reason : new GatewayError('stream_timeout', `${id}: the stream was stopped`)
       if (reason === CLIENT_CLOSED) return finish(undefined, true)
-      try {
-        responseController.error(reason)
-      } catch {
-        // Already closed.
-      }
-      finish(reason, false)
+      endResponse(reason)
     },
     { once: true },
   )
+  onIdle = () => {
+    if (ended) return
+    // Waiting on the provider: its silence, framed by pull() once the read fails.
+    if (pulling) return ac.abort(silence())
+    ac.abort(new GatewayError('stream_timeout', `${id}: the caller read nothing for ${opts.timeouts.idleMs} ms`))
+  }
 
   const body = new ReadableStream<Uint8Array>({
     start(controller) {

@@ -87,6 +87,22 @@ describe('slow and idle clients', () => {
     expect(statusOf(c.received())).toBe(200)
   }, 20_000)
 
+  it('closes a keep-alive socket left idle after a stream that ended in an error, or without usage', async () => {
+    const body = JSON.stringify({ model: 'test-model', stream: true, messages: [{ role: 'user', content: 'hi' }] })
+    for (const behavior of [{ stream_error_after_chunks: 3 }, { omit_usage: true }, { disconnect_after_chunks: 3, chunk_interval_ms: 20 }]) {
+      emulator.setBehavior('*', { reply: 'word '.repeat(20), ...behavior })
+      try {
+        const c = rawClient(gw.port, `${post('/v1/chat/completions', { authorization: `Bearer ${TEST_KEYS.full}`, 'content-length': String(body.length) })}${body}`)
+        expect(await c.closed).toBeLessThan(10_000)
+        expect(statusOf(c.received())).toBe(200)
+        // The whole chunked answer arrived before the close.
+        expect(c.received()).toEndWith('0\r\n\r\n')
+      } finally {
+        emulator.reset()
+      }
+    }
+  }, 40_000)
+
   it('lets Bun close a socket that connects and never sends a byte', async () => {
     const c = rawClient(gw.port)
     // Bun's own deadline for a connection without a request (about 10 s; not configurable).

@@ -16,7 +16,7 @@ type Kind = keyof typeof KEYS
 const KINDS = Object.keys(KEYS) as Kind[]
 const MODEL: Record<Kind, string> = { openai: 'h-oa', anthropic: 'h-an', gemini: 'h-ge' }
 
-type Mode = 'redirect' | 'echo-error' | 'echo-answer' | 'echo-escaped' | 'echo-encoding' | 'gemini-bad-error' | 'gzip-bomb' | 'endless-line' | 'nul-stream' | 'no-content' | 'flood' | 'huge-json'
+type Mode = 'redirect' | 'echo-error' | 'echo-error-frame' | 'echo-answer' | 'echo-escaped' | 'echo-encoding' | 'gemini-bad-error' | 'gzip-bomb' | 'endless-line' | 'nul-stream' | 'no-content' | 'flood' | 'huge-json'
 let mode: Mode = 'echo-answer'
 // Requests that reached the host a redirect points at.
 const stolen: Array<{ headers: Record<string, string>; body: string }> = []
@@ -71,9 +71,14 @@ const hostile = Bun.serve({
       case 'redirect':
         return new Response(null, { status: 307, headers: { location: `http://127.0.0.1:${thief.port}${url.pathname}${url.search}` } })
       case 'echo-error':
-        return new Response(JSON.stringify({ error: { message: `bad key ${echoes.join(' ')}`, type: key, param: key, code: key, status: key } }), {
+        return new Response(JSON.stringify({ error: { message: `bad key ${echoes.join(' ')} ${key.toUpperCase()}`, type: key, param: key.toUpperCase(), code: key, status: key } }), {
           status: 400,
-          headers: { 'content-type': 'application/json', 'x-request-id': key, 'request-id': key },
+          headers: { 'content-type': 'application/json', 'x-request-id': key.toUpperCase(), 'request-id': key },
+        })
+      case 'echo-error-frame':
+        // An OpenAI chunk with choices and an error, the key in it upper-cased.
+        return new Response(`data: ${JSON.stringify({ choices: [], error: { message: `bad key ${key.toUpperCase()}`, type: 'server_error', param: key.toUpperCase(), code: null } })}\n\n`, {
+          headers: { 'content-type': 'text/event-stream', 'x-request-id': key.toUpperCase() },
         })
       case 'echo-answer':
         if (!stream) {
@@ -144,7 +149,7 @@ beforeAll(async () => {
   const url = `http://127.0.0.1:${hostile.port}`
   gw = await startGateway({
     config: {
-      server: { log_level: 'info', max_response_bytes: 4 * 1024 * 1024, max_event_bytes: 256 * 1024, stream_idle_timeout_ms: 2000, stream_timeout_ms: 20_000 },
+      server: { log_level: 'info', max_response_bytes: 4 * 1024 * 1024, max_event_bytes: 256 * 1024, stream_idle_timeout_ms: 2000, stream_timeout_ms: 6000 },
       // Every case fails on purpose: no breaker should open between them.
       routing: { retries: 0, breaker: { enabled: false } },
       providers: [provider('openai', `${url}/v1`), provider('anthropic', url), provider('gemini', url)],
@@ -172,7 +177,9 @@ async function call(kind: Kind, stream = false): Promise<{ status: number; text:
 // Every form of every key (and the key's distinctive middle, in case of partial echoes).
 function leaks(text: string): string[] {
   const found: string[] = []
-  for (const key of Object.values(KEYS)) for (const form of [key, encodeURIComponent(key), key.slice(6, 26)]) if (text.includes(form)) found.push(form)
+  // In any letter case: a key echoed upper-cased is as good as the key.
+  const lower = text.toLowerCase()
+  for (const key of Object.values(KEYS)) for (const form of [key, encodeURIComponent(key), key.slice(6, 26)]) if (lower.includes(form.toLowerCase())) found.push(form)
   return found
 }
 
@@ -202,6 +209,10 @@ describe('a hostile upstream', () => {
         expect(leaks(r.text + r.headers)).toEqual([])
       }
     }
+    mode = 'echo-error-frame'
+    const r = await call('openai', true)
+    expect(r.status).toBe(502)
+    expect(leaks(r.text + r.headers)).toEqual([])
   })
 
   it('never passes on a key echoed in an answer, a stream, an in-stream error frame or a request id', async () => {
@@ -291,13 +302,14 @@ describe('a hostile upstream', () => {
     expect(rssMb() - before).toBeLessThan(150)
   })
 
-  it('frees the socket and the place of a caller who stops reading a stream', async () => {
+  it('frees the place of a caller who stops reading a stream, tells it why once it reads again, then frees its socket', async () => {
     mode = 'flood'
     const socket = connect(gw.port, '127.0.0.1')
     socket.on('error', () => undefined)
+    let got = ''
     const body = JSON.stringify({ model: MODEL.openai, stream: true, messages: [{ role: 'user', content: 'hi' }] })
     socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer ${CALLER}\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
-    // Read the first bytes, then stop reading: the gateway backs up, the provider goes quiet.
+    // Read the first bytes, then stop reading: the gateway backs up, the provider goes unasked.
     await new Promise<void>((resolve) => socket.once('data', () => resolve()))
     socket.pause()
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
@@ -305,9 +317,35 @@ describe('a hostile upstream', () => {
     expect(rec.status).toBe('error')
     const metrics = await (await fetch(`${gw.url}/metrics`)).text()
     expect(metrics).toContain('gateway_requests_in_progress 0')
+    socket.on('data', (d) => {
+      got += d.toString('latin1')
+    })
     socket.resume()
+    // The keep-alive socket is closed by the server's idle timeout once the answer is out.
     await closed
+    // What was queued, then the gateway's frame saying why, then the end of the chunked answer.
+    expect(got.slice(-2000)).toContain('the caller read nothing for 2000 ms')
+    expect(got.slice(-2000)).toEndWith('0\r\n\r\n')
   }, 30_000)
+
+  it('ends the stream of a slow caller at the stream deadline with an error frame, not a cut', async () => {
+    mode = 'flood'
+    const socket = connect(gw.port, '127.0.0.1')
+    socket.on('error', () => undefined)
+    let got = ''
+    const body = JSON.stringify({ model: MODEL.openai, stream: true, messages: [{ role: 'user', content: 'hi' }] })
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer ${CALLER}\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+    // A caller that reads, slowly but never pausing for as long as the idle timeout, until the end.
+    socket.on('data', (d) => {
+      got += d.toString('latin1')
+      socket.pause()
+      setTimeout(() => socket.resume(), 200)
+    })
+    await closed
+    expect(got.slice(-2000)).toContain('stream exceeded 6000 ms')
+    expect(got.slice(-2000)).toEndWith('0\r\n\r\n')
+  }, 40_000)
 
   it('keeps serving afterwards', async () => {
     mode = 'echo-answer'

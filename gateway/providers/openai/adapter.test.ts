@@ -164,6 +164,19 @@ describe('OpenAI in-stream errors', () => {
     expect(t.error).toMatchObject({ code: 'rate_limit_exceeded', status: 429 })
     expect(t.finished).toBe(false)
   })
+
+  it('takes an event with choices and an error for an error, and cleans a key in any letter case out of it', () => {
+    const sse = `data: {"choices":[],"error":{"message":"bad key SK-PROJ-SUPERSECRETVALUE","type":"server_error"}}\n\n`
+    const { text, t } = relay(sse, true)
+    expect(t.error).toBeDefined()
+    expect(text.toLowerCase()).not.toContain('supersecretval')
+    expect(text).toContain('"error"')
+    // A chunk whose error is null is an ordinary chunk.
+    const ok = `data: {"choices":[{"index":0,"delta":{"content":"hi"}}],"error":null}\n\n`
+    const plain = relay(ok, true)
+    expect(plain.t.error).toBeUndefined()
+    expect(plain.text).toBe(ok)
+  })
 })
 
 describe('OpenAI stream passthrough, read by a suspicious gateway', () => {

@@ -161,13 +161,15 @@ class OpenAiPassthrough implements StreamTranslator {
 
 const STREAM_ERROR = /^\s*\{\s*"error"\s*:/
 
-// An event that is the provider's error: an object with "error" and no choices, wherever the key.
+// An event that is the provider's error: an object with a non-null "error", wherever the key and
+// whatever else it holds (a chunk with choices and an error is an error: its message is the provider's
+// words, which must be cleaned before they go on).
 function isErrorFrame(data: string): boolean {
   if (STREAM_ERROR.test(data)) return true
   if (!data.includes('"error"')) return false
   try {
     const o = JSON.parse(data) as Record<string, unknown> | null
-    return typeof o === 'object' && o !== null && o.error !== undefined && o.error !== null && !Array.isArray(o.choices)
+    return typeof o === 'object' && o !== null && o.error !== undefined && o.error !== null
   } catch {
     return false
   }
