@@ -121,5 +121,6 @@ describe('Redis persistence check', () => {
     expect(Object.keys(line.nodes as Record<string, string>).sort()).toEqual(cluster.nodes.map((n) => `${n.host}:${n.port}`).sort())
     expect(Object.values(line.nodes as Record<string, string>)).toEqual(['none', 'none', 'none'])
     expect((await readyz(gw)).body).toMatchObject({ quota_store: 'redis', redis_persistence: 'none', warnings: [persistenceWarning('none')] })
-  })
+    // Three nodes to start and join, then a gateway: seconds on a busy machine.
+  }, 30_000)
 })
