@@ -22,6 +22,7 @@ import { readFileSync } from 'node:fs'
 import { bunConnection, defaultRequestCap } from './connection.ts'
 import { RequestGate } from './request-gate.ts'
 import { Gauge } from './metrics/registry.ts'
+import { PendingWork } from './pending-work.ts'
 
 export interface AppDeps {
   store: ConfigStore
@@ -43,6 +44,8 @@ export interface AppDeps {
   readiness?: () => ReadinessDetail
   // How many requests the process holds at once; absent: the config's cap, else the open-file limit's.
   gate?: RequestGate
+  // Settles and records requests leave running after their response; shutdown awaits them.
+  pending?: PendingWork
 }
 
 export function createApp(deps: AppDeps) {
@@ -51,8 +54,10 @@ export function createApp(deps: AppDeps) {
   const gate = deps.gate ?? new RequestGate(() => deps.store.current.config.file.server.max_concurrent_requests ?? fdCap)
   metrics.registry.register(new Gauge('gateway_requests_in_progress', 'Chat requests the process holds now (streams included).', () => gate.inFlight))
   metrics.registry.register(new Gauge('gateway_requests_refused_busy', 'Chat requests refused (503 server_busy) because the process held its cap of requests in progress; only grows.', () => gate.refused))
+  const pending = deps.pending ?? new PendingWork()
   const chatDeps = {
     gate,
+    pending,
     usage: deps.store.current.config.file.server.metrics ? teeSinks(deps.usage, metrics) : deps.usage,
     metrics,
     tracer: deps.tracer,

@@ -1,6 +1,7 @@
 // Runs the gateway: load config, listen; health checks, latency sharing and config reload in the background; usage to the stream; drain on SIGTERM.
 import { ConfigError, loadConfig } from '../shared/config/load.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import { PendingWork } from './pending-work.ts'
 import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { logUsageSink, teeSinks, type UsageSink } from './usage.ts'
@@ -105,7 +106,9 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   // Budgets count every request's tokens, and a stream without usage is counted after it ends:
   // load the tables the configured models need now (parsing one blocks for a moment), not on a request.
   await loadEncodings(store.current)
+  const pending = new PendingWork()
   const app = createApp({
+    pending,
     store,
     log,
     usage,
@@ -146,6 +149,9 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
       .then(async () => {
         // The usage records in hand get the time left before the forced exit.
         const left = () => Math.max(100, deadline - Date.now())
+        // Settles and records requests left running (a count for a stream without usage) come first:
+        // the records they write go to the sinks drained next.
+        if (!(await pending.drain(left()))) log.error('work lost at shutdown: settles or records did not finish in time', { settles: pending.count('settle'), records: pending.count('record') })
         if (streamSink && !(await streamSink.drain(left()))) log.error('usage records lost at shutdown: Redis did not take them in time', { lost: streamSink.buffered })
         await local?.stop(left())
         await tracing?.shutdown().catch(() => undefined)

@@ -11,6 +11,7 @@ import { bodyDeadlineMs, readJsonBody } from '../read-body.ts'
 import type { Connection } from '../connection.ts'
 import { requestIdHeaders } from '../plugins/request-context.ts'
 import type { RequestGate } from '../request-gate.ts'
+import type { PendingWork } from '../pending-work.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { estimateRequest, guessInputTokens, RequestCounter, withOutputCap, type Estimate } from '../quota/estimate.ts'
 import { costPico } from '../../shared/money.ts'
@@ -34,6 +35,8 @@ export interface ChatDeps {
   routing: RoutingState & { sleep: DispatchDeps['sleep'] }
   // How many requests the process holds at once.
   gate: RequestGate
+  // Work left running after a response (settles, records waiting on a count): tracked for shutdown.
+  pending: PendingWork
   onInternalError(err: unknown, requestId: string): void
 }
 
