@@ -69,6 +69,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   if (redis) await waitReady(redis, REDIS_STARTUP_WAIT_MS)
   const quotaStore = redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore()
   const routing = createRoutingState(config.file.routing.breaker, {
+    retryBudget: config.file.routing.retry_budget,
     onTransition: (t) => log.warn('circuit breaker', { target: t.key, from: t.from, to: t.to }),
   })
   const reloader = startConfigReload({
@@ -81,8 +82,10 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     onSwap: (next) => {
       void loadEncodings(next)
       routing.breakers.configure(next.config.file.routing.breaker)
+      routing.retryBudgets.configure(next.config.file.routing.retry_budget)
       const keys = new Set(next.targets.keys())
       routing.breakers.retain(keys)
+      routing.retryBudgets.retain(keys)
       routing.latency.retain(keys)
     },
   })

@@ -1,4 +1,4 @@
-// Admin endpoints for operators holding ADMIN_TOKEN: budgets (GET /admin/quotas), routing and breakers (GET /admin/routing).
+// Admin endpoints for operators holding ADMIN_TOKEN: budgets (GET /admin/quotas), routing, breakers and retry budgets (GET /admin/routing).
 import type { QuotaRecord } from '../../shared/config/schema.ts'
 import { sameSecret, type Secret } from '../../shared/secret.ts'
 import type { Snapshot } from '../config-store.ts'
@@ -43,7 +43,7 @@ export async function quotaRows(snapshot: Snapshot, store: QuotaStore) {
   )
 }
 
-// Each route's policy and targets, and each target's breaker and latency figures.
+// Each route's policy and targets, and each target's breaker, retry budget and latency figures.
 export function routingStatus(snapshot: Snapshot, state: RoutingState): Response {
   const now = state.now()
   const window = snapshot.config.file.routing.latency
@@ -60,8 +60,10 @@ export function routingStatus(snapshot: Snapshot, state: RoutingState): Response
         state: s.kind,
         since: s.kind === 'closed' ? null : new Date(s.since).toISOString(),
         half_open_at: s.kind === 'open' ? new Date(s.until).toISOString() : null,
-        window: b.counts(),
+        window: b.counts(now),
       },
+      // Over retry_budget.window_ms: first calls and retries, the retries allowed; refusals so far.
+      retry_budget: state.retryBudgets.get(r.key).status(now),
       latency: { p95_ms: lat.p95 === undefined ? null : Math.round(lat.p95 * 1000) / 1000, samples: lat.samples, source: lat.source },
     }
   })

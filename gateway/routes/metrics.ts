@@ -1,4 +1,4 @@
-// GET /metrics: Prometheus text: request metrics, routing state (breakers, per-target p95) and the usage stream sink.
+// GET /metrics: Prometheus text: request metrics, routing state (breakers, retry budgets, per-target p95) and the usage stream sink.
 import type { Snapshot } from '../config-store.ts'
 import type { RoutingState } from '../routing/router.ts'
 import type { UsageSinkStats } from '../usage-stream-sink.ts'
@@ -20,6 +20,10 @@ export function renderMetrics(snapshot: Snapshot, state: RoutingState, usage?: U
   for (const [k, n] of state.breakers.transitions) {
     const [target, to] = k.split(' ')
     out.push(`gateway_breaker_transitions_total{target="${escape(target ?? '')}",to="${to}"} ${n}`)
+  }
+  out.push('# HELP gateway_retries_refused_total Retries per target refused by its retry budget (the request moved on or failed at once).', '# TYPE gateway_retries_refused_total counter')
+  for (const r of snapshot.targets.values()) {
+    out.push(`gateway_retries_refused_total{${labels(r.key, r.target.provider.provider_id)}} ${state.retryBudgets.get(r.key).status(now).refused}`)
   }
   out.push('# HELP gateway_target_latency_p95_seconds Recent p95 latency per target, as the latency policy sees it.', '# TYPE gateway_target_latency_p95_seconds gauge')
   for (const r of snapshot.targets.values()) {

@@ -98,6 +98,37 @@ describe('CircuitBreaker', () => {
     expect(b.state(10_300).kind).toBe('half-open')
   })
 
+  it('frees the slot of a probe that never returns once its lease (cooldown_ms) has passed', () => {
+    const { b } = breaker()
+    for (let i = 0; i < 4; i++) b.failure(0, plain)
+    // Half-open at 5000; this probe's pass is lost: no success, failure or abandon ever comes.
+    expect(b.tryPass(5000)?.probe).toBe(true)
+    expect(b.tryPass(9999)).toBeUndefined()
+    expect(b.canPass(9999)).toBe(false)
+    expect(b.canPass(10_000)).toBe(true)
+    const next = b.tryPass(10_000) as Pass
+    expect(next.probe).toBe(true)
+    b.success(10_100, next)
+    expect(b.state(10_100).kind).toBe('closed')
+  })
+
+  it('ignores a late verdict from a probe whose lease ran out', () => {
+    const { b, transitions } = breaker()
+    for (let i = 0; i < 4; i++) b.failure(0, plain)
+    const late = b.tryPass(5000) as Pass
+    const current = b.tryPass(10_000) as Pass
+    expect(current.probe).toBe(true)
+    // The expired probe's verdicts decide nothing, nor free the current probe's slot.
+    b.failure(10_050, late)
+    b.success(10_060, late)
+    b.abandon(10_070, late)
+    expect(b.state(10_070).kind).toBe('half-open')
+    expect(b.tryPass(10_070)).toBeUndefined()
+    b.failure(10_100, current)
+    expect(b.state(10_100)).toEqual({ kind: 'open', since: 10_100, until: 15_100 })
+    expect(transitions.map((t) => t.to)).toEqual(['open', 'half-open', 'open'])
+  })
+
   it('counts health checks while closed and restarts the cooldown on a failed one while open', () => {
     const { b } = breaker()
     for (let i = 0; i < 4; i++) b.observeHealth(false, 0)

@@ -1,77 +1,62 @@
 // Circuit breakers per target: states as a union, the trip rule as a small strategy, the clock injected.
 import type { BreakerSettings } from '../../shared/config/schema.ts'
+import { RollingCounts } from './rolling-counts.ts'
 
 export type BreakerState =
   | { kind: 'closed' }
   | { kind: 'open'; since: number; until: number }
-  // `period` tells one half-open spell from the next, so a probe cannot settle a later one.
-  | { kind: 'half-open'; since: number; probes: number; period: number }
+  // `period` tells one half-open spell from the next, so a probe cannot settle a later one;
+  // `probes` are the slots held now.
+  | { kind: 'half-open'; since: number; probes: Probe[]; period: number }
 
-// The right to send one request, from tryPass: whether it holds a half-open probe slot.
+// A half-open probe in flight, since `at`. Its slot is held until its verdict or for a lease
+// (cooldown_ms) at most: a pass that is never returned cannot keep the breaker half-open for good.
+export interface Probe {
+  readonly id: number
+  readonly at: number
+}
+
+// The right to send one request, from tryPass: whether it holds a half-open probe slot, and which.
 export interface Pass {
   readonly probe: boolean
   readonly period: number
+  readonly id?: number
 }
 
 const NOT_A_PROBE: Pass = { probe: false, period: -1 }
 
 export type BreakerStateName = BreakerState['kind']
 
-// Whether the recent outcomes say a target is failing: failures / total over a rolling window,
-// counted in ten buckets so old outcomes leave the window in steps rather than all at once.
+// Whether the recent outcomes say a target is failing: failures / total over a rolling window.
 export class ErrorRateStrategy {
-  private static readonly BUCKETS = 10
-  private readonly ok = new Array<number>(ErrorRateStrategy.BUCKETS).fill(0)
-  private readonly failed = new Array<number>(ErrorRateStrategy.BUCKETS).fill(0)
-  private bucket = 0
-  private bucketStart = 0
+  private readonly window: RollingCounts<'ok' | 'failed'>
 
-  constructor(private settings: Pick<BreakerSettings, 'failure_rate' | 'min_requests' | 'window_ms'>) {}
+  constructor(private settings: Pick<BreakerSettings, 'failure_rate' | 'min_requests' | 'window_ms'>) {
+    this.window = new RollingCounts(['ok', 'failed'], settings.window_ms)
+  }
 
   configure(settings: Pick<BreakerSettings, 'failure_rate' | 'min_requests' | 'window_ms'>): void {
-    if (settings.window_ms !== this.settings.window_ms) this.reset()
+    this.window.resize(settings.window_ms)
     this.settings = settings
   }
 
   record(success: boolean, now: number): void {
-    this.advance(now)
-    if (success) this.ok[this.bucket] = (this.ok[this.bucket] ?? 0) + 1
-    else this.failed[this.bucket] = (this.failed[this.bucket] ?? 0) + 1
+    this.window.add(success ? 'ok' : 'failed', now)
   }
 
   shouldTrip(now: number): boolean {
-    this.advance(now)
-    const { total, failures } = this.counts()
+    const { total, failures } = this.counts(now)
     return total >= this.settings.min_requests && failures / total > this.settings.failure_rate
   }
 
-  counts(): { total: number; failures: number } {
-    let total = 0
-    let failures = 0
-    for (let i = 0; i < ErrorRateStrategy.BUCKETS; i++) {
-      total += (this.ok[i] ?? 0) + (this.failed[i] ?? 0)
-      failures += this.failed[i] ?? 0
-    }
-    return { total, failures }
+  // As of `now`; without it, as of the last outcome or check.
+  counts(now?: number): { total: number; failures: number } {
+    const failures = this.window.sum('failed', now)
+    return { total: this.window.sum('ok') + failures, failures }
   }
 
   reset(): void {
-    this.ok.fill(0)
-    this.failed.fill(0)
-  }
-
-  // Clears the buckets the clock has moved past since the last call.
-  private advance(now: number): void {
-    const width = this.settings.window_ms / ErrorRateStrategy.BUCKETS
-    const steps = Math.floor((now - this.bucketStart) / width)
-    if (steps <= 0) return
-    for (let i = 1; i <= Math.min(steps, ErrorRateStrategy.BUCKETS); i++) {
-      const b = (this.bucket + i) % ErrorRateStrategy.BUCKETS
-      this.ok[b] = 0
-      this.failed[b] = 0
-    }
-    this.bucket = (this.bucket + steps) % ErrorRateStrategy.BUCKETS
-    this.bucketStart += steps * width
+    this.window.reset()
   }
 }
 
@@ -85,6 +70,7 @@ export class CircuitBreaker {
   private current: BreakerState = { kind: 'closed' }
   private readonly strategy: ErrorRateStrategy
   private periods = 0
+  private probeIds = 0
 
   constructor(
     readonly key: string,
@@ -100,9 +86,14 @@ export class CircuitBreaker {
     if (!settings.enabled && this.current.kind !== 'closed') this.move({ kind: 'closed' })
   }
 
-  // The state as of `now`: an open breaker whose cooldown has passed reads as half-open.
+  // The state as of `now`: an open breaker whose cooldown has passed reads as half-open, and a
+  // probe held past its lease has given its slot back (its verdict, if it ever comes, is ignored).
   state(now: number): BreakerState {
-    if (this.current.kind === 'open' && now >= this.current.until) this.move({ kind: 'half-open', since: now, probes: 0, period: ++this.periods })
+    const s = this.current
+    if (s.kind === 'open' && now >= s.until) this.move({ kind: 'half-open', since: now, probes: [], period: ++this.periods })
+    else if (s.kind === 'half-open' && s.probes.some((p) => now - p.at >= this.settings.cooldown_ms)) {
+      s.probes = s.probes.filter((p) => now - p.at < this.settings.cooldown_ms)
+    }
     return this.current
   }
 
@@ -110,21 +101,24 @@ export class CircuitBreaker {
   canPass(now: number): boolean {
     if (!this.settings.enabled) return true
     const s = this.state(now)
-    return s.kind === 'closed' || (s.kind === 'half-open' && s.probes < this.settings.half_open_probes)
+    return s.kind === 'closed' || (s.kind === 'half-open' && s.probes.length < this.settings.half_open_probes)
   }
 
   // Takes the right to send one request; in half-open, one of the limited probe slots. A caller
-  // that gets a pass ends it with success(), failure() or abandon().
+  // that gets a pass ends it with success(), failure() or abandon(); one that never does loses
+  // its slot after the lease.
   tryPass(now: number): Pass | undefined {
     if (!this.settings.enabled) return NOT_A_PROBE
     const s = this.state(now)
     if (s.kind === 'closed') return NOT_A_PROBE
-    if (s.kind === 'open' || s.probes >= this.settings.half_open_probes) return undefined
-    s.probes++
-    return { probe: true, period: s.period }
+    if (s.kind === 'open' || s.probes.length >= this.settings.half_open_probes) return undefined
+    const probe = { id: ++this.probeIds, at: now }
+    s.probes.push(probe)
+    return { probe: true, period: s.period, id: probe.id }
   }
 
-  // While half-open only this spell's probes decide; requests let through before it say nothing.
+  // While half-open only this spell's probes whose lease holds decide; requests let through before
+  // it, and probes that outlived their lease, say nothing.
   success(now: number, pass: Pass): void {
     const s = this.state(now)
     if (s.kind === 'closed') return this.strategy.record(true, now)
@@ -145,7 +139,7 @@ export class CircuitBreaker {
   // a probe gives its slot back.
   abandon(now: number, pass: Pass): void {
     const s = this.state(now)
-    if (s.kind === 'half-open' && this.isProbeOf(s, pass) && s.probes > 0) s.probes--
+    if (s.kind === 'half-open' && this.isProbeOf(s, pass)) s.probes = s.probes.filter((p) => p.id !== pass.id)
   }
 
   // A background health check counts like a request while closed. While open, a failed one
@@ -167,12 +161,12 @@ export class CircuitBreaker {
     return this.current.kind === 'open' ? this.current.until : undefined
   }
 
-  counts(): { total: number; failures: number } {
-    return this.strategy.counts()
+  counts(now?: number): { total: number; failures: number } {
+    return this.strategy.counts(now)
   }
 
   private isProbeOf(s: Extract<BreakerState, { kind: 'half-open' }>, pass: Pass): boolean {
-    return pass.probe && pass.period === s.period
+    return pass.probe && pass.period === s.period && s.probes.some((p) => p.id === pass.id)
   }
 
   private recordFailure(now: number): void {

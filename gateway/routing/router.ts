@@ -7,10 +7,12 @@ import { GatewayError } from '../errors.ts'
 import type { GatewayOptions } from '../gateway-options.ts'
 import type { BreakerRegistry } from './breaker.ts'
 import type { LatencyTracker } from './latency.ts'
+import type { RetryBudgetRegistry } from './retry-budget.ts'
 import { orderTargets, type Weighted } from './policies.ts'
 
 export interface RoutingState {
   breakers: BreakerRegistry
+  retryBudgets: RetryBudgetRegistry
   latency: LatencyTracker
   now: () => number
   random: () => number

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'bun:test'
 import { parseConfig } from '../../shared/config/load.ts'
-import type { BreakerSettings } from '../../shared/config/schema.ts'
+import type { BreakerSettings, RetryBudgetSettings } from '../../shared/config/schema.ts'
 import { buildSnapshot, type Route } from '../config-store.ts'
 import { GatewayError } from '../errors.ts'
 import { BreakerRegistry } from '../routing/breaker.ts'
 import { LatencyTracker } from '../routing/latency.ts'
+import { RetryBudgetRegistry } from '../routing/retry-budget.ts'
 import { CLIENT_CLOSED } from './call.ts'
 import { backoffMs, dispatch, type Attempt, type DispatchDeps, type DispatchSettings } from './dispatch.ts'
 
@@ -18,18 +19,23 @@ const provider = (id: string) => ({
 const snapshot = buildSnapshot(parseConfig(JSON.stringify({ providers: [provider('a'), provider('b'), provider('c')] }), 'd.json'))
 const chain = snapshot.routes.get('m')?.targets as Route[]
 const breakerSettings: BreakerSettings = { enabled: true, failure_rate: 0.5, min_requests: 100, window_ms: 10_000, cooldown_ms: 5_000, half_open_probes: 1 }
+const budgetSettings: RetryBudgetSettings = { enabled: true, ratio: 0.2, min_retries: 3, window_ms: 10_000 }
 const settings: DispatchSettings = { retries: 2, backoff_base_ms: 100, backoff_max_ms: 1_000, max_retry_after_ms: 3_000, breakers: true, deadline: Number.POSITIVE_INFINITY }
 
 const upstream503 = () => new GatewayError('upstream_unavailable', 'down', { upstreamStatus: 503 })
 const upstream429 = (s: number) => new GatewayError('rate_limit_exceeded', 'slow down', { upstreamStatus: 429, retryAfterSeconds: s })
 
 // A scripted world: each target answers from its list of outcomes; the clock only moves when slept.
-function world(script: Record<string, Array<GatewayError | 'ok'>>, opts: { random?: number; admit?: (r: Route, n: number) => number | undefined; breakers?: BreakerRegistry } = {}) {
+function world(
+  script: Record<string, Array<GatewayError | 'ok'>>,
+  opts: { random?: number; admit?: (r: Route, n: number) => number | undefined; breakers?: BreakerRegistry; retryBudgets?: RetryBudgetRegistry } = {},
+) {
   let now = 1_000_000
   const sleeps: number[] = []
   const sent: string[] = []
   const deps: DispatchDeps = {
     breakers: opts.breakers ?? new BreakerRegistry(breakerSettings),
+    retryBudgets: opts.retryBudgets ?? new RetryBudgetRegistry(budgetSettings),
     latency: new LatencyTracker(() => now),
     now: () => now,
     random: () => opts.random ?? 0.5,
@@ -46,8 +52,11 @@ function world(script: Record<string, Array<GatewayError | 'ok'>>, opts: { rando
     return `answer from ${route.key}`
   }
   const attempts: Attempt[] = []
-  const run = (s: DispatchSettings = settings, signal = new AbortController().signal, defer = false) => dispatch(chain, s, deps, signal, attempts, send, defer)
-  return { run, sleeps, sent, attempts, deps }
+  const run = (s: DispatchSettings = settings, signal = new AbortController().signal, defer = false, targets: readonly Route[] = chain) => dispatch(targets, s, deps, signal, attempts, send, defer)
+  const advance = (ms: number) => {
+    now += ms
+  }
+  return { run, advance, sleeps, sent, attempts, deps }
 }
 
 describe('dispatch', () => {
@@ -223,5 +232,135 @@ describe('dispatch', () => {
     const w = world({}, { admit: () => void ac.abort() })
     await expect(w.run(settings, ac.signal)).rejects.toBe(CLIENT_CLOSED)
     expect(w.sent).toEqual([])
+  })
+
+  describe('half-open probes', () => {
+    const once = { ...settings, retries: 0 }
+    // a/m's breaker opened by one failure (the request fell back to b/m), then half-open.
+    async function halfOpen(script: Record<string, Array<GatewayError | 'ok'>> = {}, admit?: (r: Route, n: number) => number | undefined) {
+      const breakers = new BreakerRegistry({ ...breakerSettings, min_requests: 1 })
+      const w = world({ 'a/m': [upstream503()], ...script }, { breakers, admit })
+      expect((await w.run(once)).route.key).toBe('b/m')
+      w.advance(breakerSettings.cooldown_ms)
+      expect(breakers.get('a/m').state(w.deps.now()).kind).toBe('half-open')
+      w.sent.length = 0
+      w.attempts.length = 0
+      return { w, breaker: breakers.get('a/m') }
+    }
+
+    it('frees the slot of a stream probe whose verdict never comes once its lease has passed', async () => {
+      const { w, breaker } = await halfOpen()
+      // The probe's stream is served, and its settle() is never called.
+      expect((await w.run(once, new AbortController().signal, true)).route.key).toBe('a/m')
+      expect((await w.run(once)).route.key).toBe('b/m')
+      expect(w.attempts.at(-2)).toMatchObject({ target: 'a/m', outcome: 'skipped', error_code: 'circuit_open' })
+      w.advance(breakerSettings.cooldown_ms - 1)
+      expect((await w.run(once)).route.key).toBe('b/m')
+      w.advance(1)
+      // The lease is over: the next request is a probe again, and its success closes the breaker.
+      expect((await w.run(once)).route.key).toBe('a/m')
+      expect(breaker.state(w.deps.now()).kind).toBe('closed')
+    })
+
+    it('does not lock the breaker when admission throws during a probe (a Redis blip)', async () => {
+      let blip = false
+      const { w, breaker } = await halfOpen({}, () => {
+        if (blip) {
+          blip = false
+          throw new GatewayError('internal_error', 'redis timeout')
+        }
+        return undefined
+      })
+      blip = true
+      await expect(w.run(once)).rejects.toMatchObject({ code: 'internal_error' })
+      expect(w.sent).toEqual([])
+      // No lease needed: the slot came back at once, and the next request probes and closes it.
+      expect(breaker.canPass(w.deps.now())).toBe(true)
+      expect((await w.run(once)).route.key).toBe('a/m')
+      expect(breaker.state(w.deps.now()).kind).toBe('closed')
+    })
+
+    it('ignores the late settle of a stream probe that outlived its lease', async () => {
+      const { w, breaker } = await halfOpen()
+      const late = await w.run(once, new AbortController().signal, true)
+      w.advance(breakerSettings.cooldown_ms)
+      const current = await w.run(once, new AbortController().signal, true)
+      expect(current.route.key).toBe('a/m')
+      late.settle('failure')
+      expect(breaker.state(w.deps.now()).kind).toBe('half-open')
+      current.settle('success')
+      expect(breaker.state(w.deps.now()).kind).toBe('closed')
+    })
+  })
+
+  describe('retry budget', () => {
+    const only = (key: string) => chain.filter((r) => r.key === key)
+    const failing = (n: number) => Array.from({ length: n }, upstream503)
+
+    it('keeps a brownout within the budget: N concurrent requests make at most N + max(min_retries, ratio × N) calls', async () => {
+      const n = 50
+      const brownout = async (retryBudgets?: RetryBudgetRegistry) => {
+        const w = world({ 'a/m': failing(3 * n) }, { retryBudgets })
+        // Breakers off: the budget alone is measured.
+        const results = await Promise.allSettled(Array.from({ length: n }, () => w.run({ ...settings, breakers: false }, new AbortController().signal, false, only('a/m'))))
+        expect(results.map((r) => (r.status === 'rejected' ? (r.reason as GatewayError).code : 'served'))).toEqual(Array(n).fill('upstream_unavailable'))
+        return w
+      }
+      const w = await brownout()
+      // 50 first calls and at most 0.2 × 50 = 10 retries, where two retries each would make 150.
+      expect(w.sent.length).toBeLessThanOrEqual(n + 10)
+      const status = w.deps.retryBudgets.get('a/m').status(w.deps.now())
+      expect(status).toMatchObject({ requests: n, allowed: 10 })
+      expect(status.retries).toBe(w.sent.length - n)
+      // Each refusal ended its request at once, and the attempt list says so.
+      expect(w.attempts.filter((a) => a.error_code === 'retry_budget_exhausted').length).toBe(status.refused)
+      expect(status.refused).toBeGreaterThan(n / 2)
+      expect(w.sleeps.length).toBe(status.retries)
+
+      const unbudgeted = await brownout(new RetryBudgetRegistry({ ...budgetSettings, enabled: false }))
+      expect(unbudgeted.sent.length).toBe(3 * n)
+    })
+
+    it("still retries a healthy target's occasional failure, quiet or busy", async () => {
+      // Quiet: no traffic yet, the floor (min_retries) pays for it.
+      const quiet = world({ 'a/m': [upstream503()] })
+      expect((await quiet.run()).route.key).toBe('a/m')
+      expect(quiet.sent).toEqual(['a/m', 'a/m'])
+      // Busy: one request in five fails once; 100 requests earn 20 retries, far past the floor.
+      const script: Record<string, GatewayError[]> = {}
+      const busy = world(script)
+      for (let i = 1; i <= 100; i++) {
+        if (i % 5 === 0) script['a/m'] = [upstream503()]
+        expect((await busy.run()).route.key).toBe('a/m')
+      }
+      expect(busy.sent.length).toBe(120)
+      // A 21st retry is past the budget (20 for 101 requests): on to the next target at once.
+      busy.sleeps.length = 0
+      busy.attempts.length = 0
+      script['a/m'] = [upstream503()]
+      const r = await busy.run()
+      expect(r).toMatchObject({ route: { key: 'b/m' }, fellBack: true })
+      expect(busy.sleeps).toEqual([])
+      expect(busy.attempts.map((a) => [a.target, a.outcome, a.error_code])).toEqual([
+        ['a/m', 'error', 'upstream_unavailable'],
+        ['a/m', 'skipped', 'retry_budget_exhausted'],
+        ['b/m', 'success', null],
+      ])
+    })
+
+    it('answers the last error at once when the budget refuses a retry and no target is left', async () => {
+      const w = world({ 'a/m': failing(10) }, { retryBudgets: new RetryBudgetRegistry({ ...budgetSettings, min_retries: 1 }) })
+      await expect(w.run(settings, new AbortController().signal, false, only('a/m'))).rejects.toMatchObject({ code: 'upstream_unavailable' })
+      expect(w.sent).toEqual(['a/m', 'a/m'])
+      expect(w.sleeps).toEqual([50])
+      expect(w.attempts.map((a) => a.outcome)).toEqual(['error', 'error', 'skipped'])
+    })
+
+    it('does not count a fallback call as a retry of its target', async () => {
+      const retryBudgets = new RetryBudgetRegistry({ ...budgetSettings, min_retries: 0 })
+      const w = world({ 'a/m': [new GatewayError('upstream_auth_error', 'bad key', { upstreamStatus: 401 })] }, { retryBudgets })
+      expect((await w.run()).route.key).toBe('b/m')
+      expect(retryBudgets.get('b/m').status(w.deps.now())).toMatchObject({ requests: 1, retries: 0, refused: 0 })
+    })
   })
 })

@@ -1,9 +1,10 @@
-// Tries a chain of targets: retries on one target with backoff and full jitter, then the next; breakers and latency fed on the way.
+// Tries a chain of targets: retries on one target with backoff and full jitter within its retry budget, then the next; breakers and latency fed on the way.
 import type { RoutingSettings } from '../../shared/config/schema.ts'
 import type { Route } from '../config-store.ts'
 import { GatewayError, toGatewayError } from '../errors.ts'
-import type { BreakerRegistry, Pass } from '../routing/breaker.ts'
+import type { BreakerRegistry, CircuitBreaker, Pass } from '../routing/breaker.ts'
 import type { LatencyTracker } from '../routing/latency.ts'
+import type { RetryBudgetRegistry } from '../routing/retry-budget.ts'
 import { CLIENT_CLOSED } from './call.ts'
 import type { Attempt } from '../../shared/usage-event.ts'
 
@@ -12,6 +13,8 @@ export type { Attempt }
 
 export interface DispatchDeps {
   breakers: BreakerRegistry
+  // Retries per target within a share of its recent requests.
+  retryBudgets: RetryBudgetRegistry
   latency: LatencyTracker
   // Wall clock for breakers (injected in tests).
   now(): number
@@ -40,7 +43,8 @@ export interface Dispatched<T> {
   route: Route
   // Served by a target other than the first one actually called.
   fellBack: boolean
-  // Only with deferVerdict: call once the answer is complete (a stream's end).
+  // Only with deferVerdict: call once the answer is complete (a stream's end). A half-open probe
+  // left unsettled frees its slot after the breaker's lease; a verdict after that counts for nothing.
   settle(verdict: Verdict): void
 }
 
@@ -64,86 +68,68 @@ export async function dispatch<T>(
   let firstCalled: string | undefined
   for (const route of chain) {
     const breaker = deps.breakers.get(route.key)
+    const budget = deps.retryBudgets.get(route.key)
+    const skip = (code: string) => attempts.push(attemptOf(route, 'skipped', code, null, 0))
     for (let retry = 0; ; retry++) {
       if (signal.aborted) throw CLIENT_CLOSED
       if (performance.now() >= settings.deadline) {
         deadlinePassed = true
         break
       }
-      const skip = (code: string) => attempts.push(attemptOf(route, 'skipped', code, null, 0))
       const pass = settings.breakers ? breaker.tryPass(deps.now()) : NO_BREAKER
       if (!pass) {
         skip('circuit_open')
         break
       }
-      let wait: number | undefined
-      try {
-        wait = await deps.admit(route, attempts.length)
-      } catch (err) {
-        // Admission itself refused (a budget that cannot pay for another call): no call was made.
-        breaker.abandon(deps.now(), pass)
-        throw err
-      }
-      if (wait !== undefined) {
-        breaker.abandon(deps.now(), pass)
-        rpmWait = Math.min(rpmWait ?? wait, wait)
-        skip('rate_limit_exceeded')
-        break
-      }
-      if (signal.aborted) {
-        breaker.abandon(deps.now(), pass)
-        throw CLIENT_CLOSED
-      }
-      const started = performance.now()
+      const end = passEnder(breaker, pass, deps.now)
+      let served = false
       let err: GatewayError
+      let verdict: Judgement | 'client-closed'
+      let ms = 0
       try {
-        const value = await send(route)
-        const ms = performance.now() - started
-        deps.latency.record(route.key, ms)
-        attempts.push(attemptOf(route, 'success', null, null, ms))
-        firstCalled ??= route.key
-        let settled = false
-        const settle = (verdict: Verdict) => {
-          if (settled) return
-          settled = true
-          const now = deps.now()
-          if (verdict === 'success') breaker.success(now, pass)
-          else if (verdict === 'failure') breaker.failure(now, pass)
-          else breaker.abandon(now, pass)
+        const wait = await deps.admit(route, attempts.length)
+        if (wait !== undefined) {
+          rpmWait = Math.min(rpmWait ?? wait, wait)
+          skip('rate_limit_exceeded')
+          break
         }
-        if (!deferVerdict) settle('success')
-        return { value, route, fellBack: firstCalled !== route.key, settle }
-      } catch (e) {
-        err = toGatewayError(e)
+        if (signal.aborted) throw CLIENT_CLOSED
+        const started = performance.now()
+        try {
+          const value = await send(route)
+          ms = performance.now() - started
+          if (retry === 0) budget.recordRequest(deps.now())
+          deps.latency.record(route.key, ms)
+          attempts.push(attemptOf(route, 'success', null, null, ms))
+          firstCalled ??= route.key
+          served = true
+          if (!deferVerdict) end('success')
+          return { value, route, fellBack: firstCalled !== route.key, settle: end }
+        } catch (e) {
+          err = toGatewayError(e)
+        }
+        ms = performance.now() - started
+        verdict = err === CLIENT_CLOSED ? 'client-closed' : judge(err)
+        // Counted when its outcome is known, as its retry is: a call longer than the window counts.
+        if (retry === 0 && verdict !== 'refused') budget.recordRequest(deps.now())
+        end(BREAKER_VERDICT[verdict])
+      } finally {
+        // Every other way out gives the pass back, a throw included (admission failing, the client
+        // leaving): a probe slot never returned would keep the breaker half-open until its lease ends.
+        if (!served) end('abandon')
       }
-      const ms = performance.now() - started
-      const verdict = err === CLIENT_CLOSED ? 'client-closed' : judge(err)
       if (verdict === 'refused') {
         // Nothing was sent: the adapter refused a parameter this provider lacks.
-        breaker.abandon(deps.now(), pass)
         skip(err.code)
         firstRefusal ??= err
         break
       }
       attempts.push(attemptOf(route, 'error', err.code, err.upstreamStatus ?? null, ms))
       firstCalled ??= route.key
-      switch (verdict) {
-        case 'client-closed':
-        case 'internal':
-          // No verdict on the target: the caller left, or the gateway itself failed.
-          breaker.abandon(deps.now(), pass)
-          throw err
-        case 'final':
-          // The provider answered properly; the request itself is wrong.
-          breaker.success(deps.now(), pass)
-          throw err
-        case 'broken':
-          breaker.failure(deps.now(), pass)
-          deps.latency.recordFailure(route.key)
-          throw err
-      }
-      breaker.failure(deps.now(), pass)
-      deps.latency.recordFailure(route.key)
+      if (BREAKER_VERDICT[verdict] === 'failure') deps.latency.recordFailure(route.key)
+      // The caller left, the gateway itself failed, the request is wrong, or the answer may have
+      // been billed: answered at once.
+      if (verdict !== 'retry' && verdict !== 'next-target') throw err
       lastError = err
       if (verdict === 'next-target' || retry >= settings.retries) break
       const retryAfterMs = err.retryAfterSeconds === undefined ? 0 : err.retryAfterSeconds * 1000
@@ -154,6 +140,12 @@ export async function dispatch<T>(
       const delay = Math.max(retryAfterMs, backoffMs(retry, settings, deps.random))
       if (performance.now() + delay >= settings.deadline) {
         deadlinePassed = true
+        break
+      }
+      // Past the target's retry budget, the next target is tried now (with none, the last error
+      // is the answer now): in a brownout retries must not multiply the load.
+      if (!budget.tryRetry(deps.now())) {
+        skip('retry_budget_exhausted')
         break
       }
       await deps.sleep(delay, signal)
@@ -174,6 +166,31 @@ export async function dispatch<T>(
 
 const NO_BREAKER: Pass = { probe: false, period: -1 }
 
+// What an attempt's outcome tells the target's breaker (see judge).
+const BREAKER_VERDICT: Record<Judgement | 'client-closed', Verdict> = {
+  retry: 'failure',
+  'next-target': 'failure',
+  broken: 'failure',
+  // The provider answered properly; the request itself is wrong.
+  final: 'success',
+  // Nothing was sent, the caller left, or the gateway itself failed: no verdict on the target.
+  refused: 'abandon',
+  internal: 'abandon',
+  'client-closed': 'abandon',
+}
+
+// Ends a pass with its first verdict; later ones (a stream settled twice) do nothing.
+function passEnder(breaker: CircuitBreaker, pass: Pass, now: () => number): (verdict: Verdict) => void {
+  let ended = false
+  return (verdict) => {
+    if (ended) return
+    ended = true
+    if (verdict === 'success') breaker.success(now(), pass)
+    else if (verdict === 'failure') breaker.failure(now(), pass)
+    else breaker.abandon(now(), pass)
+  }
+}
+
 // Full jitter (AWS's "exponential backoff and jitter"): uniform in [0, min(max, base * 2^retry)).
 export function backoffMs(retry: number, settings: Pick<RoutingSettings, 'backoff_base_ms' | 'backoff_max_ms'>, random: () => number): number {
   return random() * Math.min(settings.backoff_max_ms, settings.backoff_base_ms * 2 ** retry)
@@ -187,7 +204,9 @@ export function backoffMs(retry: number, settings: Pick<RoutingSettings, 'backof
 //   broken       the provider answered 2xx with something unreadable: it may have billed, so
 //                answered at once rather than paid for again, and held against the target;
 //   internal     the gateway's own failure: answered at once, no verdict on the target.
-export function judge(err: GatewayError): 'retry' | 'next-target' | 'refused' | 'final' | 'broken' | 'internal' {
+export type Judgement = 'retry' | 'next-target' | 'refused' | 'final' | 'broken' | 'internal'
+
+export function judge(err: GatewayError): Judgement {
   if (err.code === 'internal_error') return 'internal'
   if (err.code === 'upstream_bad_response') return 'broken'
   // Our credentials refused, or the provider does not know the configured model: config faults

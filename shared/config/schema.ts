@@ -198,6 +198,22 @@ export const BreakerSettings = t.Object(
 )
 export type BreakerSettings = Static<typeof BreakerSettings>
 
+// Retries to a target (a request's second and later calls to it; a fallback's first call is not
+// one) stay within a share of the requests that target had over the window, never below a floor:
+// in a brownout retries add a fifth to the load, not twice it.
+export const RetryBudgetSettings = t.Object(
+  {
+    enabled: t.Boolean({ default: true }),
+    // Retries allowed per request the target had over the window (0.2: one retry for five requests).
+    ratio: t.Number({ minimum: 0, maximum: 10, default: 0.2 }),
+    // Retries allowed over the window whatever the traffic, so a quiet target still gets its few.
+    min_retries: t.Integer({ minimum: 0, default: 3 }),
+    window_ms: t.Integer({ minimum: 1000, default: 10_000 }),
+  },
+  { ...strict, default: {} },
+)
+export type RetryBudgetSettings = Static<typeof RetryBudgetSettings>
+
 export const RoutingSettings = t.Object(
   {
     retries: t.Integer({ minimum: 0, maximum: 10, default: 2 }),
@@ -209,6 +225,7 @@ export const RoutingSettings = t.Object(
     // No retry or fallback starts this long after the request arrived; the caller gets the last error.
     max_total_ms: t.Integer({ minimum: 1, default: 180_000 }),
     breaker: BreakerSettings,
+    retry_budget: RetryBudgetSettings,
     latency: t.Object(
       {
         // Samples older than this stop counting toward a target's p95.

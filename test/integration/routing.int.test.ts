@@ -42,8 +42,8 @@ beforeAll(async () => {
         { name: 'fastest', policy: 'latency', targets: [target('slow'), target('quick')] },
         { name: 'cheapest', policy: 'cost', targets: [target('p1'), target('p3'), target('p2')] },
       ],
-      // Breakers and health checks have their own suites; here every request sees the chain whole.
-      routing: { retries: 1, backoff_base_ms: 1, backoff_max_ms: 5, breaker: { enabled: false }, health_check: { enabled: false }, latency: { min_samples: 3 } },
+      // Breakers, retry budgets and health checks have their own suites; here every request sees the chain whole.
+      routing: { retries: 1, backoff_base_ms: 1, backoff_max_ms: 5, breaker: { enabled: false }, retry_budget: { enabled: false }, health_check: { enabled: false }, latency: { min_samples: 3 } },
       clients: [
         { client_id: 'router-test', team_id: 't', keys: [{ name: 'k', sha256: hashKey(KEY) }] },
         { client_id: 'router-other', team_id: 't', keys: [{ name: 'k', sha256: hashKey(OTHER_KEY) }] },
