@@ -1,5 +1,7 @@
 // Runs the analytics side: ClickHouse (server or embedded) migrated, the stream drain or the in-process sink, scheduled rollups, the query API.
+import { EventLoopLag, sampleEventLoopLag } from '../shared/event-loop-lag.ts'
 import type { Logger } from '../shared/log.ts'
+import { ProcessMetrics } from '../shared/process-metrics.ts'
 import { connectWorkerRedis, type RedisClient } from '../shared/redis.ts'
 import { repeatEvery } from '../shared/repeat.ts'
 import { USAGE_GROUP, USAGE_STREAM } from '../shared/usage-stream.ts'
@@ -91,10 +93,15 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
   }
   const rollups = repeatEvery(() => config.rollupEveryMs, rollupRecent, (err) => log.warn('scheduled rollup failed', { err }))
 
+  // A worker process of its own reports its process figures; one inside the gateway process leaves
+  // them to the gateway's /metrics (the same process: scraped twice, they would count twice).
+  const lag = mode === 'stream' ? new EventLoopLag() : undefined
+  const lagSampler = lag ? sampleEventLoopLag(lag) : undefined
+  const runtime = lag ? new ProcessMetrics(lag) : undefined
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
-    fetch: analyticsApi({ ch, log, adminToken: config.adminToken, metrics: () => metricsLines(drain, sink, redis) }),
+    fetch: analyticsApi({ ch, log, adminToken: config.adminToken, metrics: async () => [...(await metricsLines(drain, sink, redis)), ...((await runtime?.lines()) ?? [])] }),
   })
 
   return {
@@ -110,6 +117,7 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
         if (left > 0) log.error('usage records lost at shutdown: the store did not take them in time', { lost: left })
       }
       await server.stop()
+      lagSampler?.stop()
       redis?.disconnect()
       await ch.close()
     },

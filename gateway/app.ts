@@ -23,6 +23,7 @@ import { bunConnection, defaultRequestCap } from './connection.ts'
 import { RequestGate } from './request-gate.ts'
 import { Gauge } from './metrics/registry.ts'
 import { PendingWork } from './pending-work.ts'
+import { ProcessMetrics } from '../shared/process-metrics.ts'
 
 export interface AppDeps {
   store: ConfigStore
@@ -46,6 +47,9 @@ export interface AppDeps {
   gate?: RequestGate
   // Settles and records requests leave running after their response; shutdown awaits them.
   pending?: PendingWork
+  // Process figures for /metrics (memory, descriptors, sockets; event-loop lag when the process
+  // samples it); absent: the same without the lag.
+  runtime?: ProcessMetrics
 }
 
 export function createApp(deps: AppDeps) {
@@ -55,6 +59,9 @@ export function createApp(deps: AppDeps) {
   metrics.registry.register(new Gauge('gateway_requests_in_progress', 'Chat requests the process holds now (streams included).', () => gate.inFlight))
   metrics.registry.register(new Gauge('gateway_requests_refused_busy', 'Chat requests refused (503 server_busy) because the process held its cap of requests in progress; only grows.', () => gate.refused))
   const pending = deps.pending ?? new PendingWork()
+  metrics.registry.register(new Gauge('gateway_pending_settles', 'Budget settles and releases requests left running after their response (shutdown waits for them).', () => pending.count('settle')))
+  metrics.registry.register(new Gauge('gateway_pending_records', 'Usage records requests left to finish after their response (a stream without usage being counted; shutdown waits for them).', () => pending.count('record')))
+  const runtime = deps.runtime ?? new ProcessMetrics()
   const chatDeps = {
     gate,
     pending,
@@ -90,7 +97,7 @@ export function createApp(deps: AppDeps) {
       }
     })
     .get('/metrics', async function prometheusMetrics({ snapshot }) {
-      return renderMetrics(snapshot, deps.routing, deps.usageStats?.(), [...metrics.registry.render(), ...(await quotaUtilization(snapshot, deps.quotaStore))])
+      return renderMetrics(snapshot, deps.routing, deps.usageStats?.(), [...metrics.registry.render(), ...(await quotaUtilization(snapshot, deps.quotaStore)), ...(await runtime.lines())])
     })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {

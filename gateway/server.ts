@@ -18,6 +18,8 @@ import { startHealthMonitor } from './routing/health-monitor.ts'
 import { startLatencyShare } from './routing/latency-share.ts'
 import { startConfigReload } from './config-reload.ts'
 import { watchRedisPersistence } from './quota/redis-persistence.ts'
+import { EventLoopLag, sampleEventLoopLag } from '../shared/event-loop-lag.ts'
+import { ProcessMetrics } from '../shared/process-metrics.ts'
 
 const DRAIN_MS = 10_000
 const REDIS_STARTUP_WAIT_MS = 5_000
@@ -110,8 +112,11 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   // load the tables the configured models need now (parsing one blocks for a moment), not on a request.
   await loadEncodings(store.current)
   const pending = new PendingWork()
+  const lag = new EventLoopLag()
+  const lagSampler = sampleEventLoopLag(lag)
   const app = createApp({
     pending,
+    runtime: new ProcessMetrics(lag),
     store,
     log,
     usage,
@@ -143,6 +148,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     reloader.stop()
     health.stop()
     share?.stop()
+    lagSampler.stop()
     // stop(false) refuses new connections and resolves once in-flight requests have finished;
     // then the usage records in hand are written before the process goes.
     const deadline = Date.now() + DRAIN_MS

@@ -112,16 +112,56 @@ describe('/metrics', () => {
   it('shows an open stream while it runs and its time to first byte after', async () => {
     emulator.setBehavior('up-p1', { chunk_interval_ms: 40 })
     const ttfb = await metric('gateway_time_to_first_byte_seconds_count', { provider: 'p1', model: 'chain' })
-    const stream = await client.chat.completions.create({ ...ask(), stream: true })
+    const { data: stream, response } = await client.chat.completions.create({ ...ask(), stream: true }).withResponse()
     const it = stream[Symbol.asyncIterator]()
     await it.next()
     expect(await metric('gateway_open_streams')).toBe(1)
     for (let r = await it.next(); !r.done; r = await it.next()) {
       // drain
     }
-    await gw.waitForLog((l) => l.msg === 'request' && l.stream === true)
+    await usageLine(response.headers.get('x-request-id'))
     expect(await metric('gateway_open_streams')).toBe(0)
     expect(await metric('gateway_time_to_first_byte_seconds_count', { provider: 'p1', model: 'chain' })).toBe(ttfb + 1)
+  })
+
+  it('reports the process: memory, descriptors, sockets, event-loop lag, and no work left pending when idle', async () => {
+    // One scrape, so the figures compared were read together.
+    const text = await (await fetch(`${gw.url}/metrics`)).text()
+    const value = (name: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+      if (line === undefined) throw new Error(`${name} is missing from /metrics`)
+      return Number(line.slice(name.length + 1))
+    }
+    const rss = value('process_resident_memory_bytes')
+    expect(rss).toBeGreaterThan(10 * 2 ** 20)
+    expect(rss).toBeLessThan(4 * 2 ** 30)
+    // JavaScriptCore's figures: used may exceed total (they are not V8's), but both are within RSS.
+    for (const heap of ['process_heap_used_bytes', 'process_heap_total_bytes']) {
+      expect(value(heap)).toBeGreaterThan(0)
+      expect(value(heap)).toBeLessThan(rss)
+    }
+    expect(value('process_cpu_seconds_total')).toBeGreaterThan(0)
+    const fds = value('process_open_fds')
+    expect(fds).toBeGreaterThan(0)
+    expect(fds).toBeLessThanOrEqual(value('process_max_fds'))
+    // At least the listening socket and this scrape's connection.
+    const sockets = value('process_open_sockets')
+    expect(sockets).toBeGreaterThanOrEqual(2)
+    expect(sockets).toBeLessThanOrEqual(fds)
+    // The lag sampler ticks every 50 ms, off the request path.
+    const ticks = await metric('process_event_loop_lag_seconds_count')
+    expect(ticks).toBeGreaterThan(0)
+    expect(await metric('process_event_loop_lag_seconds_bucket', { le: '+Inf' })).toBeGreaterThanOrEqual(ticks)
+    const deadline = Date.now() + 5000
+    while ((await metric('process_event_loop_lag_seconds_count')) === ticks && Date.now() < deadline) await Bun.sleep(10)
+    expect(await metric('process_event_loop_lag_seconds_count')).toBeGreaterThan(ticks)
+    // Nothing runs once the earlier tests' requests are done (a settle finishes just after its response).
+    expect(value('gateway_pending_settles')).toBeGreaterThanOrEqual(0)
+    expect(value('gateway_pending_records')).toBeGreaterThanOrEqual(0)
+    const busy = async () => (await metric('gateway_pending_settles')) + (await metric('gateway_pending_records'))
+    while ((await busy()) > 0 && Date.now() < deadline) await Bun.sleep(10)
+    expect(await metric('gateway_pending_settles')).toBe(0)
+    expect(await metric('gateway_pending_records')).toBe(0)
   })
 
   it("labels a model the config does not know as 'other', and counts refusals before routing by code", async () => {
