@@ -260,4 +260,27 @@ describe('internal errors', () => {
     expect(logged?.request_id).toBe(res.headers.get('x-request-id'))
     expect(JSON.stringify(logged?.err)).toContain('quota: tokens invalid')
   })
+
+  it('logs the stack and the cause chain, cleaned of keys, and sends the caller none of it', async () => {
+    const config = parseConfig(JSON.stringify({ ...testConfig({ upstreamBaseUrl: emulator.baseUrl }), quotas: [{ quota_id: 'q', entity_type: 'global', period: 'day', token_limit: 1_000_000 }] }), 'test.json', {})
+    const lines: string[] = []
+    const log = createLogger('error', (line) => lines.push(line))
+    const quotaStore = new MemoryQuotaStore()
+    const reset = Object.assign(new Error('read ECONNRESET (auth sk-proj-abcdef1234567890xyz)'), { code: 'ECONNRESET', syscall: 'read' })
+    quotaStore.reserve = async () => {
+      throw new RangeError('quota: tokens invalid', { cause: reset })
+    }
+    const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage: new MemoryUsageSink(), quota: new QuotaService(quotaStore, config.file.quota, log), quotaStore, routing: createRoutingState(config.file.routing.breaker) })
+    const res = await app.handle(chat(hello))
+    const body = await res.text()
+    expect(res.status).toBe(500)
+    expect(JSON.parse(body)).toEqual({ error: { message: 'internal error', type: 'server_error', param: null, code: 'internal_error' } })
+    const raw = lines.find((l) => l.includes('"internal error"')) ?? ''
+    expect(raw).not.toContain('sk-proj-abcdef')
+    const err = (JSON.parse(raw) as { err: Record<string, unknown> }).err
+    const chain: Array<Record<string, unknown>> = []
+    for (let at: unknown = err; typeof at === 'object' && at !== null; at = (at as { cause?: unknown }).cause) chain.push(at as Record<string, unknown>)
+    expect(chain.some((e) => typeof e.stack === 'string' && e.stack.includes('RangeError'))).toBe(true)
+    expect(chain.at(-1)).toMatchObject({ code: 'ECONNRESET', syscall: 'read', message: 'read ECONNRESET (auth [redacted])' })
+  })
 })

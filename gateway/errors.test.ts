@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'bun:test'
-import { ERROR_CODES, errorFrame, errorResponse, GatewayError } from './errors.ts'
+import { ERROR_CODES, errorFrame, errorResponse, GatewayError, toGatewayError } from './errors.ts'
 
 describe('GatewayError', () => {
   it('renders OpenAI error bodies with the status from the table', async () => {
@@ -28,6 +28,17 @@ describe('GatewayError', () => {
     const frame = errorFrame(new GatewayError('stream_timeout', 'too slow'))
     expect(frame.endsWith('\n\n')).toBe(true)
     expect(JSON.parse(frame.slice('data: '.length))).toEqual({ error: { message: 'too slow', type: 'timeout', param: null, code: 'stream_timeout' } })
+  })
+
+  it('never puts a cause in a response body or a stream frame: causes are for the log', async () => {
+    const cause = Object.assign(new Error('connect ECONNREFUSED 10.0.0.7:443'), { code: 'ECONNREFUSED' })
+    const err = new GatewayError('upstream_unreachable', 'p: cannot reach the provider', { cause }).afterAccepted()
+    expect(err.cause).toBe(cause)
+    const body = await errorResponse(err).text()
+    expect(JSON.parse(body)).toEqual({ error: { message: 'p: cannot reach the provider', type: 'server_error', param: null, code: 'upstream_unreachable' } })
+    expect(body + errorFrame(err)).not.toContain('ECONNREFUSED')
+    expect(toGatewayError(cause).cause).toBe(cause)
+    expect(await errorResponse(toGatewayError(cause)).text()).not.toContain('10.0.0.7')
   })
 
   it('knows which errors are worth retrying', () => {

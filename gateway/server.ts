@@ -59,7 +59,8 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     process.stderr.write(`${err.message}\n`)
     process.exit(78)
   }
-  const log = createLogger(config.logLevel)
+  // Error lines are cleaned of the keys of the config serving now, reloads included.
+  const log = createLogger(config.logLevel, undefined, (text) => store.current.redactor.text(text))
   for (const [provider, reason] of config.unavailable) log.warn('provider unavailable', { provider, reason })
 
   const redis = config.redisUrl ? connectRedis(config.redisUrl, config.file.quota.redis_timeout_ms) : undefined
@@ -81,14 +82,16 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     log,
     redis,
     redisKey: config.configRedisKey,
-    onSwap: (next) => {
-      void loadEncodings(next)
+    // Awaited, and a failure logged, by the reloader. The routing state first: a tokenizer table
+    // that will not load must not leave it on the old settings.
+    onSwap: async (next) => {
       routing.breakers.configure(next.config.file.routing.breaker)
       routing.retryBudgets.configure(next.config.file.routing.retry_budget)
       const keys = new Set(next.targets.keys())
       routing.breakers.retain(keys)
       routing.retryBudgets.retain(keys)
       routing.latency.retain(keys)
+      await loadEncodings(next)
     },
   })
   // A config kept in Redis replaces the file as soon as Redis answers.
