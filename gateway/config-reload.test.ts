@@ -23,7 +23,8 @@ const config = (models: string[]) =>
 let dir: string
 let reloader: ConfigReloader | undefined
 
-function setUp() {
+// `follow` stands in for the server's onSwap (breakers, tokenizer tables); it may throw or reject.
+function setUp(follow?: (s: Snapshot) => void | Promise<void>) {
   dir = mkdtempSync(join(tmpdir(), 'reload-'))
   const path = join(dir, 'gateway.json')
   writeFileSync(path, config(['one']))
@@ -40,6 +41,7 @@ function setUp() {
     onSwap: (s) => {
       swaps.push(s)
       onSwap?.()
+      return follow?.(s)
     },
   })
   const nextSwap = () => new Promise<void>((resolve) => (onSwap = resolve))
@@ -88,5 +90,40 @@ describe('config reload', () => {
     writeFileSync(path, config(['one', 'three']))
     await swapped
     expect([...store.current.routes.keys()]).toEqual(['one', 'three'])
+  })
+
+  it('logs an onSwap that throws, with its cause, and says the swap is incomplete', async () => {
+    const { path, store, lines } = setUp(() => {
+      throw new Error('breaker settings refused', { cause: new RangeError('window_ms out of range') })
+    })
+    writeFileSync(path, config(['one', 'two']))
+    expect(await reloader?.reload('test')).toBe(true)
+    expect([...store.current.routes.keys()]).toEqual(['one', 'two'])
+    const failed = lines.find((l) => l.level === 'error')
+    expect(failed?.msg).toContain('config swapped in, but the state that follows it')
+    expect(failed).toMatchObject({ reason: 'test', err: { message: 'breaker settings refused', cause: { name: 'RangeError', message: 'window_ms out of range' } } })
+    expect(lines.find((l) => l.msg === 'config reloaded')).toMatchObject({ routes: 2, incomplete: true })
+  })
+
+  it('logs an onSwap promise that rejects (a tokenizer table that will not load), and tries it again at the next reload', async () => {
+    let attempts = 0
+    const { path, store, lines, swaps } = setUp(async () => {
+      attempts++
+      if (attempts === 1) throw new Error('cannot load o200k_base', { cause: Object.assign(new Error('read failed'), { code: 'EIO' }) })
+    })
+    writeFileSync(path, config(['one', 'two']))
+    expect(await reloader?.reload('test')).toBe(true)
+    expect(lines.find((l) => l.level === 'error')).toMatchObject({ err: { message: 'cannot load o200k_base', cause: { code: 'EIO' } } })
+    // The text did not change: nothing is swapped, but the failed step runs again, on the same snapshot.
+    const swapped = store.current
+    expect(await reloader?.reload('poll')).toBe(false)
+    expect(attempts).toBe(2)
+    expect(swaps.at(-1)).toBe(swapped)
+    expect(store.current).toBe(swapped)
+    expect(lines.filter((l) => l.level === 'error').length).toBe(1)
+    expect(lines.at(-1)?.msg).toBe('config swap completed: the state that follows it caught up')
+    // Caught up: the next poll does nothing at all.
+    expect(await reloader?.reload('poll')).toBe(false)
+    expect(attempts).toBe(2)
   })
 })

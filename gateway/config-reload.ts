@@ -22,8 +22,10 @@ export interface ReloadOptions {
   // With GATEWAY_CONFIG_REDIS_KEY: the key's value, when it exists, is the config.
   redis?: RedisClient
   redisKey?: string
-  // After each swap: state outside snapshots (breaker settings) follows the new config.
-  onSwap?(next: Snapshot): void
+  // After each swap: state outside snapshots (breaker settings, tokenizer tables) follows the new
+  // config. Awaited; when it fails the new config serves anyway, the failure is logged, and the
+  // next reload tries it again even if the text did not change.
+  onSwap?(next: Snapshot): void | Promise<void>
 }
 
 // Editors write a file in several steps (truncate, write, rename): wait for them to settle.
@@ -34,6 +36,8 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
   let applied = digest(readFileSync(opts.filePath, 'utf8'))
   let queue: Promise<boolean> = Promise.resolve(false)
   let settle: ReturnType<typeof setTimeout> | undefined
+  // The snapshot swapped in whose onSwap failed, until one succeeds.
+  let unfollowed: Snapshot | undefined
 
   const readSource = async (): Promise<{ text: string; source: string }> => {
     if (opts.redis && opts.redisKey) {
@@ -53,30 +57,62 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
       return false
     }
     const d = digest(text)
-    if (d === applied) return false
+    if (d === applied) {
+      if (unfollowed !== undefined && unfollowed === store.current && (await follow(unfollowed, { source, reason, config_sha256: d }))) {
+        log.info('config swap completed: the state that follows it caught up', { source, reason, config_sha256: d })
+      }
+      return false
+    }
     let next: Snapshot
     try {
       next = buildSnapshot(parseConfig(text, source, opts.env))
     } catch (err) {
       // Only the same text fixed (or replaced) is tried again.
       applied = d
+      // Anything but a ConfigError is a bug in building the snapshot: its stack goes with it.
       const problems = err instanceof ConfigError ? err.problems : [String(err)]
-      log.warn('config rejected; the previous config keeps serving', { source, reason, config_sha256: d, problems })
+      log.warn('config rejected; the previous config keeps serving', { source, reason, config_sha256: d, problems, ...(err instanceof ConfigError ? {} : { err }) })
       return false
     }
     const before = store.current.config.file.server
     store.swap(next)
     applied = d
-    opts.onSwap?.(next)
+    const followed = await follow(next, { source, reason, config_sha256: d })
     const after = next.config.file.server
     const restartNeeded = (['port', 'host'] as const).filter((k) => before[k] !== after[k]).map((k) => `server.${k}`)
-    log.info('config reloaded', { source, reason, config_sha256: d, routes: next.routes.size, targets: next.targets.size, ...(restartNeeded.length ? { restart_needed_for: restartNeeded } : {}) })
+    log.info('config reloaded', {
+      source,
+      reason,
+      config_sha256: d,
+      routes: next.routes.size,
+      targets: next.targets.size,
+      ...(restartNeeded.length ? { restart_needed_for: restartNeeded } : {}),
+      ...(followed ? {} : { incomplete: true }),
+    })
     return true
   }
 
-  // One reload at a time, in order.
+  // The swap is done whatever happens here; a failure says so, and is tried again by the next reload.
+  const follow = async (next: Snapshot, fields: Record<string, unknown>): Promise<boolean> => {
+    try {
+      await opts.onSwap?.(next)
+      unfollowed = undefined
+      return true
+    } catch (err) {
+      unfollowed = next
+      log.error('config swapped in, but the state that follows it (breakers, tokenizer tables) failed to update; retried at the next reload', { ...fields, err })
+      return false
+    }
+  }
+
+  // One reload at a time, in order; anything unexpected is logged here, so reload() never rejects.
   const reload = (reason: string) => {
-    queue = queue.then(() => reloadOnce(reason)).catch(() => false)
+    queue = queue
+      .then(() => reloadOnce(reason))
+      .catch((err: unknown) => {
+        log.error('config reload failed', { reason, err })
+        return false
+      })
     return queue
   }
 
@@ -95,7 +131,7 @@ export function startConfigReload(opts: ReloadOptions): ConfigReloader {
     log.warn('cannot watch the config file; relying on the poll', { err })
   }
 
-  // reload() never rejects: its own failures are logged where they happen.
+  // reload() never rejects: its failures are logged where they happen, or in reload().
   const poll = repeatEvery(() => store.current.config.file.routing.reload_poll_ms, () => reload('poll'), () => {})
 
   return {
