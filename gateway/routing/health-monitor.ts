@@ -34,7 +34,7 @@ export function startHealthMonitor(store: ConfigStore, state: GatewayRouting, lo
         // Log changes only: a steady state is not news.
         if (healthy.get(provider.provider_id) !== result.healthy) {
           healthy.set(provider.provider_id, result.healthy)
-          const fields = { provider: provider.provider_id, healthy: result.healthy, latency_ms: Math.round(result.latency_ms), detail: result.detail }
+          const fields = { provider: provider.provider_id, healthy: result.healthy, latency_ms: Math.round(result.latency_ms), detail: result.detail, err: result.error }
           if (result.healthy) log.info('provider health', fields)
           else log.warn('provider health', fields)
         }

@@ -126,7 +126,8 @@ export function withHeaders(req: UpstreamRequest, extra: Record<string, string> 
   return extra ? { ...req, headers: { ...req.headers, ...extra } } : req
 }
 
-function errorName(err: unknown): string {
+// A network error's code (ECONNRESET) when it has one, else its name.
+export function errorName(err: unknown): string {
   if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code
   return err instanceof Error ? err.name : 'error'
 }

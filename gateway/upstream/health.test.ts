@@ -36,6 +36,8 @@ describe('checkProviderHealth', () => {
     await closed.stop(true)
     const r = await checkProviderHealth(openAiAdapter, provider(url), undefined, 1000)
     expect(r.healthy).toBe(false)
-    expect(r.detail).toBeDefined()
+    // The network error's code, not the name of its class ("TypeError"); the error itself for the log.
+    expect(r.detail).toBe('ECONNREFUSED')
+    expect(r.error).toMatchObject({ code: 'ECONNREFUSED' })
   })
 })

@@ -2,13 +2,15 @@
 import type { ProviderConfig } from '../../shared/config/schema.ts'
 import type { Secret } from '../../shared/secret.ts'
 import type { ProviderAdapter } from '../providers/types.ts'
-import { fetchUpstream } from './call.ts'
+import { errorName, fetchUpstream } from './call.ts'
 
 export interface HealthResult {
   healthy: boolean
   latency_ms: number
-  // Status code or network error name when unhealthy; never a response body.
+  // Status code, or network error code (ECONNREFUSED) or name, when unhealthy; never a response body.
   detail: string | undefined
+  // The network failure itself, for the log line (never sent to a caller).
+  error?: unknown
 }
 
 export async function checkProviderHealth(
@@ -25,7 +27,7 @@ export async function checkProviderHealth(
     await res.body?.cancel().catch(() => undefined)
     return { healthy: res.ok, latency_ms: performance.now() - started, detail: res.ok ? undefined : `status ${res.status}` }
   } catch (err) {
-    const name = err instanceof Error ? err.name : 'error'
-    return { healthy: false, latency_ms: performance.now() - started, detail: name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : name }
+    const name = errorName(err)
+    return { healthy: false, latency_ms: performance.now() - started, detail: name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : name, error: err }
   }
 }

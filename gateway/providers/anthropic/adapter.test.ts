@@ -253,3 +253,13 @@ describe('anthropic errors', () => {
     expect(anthropicAdapter.readError(429, fixture('errors/429-rate_limit_error.json'), new Headers({ 'retry-after': '9' }), target).retryAfterSeconds).toBe(9)
   })
 })
+
+describe('anthropic bodies that are not JSON', () => {
+  it('keep the parser error as the cause (for the log, not the caller)', () => {
+    expect(catchGatewayError(() => anthropicAdapter.readCompletion('<html>', target)).cause).toBeInstanceOf(SyntaxError)
+    const t = anthropicAdapter.openStream(target, { callerWantsUsage: true })
+    translateRecording('data: <html>\r\n\r\n', t)
+    expect(t.error).toMatchObject({ code: 'upstream_bad_response' })
+    expect(t.error?.cause).toBeInstanceOf(SyntaxError)
+  })
+})

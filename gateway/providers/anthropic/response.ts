@@ -8,8 +8,8 @@ export function fromAnthropicResponse(text: string): Completion {
   let msg: AnthropicResponse
   try {
     msg = JSON.parse(text) as AnthropicResponse
-  } catch {
-    throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.')
+  } catch (err) {
+    throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.', { cause: err })
   }
   if (typeof msg !== 'object' || msg === null || !Array.isArray(msg.content)) throw new GatewayError('upstream_bad_response', 'The provider returned a message without content.')
   let content: string | null = null

@@ -43,8 +43,8 @@ export class AnthropicStreamTranslator implements StreamTranslator {
     let e: Event
     try {
       e = JSON.parse(event.data) as Event
-    } catch {
-      return this.fail(new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.'))
+    } catch (err) {
+      return this.fail(new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.', { cause: err }))
     }
     switch (e.type) {
       case 'message_start':

@@ -183,3 +183,13 @@ describe('gemini errors', () => {
     expect(geminiAdapter.readError(429, fixture('errors/429-RESOURCE_EXHAUSTED.json'), new Headers(), target).retryAfterSeconds).toBe(35)
   })
 })
+
+describe('gemini bodies that are not JSON', () => {
+  it('keep the parser error as the cause (for the log, not the caller)', () => {
+    expect(catchGatewayError(() => geminiAdapter.readCompletion('<html>', target)).cause).toBeInstanceOf(SyntaxError)
+    const t = geminiAdapter.openStream(target, { callerWantsUsage: true })
+    translateRecording('data: <html>\r\n\r\n', t)
+    expect(t.error).toMatchObject({ code: 'upstream_bad_response' })
+    expect(t.error?.cause).toBeInstanceOf(SyntaxError)
+  })
+})

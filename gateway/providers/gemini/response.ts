@@ -8,8 +8,8 @@ export function fromGeminiResponse(text: string, model: string): Completion {
   let res: GeminiResponse
   try {
     res = JSON.parse(text) as GeminiResponse
-  } catch {
-    throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.')
+  } catch (err) {
+    throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.', { cause: err })
   }
   if (typeof res !== 'object' || res === null || Array.isArray(res)) throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not a response object.')
   const usage = toUsage(res.usageMetadata)

@@ -28,8 +28,8 @@ export class GeminiStreamTranslator implements StreamTranslator {
     let res: GeminiResponse
     try {
       res = JSON.parse(event.data) as GeminiResponse
-    } catch {
-      return this.fail(new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.'))
+    } catch (err) {
+      return this.fail(new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.', { cause: err }))
     }
     if (res.error) return this.fail(this.toError(res.error))
     // usageMetadata is cumulative: the last one seen is the stream's usage, but only once the

@@ -5,6 +5,7 @@ import { Redactor } from '../../../shared/redact.ts'
 import { SseParser } from '../../upstream/sse.ts'
 import type { Target } from '../types.ts'
 import { openAiAdapter } from './adapter.ts'
+import { catchGatewayError } from '../../../test/harness/catch-error.ts'
 
 const fixture = (name: string) => readFileSync(new URL(`../../../test/fixtures/openai/${name}`, import.meta.url), 'utf8')
 const dec = new TextDecoder()
@@ -75,6 +76,10 @@ describe('openAiAdapter.readCompletion', () => {
   it('rejects a body that is not a completion', () => {
     expect(() => openAiAdapter.readCompletion('<html>', target)).toThrow(/not JSON/)
     expect(() => openAiAdapter.readCompletion('{"ok":true}', target)).toThrow(/without choices/)
+  })
+
+  it('keeps the parser error as the cause of a body that is not JSON (for the log, not the caller)', () => {
+    expect(catchGatewayError(() => openAiAdapter.readCompletion('<html>', target)).cause).toBeInstanceOf(SyntaxError)
   })
 })
 

@@ -37,8 +37,8 @@ export const openAiAdapter: ProviderAdapter = {
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
-    } catch {
-      throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.')
+    } catch (err) {
+      throw new GatewayError('upstream_bad_response', 'The provider returned a body that is not JSON.', { cause: err })
     }
     if (typeof parsed !== 'object' || parsed === null || !Array.isArray((parsed as { choices?: unknown }).choices)) {
       throw new GatewayError('upstream_bad_response', 'The provider returned a body without choices.')
