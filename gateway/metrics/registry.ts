@@ -58,6 +58,22 @@ export class Gauge implements Metric {
   }
 }
 
+// A counter read when rendered, one series per value of one label: the counts live with their
+// owner (budget settles that booked nothing, by reason).
+export class CounterOf implements Metric {
+  constructor(
+    readonly name: string,
+    private readonly help: string,
+    private readonly labelName: string,
+    private readonly read: () => Readonly<Record<string, number>>,
+  ) {}
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`)
+    for (const [value, n] of Object.entries(this.read())) out.push(`${this.name}${labelText([this.labelName], [value])} ${n}`)
+  }
+}
+
 export class Histogram implements Metric {
   private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>()
 

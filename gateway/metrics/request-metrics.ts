@@ -3,7 +3,7 @@ import type { UsageRecord } from '../../shared/usage-event.ts'
 import type { ConfigStore } from '../config-store.ts'
 import type { QuotaService } from '../quota/quota.ts'
 import type { UsageSink } from '../usage.ts'
-import { Counter, Gauge, Histogram, Registry } from './registry.ts'
+import { Counter, CounterOf, Gauge, Histogram, Registry } from './registry.ts'
 
 // Seconds. Whole requests and provider time: LLM calls run from milliseconds to minutes.
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
@@ -54,6 +54,14 @@ export class GatewayMetrics implements UsageSink {
       this.registry.register(new Gauge('gateway_quota_reservations_outstanding', 'Budget reservations held by requests in flight.', () => quota.outstanding))
       this.registry.register(
         new Gauge('gateway_quota_unbooked_tokens', 'Tokens providers reported beyond what their requests reserved, not booked to budgets (an estimate that fell short); only grows.', () => quota.unbookedTokens),
+      )
+      this.registry.register(
+        new CounterOf(
+          'gateway_quota_settles_skipped_total',
+          "Settles that booked nothing on an entity's budgets because its reservation was gone: expired (held past reservation_ttl_ms) or not_found (released, settled under the same request id, or lost by the store).",
+          'reason',
+          () => quota.settlesSkipped,
+        ),
       )
     }
   }

@@ -52,17 +52,25 @@ export interface Reservation {
   release(): void
 }
 
+// Why a settle booked nothing on an entity: its reservation had expired (and been swept), or was
+// not there at all (released, settled under the same request id, or lost by the store).
+export type SettleSkipReason = 'expired' | 'not_found'
+
 export class QuotaService {
   // Reservations this process holds that are not yet settled or released (for /metrics).
   outstanding = 0
   // Tokens providers reported beyond what their requests reserved, so not booked (an estimate that
   // fell short; for /metrics). Only grows.
   unbookedTokens = 0
-  // Settings may be a function, so a config reload reaches a running service.
+  // Entities whose settle booked nothing, by reason (for /metrics). Only grows.
+  readonly settlesSkipped: Record<SettleSkipReason, number> = { expired: 0, not_found: 0 }
+  // Settings may be a function, so a config reload reaches a running service. `now` only tells an
+  // expired reservation from a missing one (the stores keep their own time).
   constructor(
     private readonly store: QuotaStore,
     private readonly settingsOf: QuotaSettings | (() => QuotaSettings),
     private readonly log: Logger,
+    private readonly now: () => number = Date.now,
   ) {}
 
   private get settings(): QuotaSettings {
@@ -74,6 +82,9 @@ export class QuotaService {
   async reserve(plan: EntityPlan[], requestId: string, est: Pick<Estimate, 'tokens' | 'micro'>): Promise<Reservation | undefined> {
     if (plan.length === 0) return undefined
     const input = { requestId, ttlMs: this.settings.reservation_ttl_ms, tokens: est.tokens, micro: est.micro }
+    // When the reservations stop counting, by this process's clock (the store keeps its own): only
+    // to tell an expired reservation from a missing one when a settle finds none.
+    const expiresAt = this.now() + input.ttlMs
     const results = await Promise.allSettled(plan.map((p) => this.store.reserve(p.entity, p.lines, input)))
     const held = plan.filter((_, i) => {
       const r = results[i]
@@ -82,12 +93,12 @@ export class QuotaService {
     const failure = results.find((r) => r.status === 'rejected')
     // A store that refuses its arguments is a bug here, not an outage: never served unmetered.
     if (failure && (failure as PromiseRejectedResult).reason instanceof RangeError) {
-      this.releaseAll(held, requestId)
+      this.releaseAll(held, requestId, expiresAt)
       throw (failure as PromiseRejectedResult).reason
     }
     const refusal = results.findIndex((r) => r.status === 'fulfilled' && !r.value.ok)
     if (failure || refusal !== -1) {
-      this.releaseAll(held, requestId)
+      this.releaseAll(held, requestId, expiresAt)
       if (refusal !== -1) {
         const r = results[refusal] as PromiseFulfilledResult<Extract<ReserveOutcome, { ok: false }>>
         throw quotaError(r.value, plan[refusal]?.entity ?? '', r.value.kind === 'tokens' ? est.tokens : est.micro)
@@ -116,10 +127,10 @@ export class QuotaService {
         const booked = bookable(tokens, est.tokens)
         if (Number.isSafeInteger(tokens) && tokens > booked) this.unbookedTokens += tokens - booked
         const micro = bookable(picoToMicroCeil(costPico), est.micro)
-        this.finish(plan, requestId, (p) => this.store.settle(p.entity, requestId, booked, micro))
+        this.finish('settle', plan, requestId, expiresAt, (p) => this.store.settle(p.entity, requestId, booked, micro))
       },
       release: () => {
-        if (end()) this.releaseAll(plan, requestId)
+        if (end()) this.releaseAll(plan, requestId, expiresAt)
       },
     }
   }
@@ -140,14 +151,25 @@ export class QuotaService {
     return r.ok ? undefined : r.retry_after_ms
   }
 
-  private releaseAll(plan: EntityPlan[], requestId: string): void {
-    this.finish(plan, requestId, (p) => this.store.release(p.entity, requestId))
+  private releaseAll(plan: EntityPlan[], requestId: string, expiresAt: number): void {
+    this.finish('release', plan, requestId, expiresAt, (p) => this.store.release(p.entity, requestId))
   }
 
   // Off the response path; a failure leaves the reservation to expire after reservation_ttl_ms.
-  private finish(plan: EntityPlan[], requestId: string, op: (p: EntityPlan) => Promise<boolean>): void {
-    Promise.all(plan.map(op)).then(
-      () => this.log.debug('quota booked', { request_id: requestId }),
+  // The store answers false for an entity that held no reservation: the log says so, not "booked".
+  private finish(op: 'settle' | 'release', plan: EntityPlan[], requestId: string, expiresAt: number, run: (p: EntityPlan) => Promise<boolean>): void {
+    Promise.all(plan.map(run)).then(
+      (found) => {
+        const missed = plan.filter((_, i) => !found[i]).map((p) => p.entity)
+        if (missed.length === 0) return this.log.debug(op === 'settle' ? 'quota booked' : 'quota released', { request_id: requestId })
+        const reason: SettleSkipReason = this.now() >= expiresAt ? 'expired' : 'not_found'
+        const fields = { request_id: requestId, reason, entities: missed, ...(missed.length < plan.length ? { done_entities: plan.length - missed.length } : {}) }
+        // A reservation gone before its release had stopped counting anyway: nothing is lost.
+        if (op === 'release') return this.log.debug('quota release skipped', fields)
+        this.settlesSkipped[reason] += missed.length
+        // The request's usage was not charged to these budgets.
+        this.log.warn('quota settle skipped', fields)
+      },
       (err: unknown) => this.log.warn('quota settle/release failed; the reservation will expire', { request_id: requestId, err }),
     )
   }
