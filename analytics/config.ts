@@ -1,6 +1,7 @@
 // The analytics worker's settings, read from the environment in this one place.
 import { hostname } from 'node:os'
 import type { LogLevel } from '../shared/config/schema.ts'
+import { redisConnectionOptions } from '../shared/redis-url.ts'
 
 export interface WorkerConfig {
   // REDIS_URL: the usage stream to drain; absent when the worker runs inside the gateway process.
@@ -35,6 +36,14 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
   }
   const level = env.LOG_LEVEL ?? 'info'
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level)) throw new Error(`LOG_LEVEL: unknown level "${level}"`)
+  // The message never holds the URL: it may hold a password.
+  if (env.REDIS_URL) {
+    try {
+      redisConnectionOptions(env.REDIS_URL)
+    } catch (err) {
+      throw new Error(`REDIS_URL: ${(err as Error).message}`)
+    }
+  }
   return {
     redisUrl: env.REDIS_URL || undefined,
     clickhouseUrl: env.CLICKHOUSE_URL || undefined,

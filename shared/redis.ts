@@ -1,9 +1,11 @@
 // Redis connections: the request path's (fail fast, never queue, every call under a deadline) and a background worker's (blocking reads, patient reconnects).
 import Redis, { Cluster, type RedisOptions } from 'ioredis'
+import { redisConnectionOptions } from './redis-url.ts'
 
 export type RedisClient = Redis | Cluster
 
-// REDIS_URL is one redis:// URL, or several comma-separated seed nodes of a Redis Cluster.
+// REDIS_URL is one redis:// or rediss:// URL, or several comma-separated seed nodes of a Redis
+// Cluster (see redis-url.ts); a URL that cannot be used throws RedisUrlError.
 export function connectRedis(url: string, timeoutMs: number): RedisClient {
   // ioredis' defaults took 10.5 s to fail against a dead Redis and queue commands while offline;
   // on the request path a quick error is better (the caller's policy decides what it means).
@@ -15,14 +17,16 @@ export function connectRedis(url: string, timeoutMs: number): RedisClient {
     // Keep trying to come back; requests fail fast meanwhile.
     retryStrategy: (times) => Math.min(times * 100, 2000),
   }
-  const urls = splitUrls(url)
-  if (urls.length === 1) return new Redis(urls[0] ?? url, { ...options, enableAutoPipelining: true })
-  return new Cluster(clusterNodes(urls), {
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
-    clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
-    redisOptions: options,
-  })
+  const target = redisConnectionOptions(url)
+  if (target.kind === 'single') return new Redis({ ...target.options, ...options, enableAutoPipelining: true })
+  return withNodeReasons(
+    new Cluster(target.seeds, {
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
+      redisOptions: { ...target.nodeOptions, ...options },
+    }),
+  )
 }
 
 // For a background consumer: blocking reads (XREADGROUP BLOCK) need no command deadline, and a
@@ -32,21 +36,18 @@ export function connectWorkerRedis(url: string): RedisClient {
     maxRetriesPerRequest: null,
     retryStrategy: (times) => Math.min(times * 100, 2000),
   }
-  const urls = splitUrls(url)
-  if (urls.length === 1) return new Redis(urls[0] ?? url, options)
-  return new Cluster(clusterNodes(urls), { clusterRetryStrategy: (times) => Math.min(times * 100, 2000), redisOptions: options })
+  const target = redisConnectionOptions(url)
+  if (target.kind === 'single') return new Redis({ ...target.options, ...options })
+  return withNodeReasons(new Cluster(target.seeds, { clusterRetryStrategy: (times) => Math.min(times * 100, 2000), redisOptions: { ...target.nodeOptions, ...options } }))
 }
 
-function splitUrls(url: string): string[] {
-  return url
-    .split(',')
-    .map((u) => u.trim())
-    .filter(Boolean)
-}
-
-function clusterNodes(urls: readonly string[]) {
-  return urls.map((u) => {
-    const parsed = new URL(u)
-    return { host: parsed.hostname, port: Number(parsed.port || 6379) }
+// ioredis reports a Cluster it could not reach through any node as "Failed to refresh slots
+// cache.", whatever the reason; the last node's own error (WRONGPASS, a refused certificate) is
+// what tells an operator what to fix, so it joins the message every later listener sees.
+function withNodeReasons(cluster: Cluster): Cluster {
+  cluster.on('error', (err: Error & { lastNodeError?: unknown }) => {
+    const reason = err.lastNodeError
+    if (reason instanceof Error && !err.message.includes(reason.message)) err.message = `${err.message} Last node error: ${reason.message}`
   })
+  return cluster
 }

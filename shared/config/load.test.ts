@@ -94,6 +94,12 @@ describe('loadConfig', () => {
     expect(problemsOf(minimal(), { PORT: 'eighty' }).some((p) => p.includes('/server/port') && p.includes('PORT'))).toBe(true)
   })
 
+  it('refuses a REDIS_URL it cannot use, without showing its password', () => {
+    expect(parseConfig(JSON.stringify(minimal()), 'x.json', { REDIS_URL: 'rediss://:pw@redis.example.com:6380' }).redisUrl).toBe('rediss://:pw@redis.example.com:6380')
+    const problems = problemsOf(minimal(), { REDIS_URL: 'redis://:hunter2-secret@10.0.0.1:7000,redis://:other@10.0.0.2:7001' })
+    expect(problems).toEqual(['REDIS_URL: seeds 1 (10.0.0.1:7000) and 2 (10.0.0.2:7001) have different passwords: every node of a Cluster is reached with the same credentials'])
+  })
+
   it('reads YAML and JSON by extension and refuses others', () => {
     const yaml = readFileSync('config/gateway.sample.yaml', 'utf8')
     expect(parseConfig(yaml, 'a.yml').file.providers.length).toBe(6)

@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml'
 import { GatewayConfig, type LogLevel } from './schema.ts'
 import { Secret } from '../secret.ts'
 import { pricePerTokenPico } from '../money.ts'
+import { redisConnectionOptions } from '../redis-url.ts'
 
 export const DEFAULT_CONFIG_PATH = 'config/gateway.sample.yaml'
 const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']
@@ -76,6 +77,14 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
   if (sampler && !SAMPLERS.includes(sampler)) problems.push(`OTEL_TRACES_SAMPLER: "${sampler}" is not one of ${SAMPLERS.join(', ')}`)
   const ratio = env.OTEL_TRACES_SAMPLER_ARG
   if (ratio && !(Number(ratio) >= 0 && Number(ratio) <= 1)) problems.push(`OTEL_TRACES_SAMPLER_ARG: "${ratio}" is not a ratio between 0 and 1`)
+  // Checked here so a bad URL stops the start with the other problems; the message never holds the URL (it may hold a password).
+  if (env.REDIS_URL) {
+    try {
+      redisConnectionOptions(env.REDIS_URL)
+    } catch (err) {
+      problems.push(`REDIS_URL: ${(err as Error).message}`)
+    }
+  }
   if (problems.length > 0) throw new ConfigError(source, problems)
 
   const secrets = new Map<string, Secret>()

@@ -51,7 +51,9 @@ beforeAll(async () => {
   const route = snapshot.routes.get('q-model')?.targets[0]
   if (!route) throw new Error('no route')
   perRequest = (await estimateRequest(route, ask, {}, snapshot.config.file.quota, new RequestCounter())).tokens
-})
+  // A Cluster's three nodes to start and agree take seconds on a busy machine: past bun's 5 s
+  // default, the hook times out and the file's tests are silently not run.
+}, 60_000)
 
 afterAll(async () => {
   await emulator?.stop()
