@@ -4,7 +4,7 @@ import { Secret } from '../../../shared/secret.ts'
 import { Redactor } from '../../../shared/redact.ts'
 import { SseParser } from '../../upstream/sse.ts'
 import type { Target } from '../types.ts'
-import { openAiAdapter } from './adapter.ts'
+import { generatedBytes, openAiAdapter } from './adapter.ts'
 import { catchGatewayError } from '../../../test/harness/catch-error.ts'
 
 const fixture = (name: string) => readFileSync(new URL(`../../../test/fixtures/openai/${name}`, import.meta.url), 'utf8')
@@ -216,5 +216,25 @@ describe('OpenAI stream passthrough, read by a suspicious gateway', () => {
     expect(JSON.parse(out.slice(6)).usage).toMatchObject({ prompt_tokens: 7, completion_tokens: 8, total_tokens: 15 })
     const odd = relay(frames('{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":-1e308}}'), true)
     expect(JSON.parse(odd.text.slice(6)).usage.total_tokens).toBe(3)
+  })
+})
+
+describe('generatedBytes', () => {
+  it('counts the UTF-8 bytes of every generated string as the JSON carries it, however spaced or escaped', () => {
+    const pieces = ['plain', 'é世🙂', 'quote " inside', 'slash \\ and \\"', '"content": "not a key"', '', '\n\t']
+    let seed = 7
+    const pick = () => pieces[(seed = (seed * 1103515245 + 12345) % 2147483648) % pieces.length]!
+    for (let round = 0; round < 200; round++) {
+      const delta: Record<string, unknown> = { role: 'assistant', content: pick() + pick() }
+      if (round % 3 === 0) delta.tool_calls = [{ index: 0, function: { name: 'f', arguments: pick() } }]
+      if (round % 4 === 0) delta.reasoning_content = pick()
+      const value = { choices: [{ index: 0, delta }] }
+      const text = round % 2 ? JSON.stringify(value) : JSON.stringify(value, null, 2)
+      const strings = [delta.content, (delta.tool_calls as Array<{ function: { arguments: string } }> | undefined)?.[0]?.function.arguments, delta.reasoning_content]
+      const expected = strings.reduce<number>((n, v) => n + (typeof v === 'string' ? Buffer.byteLength(JSON.stringify(v).slice(1, -1)) : 0), 0)
+      expect(generatedBytes(text)).toBe(expected)
+    }
+    // A string that never ends counts nothing rather than running past the event.
+    expect(generatedBytes('{"content":"abc')).toBe(0)
   })
 })

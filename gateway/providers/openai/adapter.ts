@@ -187,16 +187,47 @@ function statusOfStreamError(data: string): number {
 // by the caller's check for escapes).
 const MAY_CARRY_USAGE = /"usage"\s*:\s*\{/
 // Generated text in a delta: content, refusal, tool arguments, reasoning. A quote inside a JSON
-// string is escaped, so `"content":` matches only a key, however it is spaced.
-const GENERATED = /"(?:content|arguments|refusal|reasoning_content|reasoning)"\s*:\s*"((?:[^"\\]|\\.)*)"/g
+// string is escaped, so `"content"` followed by a colon is only ever a key, however it is spaced.
+const GENERATED_KEYS = ['"content"', '"arguments"', '"refusal"', '"reasoning_content"', '"reasoning"']
 
 // UTF-8 bytes of generated text in one chunk (the role chunk's "" is none): what an estimate of
-// a stream without usage goes by.
-function generatedBytes(data: string): number {
+// a stream without usage goes by. A scan with indexOf, linear in the chunk: a regex over the
+// string's characters cost 90 ms for one 256 KB event.
+export function generatedBytes(data: string): number {
   let bytes = 0
-  GENERATED.lastIndex = 0
-  for (let m = GENERATED.exec(data); m !== null; m = GENERATED.exec(data)) bytes += Buffer.byteLength(m[1] ?? '')
+  for (const key of GENERATED_KEYS) {
+    for (let at = data.indexOf(key); at !== -1; at = data.indexOf(key, at + 1)) {
+      let i = skipSpaces(data, at + key.length)
+      if (data.charCodeAt(i) !== COLON) continue
+      i = skipSpaces(data, i + 1)
+      if (data.charCodeAt(i) !== QUOTE) continue
+      const end = closingQuote(data, i + 1)
+      if (end === -1) break
+      if (end > i + 1) bytes += Buffer.byteLength(data.slice(i + 1, end))
+      at = end
+    }
+  }
   return bytes
+}
+
+const COLON = 58
+const QUOTE = 34
+const BACKSLASH = 92
+
+function skipSpaces(s: string, i: number): number {
+  for (let c = s.charCodeAt(i); c === 32 || c === 9 || c === 10 || c === 13; c = s.charCodeAt(++i));
+  return i
+}
+
+// Where the string that starts at `from` (after its opening quote) ends: the next quote not
+// escaped by an odd run of backslashes; -1 when it does not end.
+function closingQuote(s: string, from: number): number {
+  for (let q = s.indexOf('"', from); q !== -1; q = s.indexOf('"', q + 1)) {
+    let slashes = 0
+    for (let j = q - 1; j >= from && s.charCodeAt(j) === BACKSLASH; j--) slashes++
+    if (slashes % 2 === 0) return q
+  }
+  return -1
 }
 
 const encoder = new TextEncoder()
