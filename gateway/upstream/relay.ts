@@ -1,23 +1,19 @@
-// One streaming upstream attempt: open the SSE response, then relay it event by event to the client.
+// One streaming attempt as the client sees it: held until the provider's first content (so a failure before it can fall back), then written to the client as the caller reads.
 import type { ChatRequest } from '../chat-request.ts'
 import { errorFrame, GatewayError } from '../errors.ts'
-import type { ProviderAdapter, ProviderOptions, Target, Usage } from '../providers/types.ts'
-import { CLIENT_CLOSED, classifyFailure, readErrorAnswer, sendUpstream, upstreamRequestIdOf, withHeaders } from './call.ts'
-import { SseEventTooLarge, SseParser, type SseEvent } from './sse.ts'
-import { decodeBody, readBodyText } from './bounded-body.ts'
-import { concatBytes } from '../../shared/bytes.ts'
+import type { ProviderAdapter, Target, Usage } from '../providers/types.ts'
+import { CLIENT_CLOSED, classifyFailure } from './call.ts'
+import { collect, openUpstreamStream, type Step, type StreamLimits, type StreamTimeouts, type UpstreamStream, type UpstreamStreamOptions } from './upstream-stream.ts'
 
-export interface StreamTimeouts {
-  // Whole stream, from the request upstream to its last byte.
-  totalMs: number
-  // Longest silence before the first byte and between two chunks.
-  idleMs: number
-}
+export type { StreamLimits, StreamTimeouts }
 
 export interface StreamOutcome {
   usage: Usage | undefined
   error: GatewayError | undefined
   clientClosed: boolean
+  // The stream was ended while it waited on the caller to read (its deadline passed then): the
+  // provider is not to blame.
+  callerStalled: boolean
   // Upstream said it was complete ([DONE]).
   finished: boolean
   contentChunks: number
@@ -31,247 +27,195 @@ export interface OpenedStream {
   upstreamRequestId: string | null
 }
 
-export interface StreamLimits {
-  // One SSE event's size, and an error answer's.
-  maxEventBytes: number
-  maxErrorBytes: number
-  // Decoded bytes per byte received, for a compressed stream.
-  maxRatio: number
-}
-
-export interface RelayOptions {
-  limits: StreamLimits
-  callerWantsUsage: boolean
-  // Checks the usage a provider reports before the caller sees it (see usage-check.ts).
-  checkUsage?: (usage: Usage) => Usage
-  providerOptions: ProviderOptions
-  timeouts: StreamTimeouts
-  clientSignal: AbortSignal
-  startedAt: number
-  // Added to the provider request (the trace's traceparent).
-  extraHeaders?: Record<string, string>
+export interface RelayOptions extends UpstreamStreamOptions {
+  // While the stream is held for its first content, the response is committed after this long
+  // (from the request's arrival) and an SSE comment goes out; then one whenever the client got
+  // nothing for this long, so proxies with idle cutoffs keep the connection. 0: never.
+  keepaliveMs: number
   // Called exactly once, when the stream ended for any reason.
   onEnd(outcome: StreamOutcome): void
 }
 
 const encoder = new TextEncoder()
+const KEEPALIVE = encoder.encode(': keep-alive\n\n')
 
-// Resolves once the upstream answered 2xx and produced its first bytes for the client; failures
-// before that throw (nothing has been sent yet, so the caller may retry or fall back).
+// Resolves once the upstream answered 2xx and produced its first content for the client, or once
+// the keep-alive time passed without it; failures before that throw (nothing has been sent yet,
+// so the caller may retry or fall back).
 export async function openChatStream(adapter: ProviderAdapter, target: Target, req: ChatRequest, opts: RelayOptions): Promise<OpenedStream> {
   const id = target.provider.provider_id
-  const ac = new AbortController()
-  const total = setTimeout(
-    () => ac.abort(new GatewayError('stream_timeout', `${id}: stream exceeded ${opts.timeouts.totalMs} ms`)),
-    opts.timeouts.totalMs,
-  )
-  const silence = () => new GatewayError('stream_timeout', `${id}: no data from the provider for ${opts.timeouts.idleMs} ms`)
-  // What a quiet spell means; once the response is out, it depends on who was quiet (see below).
-  let onIdle = () => ac.abort(silence())
-  const idle = setTimeout(() => onIdle(), opts.timeouts.idleMs)
-  const onClientAbort = () => ac.abort(CLIENT_CLOSED)
-  if (opts.clientSignal.aborted) ac.abort(CLIENT_CLOSED)
-  opts.clientSignal.addEventListener('abort', onClientAbort, { once: true })
-  const stopTimers = () => {
-    clearTimeout(total)
-    clearTimeout(idle)
-    opts.clientSignal.removeEventListener('abort', onClientAbort)
-  }
-
-  let res: Response
-  try {
-    res = await sendUpstream(withHeaders(adapter.buildRequest(req, target, true, opts.providerOptions), opts.extraHeaders), ac.signal, target)
-    if (!res.ok) {
-      const text = await readBodyText(res, { maxBytes: opts.limits.maxErrorBytes, maxRatio: opts.limits.maxRatio }, id).catch(() => '')
-      throw readErrorAnswer(adapter, res, text, target)
-    }
-    if (!res.body) throw new GatewayError('upstream_bad_response', `${id}: the provider sent no stream body`)
-  } catch (err) {
-    stopTimers()
-    throw err instanceof GatewayError ? err : classifyFailure(err, ac.signal, target)
-  }
-  idle.refresh()
-
-  const translator = adapter.openStream(target, { callerWantsUsage: opts.callerWantsUsage, checkUsage: opts.checkUsage })
-  // An event the translator trips over is the provider's fault, not the gateway's.
-  const translate = (e: SseEvent) => {
-    try {
-      return translator.onEvent(e)
-    } catch (err) {
-      if (err instanceof GatewayError) throw err
-      throw new GatewayError('upstream_bad_response', `${id}: the provider sent a stream event the gateway cannot read`, { cause: err })
-    }
-  }
-  const parser = new SseParser({ maxEventBytes: opts.limits.maxEventBytes })
-  // An event over the cap (an endless line, say) breaks the stream, as a provider error would.
-  const parseEvents = (chunk: Uint8Array | undefined) => {
-    try {
-      return chunk === undefined ? parser.end() : parser.push(chunk)
-    } catch (err) {
-      if (!(err instanceof SseEventTooLarge)) throw err
-      throw new GatewayError('upstream_bad_response', `${id}: the provider sent a stream event over ${opts.limits.maxEventBytes} bytes`)
-    }
-  }
-  // A stream has no total size bound (its timeouts bound it), but a compressed one has a ratio.
-  const reader = decodeBody(res, { maxBytes: undefined, maxRatio: opts.limits.maxRatio }, id).getReader()
+  const up = await openUpstreamStream(adapter, target, req, opts)
+  const { translator } = up
   let ended = false
-  let ttfbMs: number | undefined
-
-  const finish = (error: GatewayError | undefined, clientClosed: boolean) => {
+  const finish = (error: GatewayError | undefined, clientClosed: boolean, callerStalled = false) => {
     if (ended) return
     ended = true
-    stopTimers()
-    opts.onEnd({ usage: translator.usage, error, clientClosed, finished: translator.finished, contentChunks: translator.contentChunks, outputBytes: translator.outputBytes, ttfbMs })
+    up.close()
+    opts.onEnd({ usage: translator.usage, error, clientClosed, callerStalled, finished: translator.finished, contentChunks: translator.contentChunks, outputBytes: translator.outputBytes, ttfbMs: up.ttfbMs })
   }
 
-  // Reads upstream until there is something to send the client, or the stream ended.
-  const next = async (): Promise<Step> => {
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) {
-        const out = collect(parseEvents(undefined).map(translate))
-        const tail = translator.end()
-        const joined = collect([out, tail])
-        const bytes = joined && target.redactor.bytes(joined)
-        // A translator that framed an in-stream provider error already told the client.
-        const error = translator.error ?? (translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`))
-        return { kind: 'end', bytes, error, framed: translator.error !== undefined }
-      }
-      idle.refresh()
-      const hadPending = parser.bufferedBytes > 0
-      const events = parseEvents(value)
-      // Fast path: the chunk held whole events only and all go out unchanged, so forward it as is.
-      const outputs = events.map(translate)
-      const out = !hadPending && parser.bufferedBytes === 0 && outputs.every((o, i) => o === events[i]?.raw) ? value : collect(outputs)
-      if (out && out.length > 0) {
-        if (ttfbMs === undefined) ttfbMs = performance.now() - opts.startedAt
-        // A provider key never reaches the caller, however the provider put it in (whole events
-        // only go out, so a key inside one is never split; the scan is a few ns when clean).
-        return { kind: 'data', bytes: target.redactor.bytes(out) }
-      }
-    }
+  const held = await holdForContent(up, opts, target)
+  if (held.failed) {
+    up.close()
+    up.stop(held.failed)
+    throw held.failed.afterAccepted()
   }
+  return { body: clientStream(up, held.first, held.pending, opts, target, finish), upstreamRequestId: up.upstreamRequestId }
+}
 
-  // Nothing reaches the client until the stream has carried content: a break, a timeout or a
-  // provider error event before that (after a role-only first chunk, say) is an attempt failure
-  // the caller may retry or fall back from, since no response has been sent yet. What came
-  // before the content goes out with it.
-  let first: Step | undefined
+interface Held {
+  // What goes out first: what came before the content, with it (or with a keep-alive, if
+  // committed before any content).
+  first: Step
+  // A read still under way when the keep-alive time committed the response.
+  pending: Promise<Step> | undefined
+  // A failure before any content: the attempt failed, nothing was sent.
+  failed?: GatewayError
+}
+
+// Nothing reaches the client until the stream has carried content: a break, a timeout or a
+// provider error event before that (after a role-only first chunk, say) is an attempt failure
+// the caller may retry or fall back from, since no response has been sent yet. What came before
+// the content goes out with it. A provider that thinks for longer than the keep-alive time gets
+// the response committed instead: from then on a failure is an error frame.
+async function holdForContent(up: UpstreamStream, opts: RelayOptions, target: Target): Promise<Held> {
+  const id = target.provider.provider_id
+  const { translator } = up
+  const parts: Uint8Array[] = []
+  let heldBytes = 0
+  let commit: ReturnType<typeof setTimeout> | undefined
+  const committed =
+    opts.keepaliveMs > 0
+      ? new Promise<undefined>((resolve) => {
+          commit = setTimeout(() => resolve(undefined), Math.max(0, opts.startedAt + opts.keepaliveMs - performance.now()))
+        })
+      : undefined
   try {
-    const held: Uint8Array[] = []
-    let heldBytes = 0
     for (;;) {
-      const step = await next()
+      const pending = up.next()
+      const step = committed ? await Promise.race([pending, committed]) : await pending
+      if (step === undefined) {
+        // Its outcome is the client stream's to handle; until then a rejection is not unhandled.
+        pending.catch(() => undefined)
+        return { first: { kind: 'data', bytes: collect([...parts, KEEPALIVE]) ?? KEEPALIVE }, pending }
+      }
       if (step.bytes) {
-        held.push(step.bytes)
+        parts.push(step.bytes)
         heldBytes += step.bytes.length
       }
       if (step.kind === 'end') {
-        first = { ...step, bytes: collect(held) }
-        break
+        const first: Step = { ...step, bytes: collect(parts) }
+        const failed = translator.contentChunks === 0 ? (translator.error ?? step.error) : undefined
+        return { first, pending: undefined, failed }
       }
       if (translator.contentChunks > 0 || translator.error) {
-        first = { kind: 'data', bytes: collect(held) ?? step.bytes }
-        break
+        const failed = translator.contentChunks === 0 ? translator.error : undefined
+        return { first: { kind: 'data', bytes: collect(parts) ?? step.bytes }, pending: undefined, failed }
       }
       // What comes before the content is held, so it is bounded like one event.
       if (heldBytes > opts.limits.maxEventBytes) throw new GatewayError('upstream_bad_response', `${id}: the provider sent over ${opts.limits.maxEventBytes} bytes before any content`)
     }
   } catch (err) {
-    stopTimers()
-    const reason = classifyFailure(err, ac.signal, target)
+    up.close()
+    const reason = classifyFailure(err, up.signal, target)
+    // Nothing more is read: the provider's connection goes.
+    up.stop(reason)
     if (reason === CLIENT_CLOSED) throw reason
     // The provider had answered 2xx: whatever broke since, it may bill the call.
-    throw (reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke before the first content`) : reason).afterAccepted()
+    throw (reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke before the first content`, { cause: reason }) : reason).afterAccepted()
+  } finally {
+    clearTimeout(commit)
   }
-  const failedEarly = translator.contentChunks === 0 ? (translator.error ?? (first.kind === 'end' ? first.error : undefined)) : undefined
-  if (failedEarly) {
-    stopTimers()
-    ac.abort(failedEarly)
-    throw failedEarly.afterAccepted()
-  }
+}
 
-  // A caller that stops reading leaves pull() uncalled, and with it the timeouts' effect. So the
-  // response is ended from here when the upstream call is aborted while no pull() is under way
-  // (the stream deadline), and when a quiet spell was the caller's: nothing was asked of the
-  // provider because the caller took nothing. Either way the error's frame goes out after what is
-  // already queued (a slow caller still learns why its stream ended), the upstream call stops, and
-  // the request's place goes back; its socket then idles under the server's idle timeout.
+// The client's side: each pull takes the next step from upstream. A caller that stops reading
+// leaves pull() uncalled; the upstream is then not read, so the provider's silence timer does not
+// run, and only the stream deadline ends it: from here, with the error's frame queued after what
+// the caller has not read yet, and the provider not blamed. Keep-alive comments go out while the
+// gateway waits on a quiet provider.
+function clientStream(
+  up: UpstreamStream,
+  first: Step | undefined,
+  pending: Promise<Step> | undefined,
+  opts: RelayOptions,
+  target: Target,
+  finish: (error: GatewayError | undefined, clientClosed: boolean, callerStalled?: boolean) => void,
+): ReadableStream<Uint8Array> {
+  const id = target.provider.provider_id
   let pulling = false
-  let responseController: ReadableStreamDefaultController<Uint8Array> | undefined
-  const endResponse = (reason: GatewayError) => {
-    try {
-      responseController?.enqueue(encoder.encode(errorFrame(reason)))
-      responseController?.close()
-    } catch {
-      // Already closed.
-    }
-    finish(reason, false)
+  let lastSent = performance.now()
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined
+  let keepalive: ReturnType<typeof setTimeout> | undefined
+  const send = (c: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
+    c.enqueue(bytes)
+    lastSent = performance.now()
   }
-  ac.signal.addEventListener(
+  const tick = () => {
+    const quiet = performance.now() - lastSent
+    if (pulling && controller && quiet >= opts.keepaliveMs) {
+      send(controller, KEEPALIVE)
+      keepalive = setTimeout(tick, opts.keepaliveMs)
+    } else keepalive = setTimeout(tick, Math.max(1, opts.keepaliveMs - quiet))
+  }
+  const end = (error: GatewayError | undefined, clientClosed: boolean, callerStalled = false) => {
+    clearTimeout(keepalive)
+    finish(error, clientClosed, callerStalled)
+  }
+  up.signal.addEventListener(
     'abort',
     () => {
-      if (ended || pulling) return
-      const reason = ac.signal.reason instanceof GatewayError ? ac.signal.reason : new GatewayError('stream_timeout', `${id}: the stream was stopped`)
-      if (reason === CLIENT_CLOSED) return finish(undefined, true)
-      endResponse(reason)
+      if (pulling) return
+      const reason = up.signal.reason instanceof GatewayError ? up.signal.reason : new GatewayError('stream_timeout', `${id}: the stream was stopped`, { cause: up.signal.reason })
+      if (reason === CLIENT_CLOSED) return end(undefined, true)
+      // No pull under way: the stream waited on the caller to read (the provider is not to blame),
+      // or on a read the keep-alive left running while the caller was not asking for more.
+      const stalled = !up.reading
+      const error = stalled ? new GatewayError(reason.code, `${reason.message} (the caller was not reading)`, { cause: reason, upstreamStatus: reason.upstreamStatus, accepted: reason.accepted }) : reason
+      try {
+        controller?.enqueue(encoder.encode(errorFrame(error)))
+        controller?.close()
+      } catch {
+        // Already closed.
+      }
+      end(error, false, stalled)
     },
     { once: true },
   )
-  onIdle = () => {
-    if (ended) return
-    // Waiting on the provider: its silence, framed by pull() once the read fails.
-    if (pulling) return ac.abort(silence())
-    ac.abort(new GatewayError('stream_timeout', `${id}: the caller read nothing for ${opts.timeouts.idleMs} ms`))
-  }
 
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      responseController = controller
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c
+      if (opts.keepaliveMs > 0) keepalive = setTimeout(tick, opts.keepaliveMs)
     },
-    async pull(controller) {
+    async pull(c) {
       pulling = true
       try {
-        const step = first ?? (await next())
+        const step = first ?? (await (pending ?? up.next()))
         first = undefined
-        if (step.kind === 'data') {
-          controller.enqueue(step.bytes)
-          return
-        }
-        if (step.bytes) controller.enqueue(step.bytes)
-        if (step.error && !step.framed) controller.enqueue(encoder.encode(errorFrame(step.error)))
-        controller.close()
-        finish(step.error, false)
+        pending = undefined
+        if (step.kind === 'data') return send(c, step.bytes)
+        if (step.bytes) c.enqueue(step.bytes)
+        if (step.error && !step.framed) c.enqueue(encoder.encode(errorFrame(step.error)))
+        c.close()
+        end(step.error, false)
       } catch (err) {
-        const reason = classifyFailure(err, ac.signal, target)
-        if (reason === CLIENT_CLOSED) return finish(undefined, true)
-        const error = reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke mid-stream`) : reason
+        const reason = classifyFailure(err, up.signal, target)
+        if (reason === CLIENT_CLOSED) return end(undefined, true)
+        const error = reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke mid-stream`, { cause: reason }) : reason
         try {
-          controller.enqueue(encoder.encode(errorFrame(error)))
-          controller.close()
+          c.enqueue(encoder.encode(errorFrame(error)))
+          c.close()
         } catch {
           // The client is gone as well; nothing left to tell it.
         }
-        finish(error, false)
+        end(error, false)
       } finally {
         pulling = false
       }
     },
     cancel() {
-      ac.abort(CLIENT_CLOSED)
-      finish(undefined, true)
+      up.stop(CLIENT_CLOSED)
+      end(undefined, true)
     },
   })
-  return { body, upstreamRequestId: upstreamRequestIdOf(res, target) }
-}
-
-type Step =
-  | { kind: 'data'; bytes: Uint8Array }
-  // framed: the error already went out as the provider's own frame.
-  | { kind: 'end'; bytes: Uint8Array | undefined; error: GatewayError | undefined; framed: boolean }
-
-function collect(outputs: ReadonlyArray<Uint8Array | string | undefined>): Uint8Array | undefined {
-  const parts: Uint8Array[] = []
-  for (const o of outputs) if (o !== undefined) parts.push(typeof o === 'string' ? encoder.encode(o) : o)
-  return parts.length === 0 ? undefined : concatBytes(parts)
 }

@@ -107,8 +107,12 @@ export const ServerConfig = t.Object(
     max_decompression_ratio: t.Integer({ minimum: 2, default: 100 }),
     // Whole-stream deadline, first byte to last.
     stream_timeout_ms: t.Integer({ minimum: 1, default: 120_000 }),
-    // Longest silence allowed between two upstream stream chunks (and before the first).
+    // Longest a read from the provider may wait: before its first byte and between two chunks.
+    // Time the stream waits on a slow caller does not count.
     stream_idle_timeout_ms: t.Integer({ minimum: 1, default: 30_000 }),
+    // A stream held for its first content (a model thinking) is committed after this long, and
+    // SSE comments keep it alive whenever the client got nothing for this long. 0: never.
+    stream_keepalive_ms: t.Integer({ minimum: 0, default: 15_000 }),
     log_level: t.Optional(LogLevel),
     // Request metrics on /metrics (off only to measure what they cost).
     metrics: t.Boolean({ default: true }),
