@@ -47,9 +47,10 @@ function entityOf(q: QuotaRecord, caller: Caller): string | undefined {
 export interface Reservation {
   // x-ratelimit-* for the tightest line, to send with the response.
   headers: Record<string, string>
-  // Books actual usage (tokens, exact cost in pico-dollars), never more than was reserved; fire and forget.
-  settle(tokens: number, costPico: number): void
-  release(): void
+  // Books actual usage (tokens, exact cost in pico-dollars), never more than was reserved. Off the
+  // response path: resolves once the store answered or failed (never rejects), for shutdown to await.
+  settle(tokens: number, costPico: number): Promise<void>
+  release(): Promise<void>
 }
 
 // Why a settle booked nothing on an entity: its reservation had expired (and been swept), or was
@@ -121,17 +122,15 @@ export class QuotaService {
     return {
       headers,
       settle: (tokens, costPico) => {
-        if (!end()) return
+        if (!end()) return Promise.resolve()
         // What was reserved is the most a request may book: the budget never goes past its limit on
         // a provider's word, and a report that is not a count books the reservation whole.
         const booked = bookable(tokens, est.tokens)
         if (Number.isSafeInteger(tokens) && tokens > booked) this.unbookedTokens += tokens - booked
         const micro = bookable(picoToMicroCeil(costPico), est.micro)
-        this.finish('settle', plan, requestId, expiresAt, (p) => this.store.settle(p.entity, requestId, booked, micro))
+        return this.finish('settle', plan, requestId, expiresAt, (p) => this.store.settle(p.entity, requestId, booked, micro))
       },
-      release: () => {
-        if (end()) this.releaseAll(plan, requestId, expiresAt)
-      },
+      release: () => (end() ? this.releaseAll(plan, requestId, expiresAt) : Promise.resolve()),
     }
   }
 
@@ -151,14 +150,14 @@ export class QuotaService {
     return r.ok ? undefined : r.retry_after_ms
   }
 
-  private releaseAll(plan: EntityPlan[], requestId: string, expiresAt: number): void {
-    this.finish('release', plan, requestId, expiresAt, (p) => this.store.release(p.entity, requestId))
+  private releaseAll(plan: EntityPlan[], requestId: string, expiresAt: number): Promise<void> {
+    return this.finish('release', plan, requestId, expiresAt, (p) => this.store.release(p.entity, requestId))
   }
 
   // Off the response path; a failure leaves the reservation to expire after reservation_ttl_ms.
   // The store answers false for an entity that held no reservation: the log says so, not "booked".
-  private finish(op: 'settle' | 'release', plan: EntityPlan[], requestId: string, expiresAt: number, run: (p: EntityPlan) => Promise<boolean>): void {
-    Promise.all(plan.map(run)).then(
+  private finish(op: 'settle' | 'release', plan: EntityPlan[], requestId: string, expiresAt: number, run: (p: EntityPlan) => Promise<boolean>): Promise<void> {
+    return Promise.all(plan.map(run)).then(
       (found) => {
         const missed = plan.filter((_, i) => !found[i]).map((p) => p.entity)
         if (missed.length === 0) return this.log.debug(op === 'settle' ? 'quota booked' : 'quota released', { request_id: requestId })
