@@ -241,7 +241,12 @@ describe('StreamDrain', () => {
     await append(10, 'held-')
     await redis.xreadgroup('GROUP', USAGE_GROUP, 'dead', 'COUNT', 10, 'STREAMS', USAGE_STREAM, '>')
     await append(2000, 'backlog-')
-    await Bun.sleep(120)
+    // Until the dead consumer's entries have been idle long enough to be taken over.
+    const deadline = Date.now() + 5000
+    while (((await redis.xpending(USAGE_STREAM, USAGE_GROUP, 'IDLE', 100, '-', '+', 10, 'dead')) as unknown[]).length < 10) {
+      if (Date.now() > deadline) throw new Error("the dead consumer's entries did not become idle")
+      await Bun.sleep(5)
+    }
     const store = new KeyedStore()
     // Reclaims at claimIdleMs/2 after start: the dead consumer's 10 fill a batch of 10 exactly.
     drain(store, { batchSize: 10, claimIdleMs: 100 })

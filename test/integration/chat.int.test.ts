@@ -167,7 +167,7 @@ describe('errors the SDK raises as its typed errors', () => {
 describe('broken and slow streams', () => {
   it('ends a stream the provider breaks with an error frame the SDK raises, and records it', async () => {
     emulator.setBehavior('emu-upstream', { disconnect_after_chunks: 3, chunk_interval_ms: 20 })
-    const stream = await client.chat.completions.create({ ...ask, stream: true })
+    const { data: stream, response } = await client.chat.completions.create({ ...ask, stream: true }).withResponse()
     let text = ''
     const err = await (async () => {
       for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
@@ -175,9 +175,9 @@ describe('broken and slow streams', () => {
     expect(text).toBe('Hello from the')
     expect(err).toBeInstanceOf(OpenAI.APIError)
     expect((err as APIError).message).toContain('mid-stream')
-    const line = await gateway.waitForLog((l) => l.msg === 'request' && l.stream === true && l.error_code === 'upstream_error')
+    const line = await usageLine(response.headers.get('x-request-id') ?? '')
     // 'Hello from the': 3 chunks, 14 bytes at 4 a token.
-    expect(line).toMatchObject({ stream: true, usage_estimated: true, output_tokens: 4 })
+    expect(line).toMatchObject({ stream: true, error_code: 'upstream_error', usage_estimated: true, output_tokens: 4 })
   })
 
   it('forwards a malformed upstream event untouched and keeps serving', async () => {
@@ -227,7 +227,7 @@ describe('broken and slow streams', () => {
     emulator.setBehavior('emu-upstream', { chunk_interval_ms: 200 })
     const cancelled = emulator.stats.streams_cancelled
     const ac = new AbortController()
-    const stream = await client.chat.completions.create({ ...ask, stream: true }, { signal: ac.signal })
+    const { data: stream, response } = await client.chat.completions.create({ ...ask, stream: true }, { signal: ac.signal }).withResponse()
     for await (const chunk of stream) {
       if (chunk.choices[0]?.delta.content) {
         ac.abort()
@@ -235,8 +235,8 @@ describe('broken and slow streams', () => {
       }
     }
     await emulator.waitFor('streams_cancelled', cancelled + 1)
-    const line = await gateway.waitForLog((l) => l.msg === 'request' && l.client_closed === true)
-    expect(line).toMatchObject({ stream: true, usage_estimated: true })
+    const line = await usageLine(response.headers.get('x-request-id') ?? '')
+    expect(line).toMatchObject({ stream: true, client_closed: true, usage_estimated: true })
     expect(Number(line.input_tokens)).toBeGreaterThan(0)
   })
 })
@@ -246,12 +246,14 @@ describe('a non-streaming caller that leaves', () => {
     emulator.setBehavior('emu-upstream', { latency_ms: 2000 })
     const seen = emulator.stats.requests
     const ac = new AbortController()
-    const pending = client.chat.completions.create(ask, { signal: ac.signal }).catch((e: unknown) => e)
+    // No answer arrives to carry the gateway's id: the record is found by the caller's own.
+    const id = `leaves-${crypto.randomUUID()}`
+    const pending = client.chat.completions.create(ask, { signal: ac.signal, headers: { 'x-client-request-id': id } }).catch((e: unknown) => e)
     await emulator.waitFor('requests', seen + 1)
     ac.abort()
     expect(await pending).toBeInstanceOf(OpenAI.APIUserAbortError)
-    const line = await gateway.waitForLog((l) => l.msg === 'request' && l.stream === false && l.client_closed === true)
-    expect(line).toMatchObject({ error_code: 'client_closed', usage_estimated: true, output_tokens: 0 })
+    const line = await gateway.waitForLog((l) => l.msg === 'request' && l.client_request_id === id)
+    expect(line).toMatchObject({ stream: false, client_closed: true, error_code: 'client_closed', usage_estimated: true, output_tokens: 0 })
   })
 })
 

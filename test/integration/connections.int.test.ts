@@ -163,10 +163,13 @@ describe('oversize bodies', () => {
 describe('more requests than the process holds', () => {
   it('refuses those past max_concurrent_requests with 503 server_busy at once, and serves again once they end', async () => {
     emulator.setBehavior('*', { hang: true })
-    const held = Array.from({ length: 4 }, () => {
+    const held = Array.from({ length: 4 }, (_, i) => {
       const ac = new AbortController()
-      const r = fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', signal: ac.signal, headers: { authorization: `Bearer ${TEST_KEYS.full}` }, body: JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'hold' }] }) }).catch(() => undefined)
-      return { ac, r }
+      // Their callers leave before any answer: their records are found by the callers' own ids.
+      const id = `held-${i}-${crypto.randomUUID()}`
+      const headers = { authorization: `Bearer ${TEST_KEYS.full}`, 'x-client-request-id': id }
+      const r = fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', signal: ac.signal, headers, body: JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'hold' }] }) }).catch(() => undefined)
+      return { ac, r, id }
     })
     await emulator.waitFor('requests', emulator.stats.requests + 4)
     const busy = await ok()
@@ -177,7 +180,8 @@ describe('more requests than the process holds', () => {
     await Promise.all(held.map((h) => h.r))
     emulator.reset()
     // The four leave once the gateway sees their callers gone.
-    await gw.waitForLog((l) => l.msg === 'request' && l.client_closed === true)
+    const records = await Promise.all(held.map((h) => gw.waitForLog((l) => l.msg === 'request' && l.client_request_id === h.id)))
+    for (const r of records) expect(r.client_closed).toBe(true)
     let res = await ok()
     for (let i = 0; i < 20 && res.status === 503; i++) res = await ok()
     expect(res.status).toBe(200)

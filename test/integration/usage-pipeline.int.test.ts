@@ -7,7 +7,7 @@ import Redis from 'ioredis'
 import OpenAI from 'openai'
 import { connectClickHouse, type ClickHouse } from '../../analytics/clickhouse.ts'
 import { hashKey } from '../../gateway/auth.ts'
-import { RECORD_FIELD, USAGE_DEAD_LETTERS, USAGE_STREAM } from '../../shared/usage-stream.ts'
+import { RECORD_FIELD, USAGE_DEAD_LETTERS, USAGE_GROUP, USAGE_STREAM } from '../../shared/usage-stream.ts'
 import { startAnalytics, type AnalyticsProcess } from '../harness/analytics-process.ts'
 import { startClickHouse, type ClickHouseServer } from '../harness/clickhouse.ts'
 import { startEmulator, type Emulator } from '../harness/emulator.ts'
@@ -17,7 +17,6 @@ import { startRedis, type RedisServer } from '../harness/redis.ts'
 const ROOT = resolve(import.meta.dir, '../..')
 const KEY = 'sk-pipeline-test'
 const ADMIN = 'admin-pipeline'
-const TODAY = new Date().toISOString().slice(0, 10)
 
 let redisServer: RedisServer
 let clickhouse: ClickHouseServer
@@ -45,7 +44,9 @@ const config = (emu: Emulator) => ({
   routing: { retries: 0, health_check: { enabled: false } },
   clients: [{ client_id: 'pipeline-client', team_id: 'pipeline-team', keys: [{ name: 'k', sha256: hashKey(KEY) }] }],
   // Budgets far above the test's spend: the quota store's settled usage is checked against ClickHouse.
-  quotas: [{ quota_id: 'user-day', entity_type: 'user', period: 'day', token_limit: 1_000_000_000, cost_limit_usd: 1_000_000 }],
+  // A sliding day holds the whole run's usage, also when the run crosses midnight UTC (a fixed day
+  // would start afresh and hold only part of it).
+  quotas: [{ quota_id: 'user-day', entity_type: 'user', period: 'day', window: 'sliding', token_limit: 1_000_000_000, cost_limit_usd: 1_000_000 }],
 })
 
 const workerEnv = () => ({ REDIS_URL: redisServer.url, CLICKHOUSE_URL: clickhouse.url, ANALYTICS_CONSUMER: 'worker-1', ANALYTICS_FLUSH_MS: '50', ANALYTICS_BATCH_SIZE: '100', ADMIN_TOKEN: ADMIN })
@@ -63,6 +64,19 @@ function loggedRecords(): Array<Record<string, unknown>> {
     const o = JSON.parse(l) as Record<string, unknown>
     return o.msg === 'request' ? [o] : []
   })
+}
+
+// The UTC days records were created on, first and last: a run that crosses midnight spans two.
+function daysOf(records: ReadonlyArray<Record<string, unknown>>): { from: string; to: string } {
+  const days = records.map((r) => String(r.created_at).slice(0, 10)).sort()
+  const today = new Date().toISOString().slice(0, 10)
+  return { from: days[0] ?? today, to: days.at(-1) ?? today }
+}
+
+// Usage stream entries the worker group has read and not yet acknowledged.
+async function pendingEntries(): Promise<number> {
+  const summary = (await redis.xpending(USAGE_STREAM, USAGE_GROUP).catch(() => [0])) as [number, ...unknown[]]
+  return Number(summary[0])
 }
 
 // Records are logged off the response path: wait until the gateway has written n of them.
@@ -152,8 +166,13 @@ describe('usage pipeline', () => {
   it('loses nothing and counts nothing twice when the worker is killed under load and restarted', async () => {
     const before = loggedRecords().length
     const load = send(200, 8)
-    // Killed mid-stream of work: batches inserted but not acknowledged are delivered again.
-    await Bun.sleep(150)
+    // Killed mid-stream of work, once it holds entries it read and has not acknowledged: batches
+    // inserted but not acknowledged are delivered again.
+    const deadline = Date.now() + 10_000
+    while ((await pendingEntries()) === 0) {
+      if (Date.now() > deadline) throw new Error('the worker read none of the load within 10 s')
+      await Bun.sleep(5)
+    }
     await worker.stop('SIGKILL')
     await load
     worker = await startAnalytics(workerEnv())
@@ -183,10 +202,11 @@ describe('usage pipeline', () => {
   it('rolls up to the exact sum of the raw records and of the quota store, and answers through the API and the CLI', async () => {
     const logged = loggedRecords()
     await waitForRows(logged.length)
-    const refreshed = await fetch(`${worker.url}/v1/rollups?from=${TODAY}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })
+    const { from, to } = daysOf(logged)
+    const refreshed = await fetch(`${worker.url}/v1/rollups?from=${from}&to=${to}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })
     expect(refreshed.status).toBe(200)
 
-    const res = await fetch(`${worker.url}/v1/costs?from=${TODAY}&to=${TODAY}&by=model`, { headers: { authorization: `Bearer ${ADMIN}` } })
+    const res = await fetch(`${worker.url}/v1/costs?from=${from}&to=${to}&by=model`, { headers: { authorization: `Bearer ${ADMIN}` } })
     const { rows } = (await res.json()) as { rows: Array<{ model: string; requests: number; input_tokens: number; output_tokens: number; cost_pico: string }> }
     for (const model of ['m-cheap', 'm-dear']) {
       const mine = logged.filter((r) => r.model === model)
@@ -216,7 +236,7 @@ describe('usage pipeline', () => {
     expect(leftMicro).toBeGreaterThanOrEqual(micro(left))
 
     // What did the team spend on m-dear today: the CLI answers with the same figure.
-    const cli = Bun.spawnSync([process.execPath, join(ROOT, 'analytics/costs-cli.ts'), '--team', 'pipeline-team', '--model', 'm-dear', '--from', TODAY, '--by', 'model', '--json', '--url', worker.url], {
+    const cli = Bun.spawnSync([process.execPath, join(ROOT, 'analytics/costs-cli.ts'), '--team', 'pipeline-team', '--model', 'm-dear', '--from', from, '--to', to, '--by', 'model', '--json', '--url', worker.url], {
       env: { PATH: process.env.PATH ?? '', ADMIN_TOKEN: ADMIN },
     })
     expect(cli.exitCode).toBe(0)
@@ -225,9 +245,19 @@ describe('usage pipeline', () => {
   }, 60_000)
 
   it('refuses cost queries without the admin token and with bad dates', async () => {
-    expect((await fetch(`${worker.url}/v1/costs?from=${TODAY}&to=${TODAY}`)).status).toBe(401)
-    const bad = await fetch(`${worker.url}/v1/costs?from=yesterday&to=${TODAY}`, { headers: { authorization: `Bearer ${ADMIN}` } })
+    const today = new Date().toISOString().slice(0, 10)
+    expect((await fetch(`${worker.url}/v1/costs?from=${today}&to=${today}`)).status).toBe(401)
+    const bad = await fetch(`${worker.url}/v1/costs?from=yesterday&to=${today}`, { headers: { authorization: `Bearer ${ADMIN}` } })
     expect(bad.status).toBe(400)
+  })
+
+  it("serves the worker process's own figures next to the pipeline's on its /metrics", async () => {
+    const text = await (await fetch(`${worker.url}/metrics`)).text()
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
+    expect(value('analytics_records_inserted_total')).toBeGreaterThan(0)
+    expect(value('process_resident_memory_bytes')).toBeGreaterThan(0)
+    expect(value('process_open_sockets')).toBeGreaterThanOrEqual(2)
+    expect(value('process_event_loop_lag_seconds_count')).toBeGreaterThan(0)
   })
 })
 
@@ -246,15 +276,19 @@ describe('embedded pipeline (npm start without Redis or ClickHouse)', () => {
       while (requestLines().length < 5) await Bun.sleep(10)
       const logged = requestLines()
       const expected = logged.reduce((s, r) => s + BigInt(Number(r.cost_pico)), 0n)
+      const { from, to } = daysOf(logged)
       const deadline = Date.now() + 10_000
       let cost = ''
       while (cost !== String(expected)) {
         if (Date.now() > deadline) throw new Error(`embedded rollup shows ${cost}, expected ${expected}`)
-        const { rows } = (await (await fetch(`${url}/v1/costs?from=${TODAY}&to=${TODAY}`)).json()) as { rows: Array<{ cost_pico: string; requests: number }> }
+        const { rows } = (await (await fetch(`${url}/v1/costs?from=${from}&to=${to}`)).json()) as { rows: Array<{ cost_pico: string; requests: number }> }
         cost = rows[0]?.cost_pico ?? ''
         if (cost !== String(expected)) await Bun.sleep(50)
       }
       expect(cost).toBe(String(expected))
+      // The worker shares the gateway's process: its process figures are on the gateway's /metrics only.
+      expect(await (await fetch(`${url}/metrics`)).text()).not.toContain('process_resident_memory_bytes')
+      expect(await (await fetch(`${gw.url}/metrics`)).text()).toContain('process_resident_memory_bytes')
     } finally {
       await gw.stop()
       await emu.stop()
