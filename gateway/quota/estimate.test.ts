@@ -6,6 +6,7 @@ import { testRoute } from '../../test/harness/targets.ts'
 import type { ChatRequest } from '../chat-request.ts'
 import type { ProviderKind } from '../../shared/config/schema.ts'
 import { estimateRequest, RequestCounter, withOutputCap } from './estimate.ts'
+import { countTextTokens } from '../providers/tokenize.ts'
 
 const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250 }
 
@@ -61,4 +62,28 @@ describe('estimateRequest', () => {
     expect(g.inputGuess).toBe(a.inputGuess)
     expect((counter as unknown as { memo: unknown[] }).memo.length).toBe(1)
   })
+})
+
+describe('the input margin', () => {
+  // What estimate.ts's comment and the README promise over the local count of the text: +10 % for
+  // OpenAI, +25 % for OpenAI-compatible servers, +40 % for Claude and Gemini (their tokenizers are
+  // not public and can count a third more).
+  const PROMISED: Array<[ProviderKind, string, number]> = [
+    ['openai', 'gpt-4o', 1.1],
+    ['openai-compatible', 'llama-3.1-70b', 1.25],
+    ['anthropic', 'claude-haiku-4-5', 1.4],
+    ['gemini', 'gemini-2.5-flash', 1.4],
+  ]
+  const text = 'The quick brown fox jumps over the lazy dog, twice a sentence. '.repeat(150)
+
+  for (const [kind, model, margin] of PROMISED) {
+    it(`reserves at least the text's count times ${margin} for ${kind}, plus the output cap`, async () => {
+      const r = route(kind, model)
+      const counted = await countTextTokens(text, r.adapter.encoding(r.target))
+      expect(counted).toBeGreaterThan(1000)
+      const est = await estimateRequest(r, chat({ max_tokens: 50, messages: [{ role: 'user', content: text }] }), {}, settings, new RequestCounter())
+      expect(est.input).toBeGreaterThanOrEqual(Math.ceil(counted * margin))
+      expect(est.tokens).toBeGreaterThanOrEqual(Math.ceil(counted * margin) + 50)
+    })
+  }
 })
