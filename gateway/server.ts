@@ -1,5 +1,6 @@
 // Runs the gateway: load config, listen; health checks, latency sharing and config reload in the background; usage to the stream; drain on SIGTERM.
 import { ConfigError, loadConfig } from '../shared/config/load.ts'
+import { breakerSettingsOf } from '../shared/config/schema.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { PendingWork } from './pending-work.ts'
 import { createApp } from './app.ts'
@@ -71,7 +72,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   // that stays down does not stop the gateway starting (readyz says so, requests get 503).
   if (redis) await waitReady(redis, REDIS_STARTUP_WAIT_MS)
   const quotaStore = redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore()
-  const routing = createRoutingState(config.file.routing.breaker, {
+  const routing = createRoutingState(breakerSettingsOf(config.file), {
     retryBudget: config.file.routing.retry_budget,
     onTransition: (t) => log.warn('circuit breaker', { target: t.key, from: t.from, to: t.to }),
   })
@@ -85,7 +86,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     // Awaited, and a failure logged, by the reloader. The routing state first: a tokenizer table
     // that will not load must not leave it on the old settings.
     onSwap: async (next) => {
-      routing.breakers.configure(next.config.file.routing.breaker)
+      routing.breakers.configure(breakerSettingsOf(next.config.file))
       routing.retryBudgets.configure(next.config.file.routing.retry_budget)
       const keys = new Set(next.targets.keys())
       routing.breakers.retain(keys)

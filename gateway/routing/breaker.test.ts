@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'bun:test'
-import type { BreakerSettings } from '../../shared/config/schema.ts'
+import { breakerSettingsOf, type BreakerSettings } from '../../shared/config/schema.ts'
 import { CircuitBreaker, ErrorRateStrategy, type Pass, type Transition } from './breaker.ts'
 
 const plain: Pass = { probe: false, period: -1 }
@@ -110,6 +110,22 @@ describe('CircuitBreaker', () => {
     expect(next.probe).toBe(true)
     b.success(10_100, next)
     expect(b.state(10_100).kind).toBe('closed')
+  })
+
+  it('lets a probe slower than the cooldown decide while within probe_lease_ms', () => {
+    const { b } = breaker({ probe_lease_ms: 60_000 })
+    for (let i = 0; i < 4; i++) b.failure(0, plain)
+    const slow = b.tryPass(5000) as Pass
+    // A long stream: 40 s, well past the 5 s cooldown, still inside the lease.
+    expect(b.tryPass(45_000)).toBeUndefined()
+    b.success(45_000, slow)
+    expect(b.state(45_000).kind).toBe('closed')
+  })
+
+  it('leases a probe for the longest a request may run unless the config says otherwise', () => {
+    const file = (breakerOver: Partial<BreakerSettings>) => ({ server: { stream_timeout_ms: 120_000 }, providers: [{ timeout_ms: 30_000 }, { timeout_ms: 600_000 }], routing: { breaker: { ...settings, ...breakerOver } } })
+    expect(breakerSettingsOf(file({})).probe_lease_ms).toBe(601_000)
+    expect(breakerSettingsOf(file({ probe_lease_ms: 2000 })).probe_lease_ms).toBe(2000)
   })
 
   it('ignores a late verdict from a probe whose lease ran out', () => {

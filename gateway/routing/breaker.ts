@@ -10,7 +10,7 @@ export type BreakerState =
   | { kind: 'half-open'; since: number; probes: Probe[]; period: number }
 
 // A half-open probe in flight, since `at`. Its slot is held until its verdict or for a lease
-// (cooldown_ms) at most: a pass that is never returned cannot keep the breaker half-open for good.
+// (probe_lease_ms, else cooldown_ms) at most: a pass that is never returned cannot keep the breaker half-open for good.
 export interface Probe {
   readonly id: number
   readonly at: number
@@ -91,8 +91,9 @@ export class CircuitBreaker {
   state(now: number): BreakerState {
     const s = this.current
     if (s.kind === 'open' && now >= s.until) this.move({ kind: 'half-open', since: now, probes: [], period: ++this.periods })
-    else if (s.kind === 'half-open' && s.probes.some((p) => now - p.at >= this.settings.cooldown_ms)) {
-      s.probes = s.probes.filter((p) => now - p.at < this.settings.cooldown_ms)
+    else if (s.kind === 'half-open') {
+      const lease = this.settings.probe_lease_ms ?? this.settings.cooldown_ms
+      if (s.probes.some((p) => now - p.at >= lease)) s.probes = s.probes.filter((p) => now - p.at < lease)
     }
     return this.current
   }

@@ -197,10 +197,22 @@ export const BreakerSettings = t.Object(
     // Open this long, then half-open: up to half_open_probes requests test the target.
     cooldown_ms: t.Integer({ minimum: 1, default: 15_000 }),
     half_open_probes: t.Integer({ minimum: 1, default: 1 }),
+    // The longest a half-open probe holds its slot without a verdict (a pass never returned frees it
+    // then). Default: the longest a request may run (server.stream_timeout_ms or the slowest
+    // provider's timeout_ms, whichever is longer) plus a second, so a slow probe still decides.
+    probe_lease_ms: t.Optional(t.Integer({ minimum: 1 })),
   },
   { ...strict, default: {} },
 )
 export type BreakerSettings = Static<typeof BreakerSettings>
+
+// The breaker settings with probe_lease_ms filled in from the request deadlines when not set.
+export function breakerSettingsOf(file: { server: { stream_timeout_ms: number }; providers: ReadonlyArray<{ timeout_ms: number }>; routing: { breaker: BreakerSettings } }): BreakerSettings {
+  const b = file.routing.breaker
+  if (b.probe_lease_ms !== undefined) return b
+  const longest = Math.max(file.server.stream_timeout_ms, ...file.providers.map((p) => p.timeout_ms))
+  return { ...b, probe_lease_ms: longest + 1000 }
+}
 
 // Retries to a target (a request's second and later calls to it; a fallback's first call is not
 // one) stay within a share of the requests that target had over the window, never below a floor:
