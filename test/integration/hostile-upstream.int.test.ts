@@ -308,14 +308,16 @@ describe('a hostile upstream', () => {
     socket.on('error', () => undefined)
     let got = ''
     const body = JSON.stringify({ model: MODEL.openai, stream: true, messages: [{ role: 'user', content: 'hi' }] })
-    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer ${CALLER}\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+    // Its record is found by this id (the gateway's own is in headers this test does not parse).
+    const id = `stops-reading-${crypto.randomUUID()}`
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer ${CALLER}\r\nx-client-request-id: ${id}\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
     // Read the first bytes, then stop reading: the gateway backs up and stops reading the provider,
     // whose silence is then not timed (the provider is not at fault): the stream deadline ends it.
     await new Promise<void>((resolve) => socket.once('data', () => resolve()))
     socket.pause()
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
-    const rec = await gw.waitForLog((l) => l.msg === 'request' && l.stream === true && l.error_code === 'stream_timeout')
-    expect(rec.status).toBe('error')
+    const rec = await gw.waitForLog((l) => l.msg === 'request' && l.client_request_id === id)
+    expect(rec).toMatchObject({ status: 'error', stream: true, error_code: 'stream_timeout' })
     const metrics = await (await fetch(`${gw.url}/metrics`)).text()
     expect(metrics).toContain('gateway_requests_in_progress 0')
     socket.on('data', (d) => {
