@@ -35,7 +35,7 @@ export class Place {
 export interface LedgerDeps {
   usage: UsageSink
   pending: PendingWork
-  metrics: GatewayMetrics
+  metrics: Pick<GatewayMetrics, 'streamOpened' | 'streamClosed'>
   onInternalError(err: unknown, requestId: string): void
 }
 
@@ -177,6 +177,9 @@ export class RequestLedger {
     // on a tokenizer, and once the response is over its socket's idle timeout can no longer be set.
     this.place.free()
     const served = s.name === 'serving' ? s : undefined
+    // A stream that did not end as a stream (a fault of the gateway's own after it was served) says
+    // nothing of its target: the breaker pass goes back.
+    if (ending.kind !== 'stream') served?.verdict?.('abandon')
     const o = this.outcome
     let route = served?.route
     switch (ending.kind) {
