@@ -24,9 +24,10 @@ interface Scenario {
 const SCENARIOS: Scenario[] = [
   { name: 'direct to the flaky upstream' },
   { name: 'gateway, one target, no retries', targets: ['flaky'], routing: { retries: 0, breaker: { enabled: false } } },
-  { name: 'gateway, one target, 2 retries', targets: ['flaky'], routing: { retries: 2, breaker: { enabled: false } } },
-  { name: 'gateway, 2 retries + fallback', targets: ['flaky', 'steady'], routing: { retries: 2, breaker: { enabled: false } } },
-  { name: 'gateway, 2 retries + fallback + breaker', targets: ['flaky', 'steady'], routing: { retries: 2 } },
+  { name: 'gateway, one target, 2 retries, no retry budget', targets: ['flaky'], routing: { retries: 2, breaker: { enabled: false }, retry_budget: { enabled: false } } },
+  { name: 'gateway, one target, 2 retries, retry budget', targets: ['flaky'], routing: { retries: 2, breaker: { enabled: false } } },
+  { name: 'gateway, 2 retries + fallback, no retry budget', targets: ['flaky', 'steady'], routing: { retries: 2, breaker: { enabled: false }, retry_budget: { enabled: false } } },
+  { name: 'gateway, 2 retries + fallback + breaker, no retry budget', targets: ['flaky', 'steady'], routing: { retries: 2, retry_budget: { enabled: false } } },
   { name: 'gateway, fallback + breaker, no retries', targets: ['flaky', 'steady'], routing: { retries: 0 } },
 ]
 
