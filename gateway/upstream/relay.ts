@@ -150,12 +150,14 @@ function clientStream(
     c.enqueue(bytes)
     lastSent = performance.now()
   }
+  // While the caller is not asking for more (a stalled reader) there is nothing to keep alive: the
+  // next look is a whole interval away, never a spin.
   const tick = () => {
     const quiet = performance.now() - lastSent
     if (pulling && controller && quiet >= opts.keepaliveMs) {
       send(controller, KEEPALIVE)
       keepalive = setTimeout(tick, opts.keepaliveMs)
-    } else keepalive = setTimeout(tick, Math.max(1, opts.keepaliveMs - quiet))
+    } else keepalive = setTimeout(tick, pulling ? Math.max(1, opts.keepaliveMs - quiet) : opts.keepaliveMs)
   }
   const end = (error: GatewayError | undefined, clientClosed: boolean, callerStalled = false) => {
     clearTimeout(keepalive)
@@ -190,9 +192,17 @@ function clientStream(
     async pull(c) {
       pulling = true
       try {
-        const step = first ?? (await (pending ?? up.next()))
-        first = undefined
-        pending = undefined
+        // One source per pull, in order: what was held, then the read the commit left running, then
+        // new reads (never two reads of the upstream at once).
+        let step: Step
+        if (first) {
+          step = first
+          first = undefined
+        } else if (pending) {
+          const read = pending
+          pending = undefined
+          step = await read
+        } else step = await up.next()
         if (step.kind === 'data') return send(c, step.bytes)
         if (step.bytes) c.enqueue(step.bytes)
         if (step.error && !step.framed) c.enqueue(encoder.encode(errorFrame(step.error)))

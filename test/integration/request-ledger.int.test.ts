@@ -8,7 +8,7 @@ import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts
 const KEY = 'sk-ledger-test'
 const ADMIN = 'ledger-admin'
 
-type Mode = 'ok' | '503' | 'empty' | 'big-steady' | 'slow-think' | 'think-then-fail' | 'endless' | 'no-usage' | 'cut'
+type Mode = 'ok' | '503' | 'empty' | 'big-steady' | 'slow-think' | 'think-words' | 'think-then-fail' | 'endless' | 'no-usage' | 'cut'
 // What each upstream model does; set by each test.
 const modes = new Map<string, Mode>()
 const calls = new Map<string, number>()
@@ -20,6 +20,8 @@ const STOP = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk',
 const usage = (out: number) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 10, completion_tokens: out, total_tokens: 10 + out } })}\n\n`
 const DONE = 'data: [DONE]\n\n'
 const PINGS = Array.from({ length: 7 }, () => ': ping\n\n')
+// Thinking, then ten words, each in its own write, with a split event and CRLF framing among them.
+const WORDS = [ROLE, ...PINGS, ...Array.from({ length: 10 }, (_, i) => chunk(` w${i}`)), 'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,', '"delta":{"content":" é"}}]}\r\n\r\n', STOP, usage(11), DONE]
 
 // How long each big-steady answer took to send: longer than its own pace when the reader held it back.
 const sendTimes: number[] = []
@@ -71,6 +73,8 @@ const upstream = Bun.serve({
       case 'slow-think':
         // Thinking for 1.4 s, pinging every 200 ms (as providers do): content only after that.
         return paced(req, [ROLE, ...PINGS, chunk('Hello'), STOP, usage(1), DONE], 200)
+      case 'think-words':
+        return paced(req, WORDS, 200)
       case 'think-then-fail':
         return paced(req, [ROLE, ...PINGS, `data: ${JSON.stringify({ error: { message: 'overloaded while thinking', type: 'server_error', code: null } })}\n\n`], 200)
       case 'endless':
@@ -246,6 +250,21 @@ describe('a stream held for its first content', () => {
     let text = ''
     for await (const c of stream) text += c.choices[0]?.delta.content ?? ''
     expect(text).toBe('Hello')
+    modes.clear()
+  }, 20_000)
+
+  it('once committed, relays every byte the provider sent after the keep-alives, none lost or reordered', async () => {
+    modes.set('up-d', 'think-words')
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ model: 'think', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] }),
+    })
+    const text = await res.text()
+    expect(text).toContain(': keep-alive')
+    // The provider's own bytes, exactly, once the gateway's comments are taken out.
+    expect(text.replaceAll(': keep-alive\n\n', '')).toBe(WORDS.join(''))
+    expect(await recordOf(res.headers.get('x-request-id'))).toMatchObject({ status: 'success', output_tokens: 11 })
     modes.clear()
   }, 20_000)
 
