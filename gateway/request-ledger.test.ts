@@ -134,4 +134,16 @@ describe('RequestLedger', () => {
     expect(usage.records[0]).toMatchObject({ provider_id: 'a', client_closed: true, error_code: 'client_closed', usage_estimated: true })
     expect(quota.outstanding).toBe(0)
   })
+
+  it('records no usage for a caller that left during a backoff after a failed call', async () => {
+    const { l, usage, pending, quota } = ledger()
+    l.routed(routeA)
+    await l.budget.reserve([routeA], config.file.quota)
+    l.dispatching()
+    l.attempts.push({ target: 'a/m', provider_id: 'a', upstream_model: 'up-a', outcome: 'error', error_code: 'upstream_unavailable', http_status: 503, latency_ms: 1 })
+    l.end({ kind: 'abandoned' })
+    expect(await pending.drain(2000)).toBe(true)
+    expect(usage.records[0]).toMatchObject({ provider_id: 'a', client_closed: true, input_tokens: 0, output_tokens: 0, cost_pico: 0 })
+    expect(quota.outstanding).toBe(0)
+  })
 })

@@ -207,10 +207,11 @@ export class RequestLedger {
         route = route ?? this.#lastTried((a) => a.outcome !== 'skipped')
         if (!route) return this.#write()
         o.target = route.target
-        // The caller left while a call ran (not during a backoff after one that failed): the
-        // provider may finish, and bill, it.
-        const bookWhole = last?.error_code === 'client_closed'
-        return this.#estimate(route, { abandoned: true }, bookWhole)
+        // The caller left while a call ran: the provider may finish, and bill, it. Left during a
+        // backoff after a call that failed: nothing more was billed (a failed call that may have
+        // been is the budget's already), so the record has no usage.
+        if (last?.error_code !== 'client_closed') return this.#write()
+        return this.#estimate(route, { abandoned: true }, true)
       }
       case 'unreported':
         if (!route) return this.#write()
