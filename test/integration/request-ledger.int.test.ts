@@ -23,11 +23,22 @@ const PINGS = Array.from({ length: 7 }, () => ': ping\n\n')
 // Thinking, then ten words, each in its own write, with a split event and CRLF framing among them.
 const WORDS = [ROLE, ...PINGS, ...Array.from({ length: 10 }, (_, i) => chunk(` w${i}`)), 'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,', '"delta":{"content":" é"}}]}\r\n\r\n', STOP, usage(11), DONE]
 
+const BIG = chunk('x'.repeat(256 * 1024))
+const ENDLESS = chunk('y'.repeat(64 * 1024))
+
 // How long each big-steady answer took to send: longer than its own pace when the reader held it back.
 const sendTimes: number[] = []
 
+// `count` copies of one frame, made as they are sent: building a long answer up front (2,000 frames
+// of 64 KB is 128 MB of strings) stalls this process, the test's provider, in allocation and GC for
+// long enough that the gateway rightly times the provider out.
+function* repeated(frame: string, count: number): Generator<string> {
+  for (let n = 0; n < count; n++) yield frame
+}
+
 // Frames sent `gapMs` apart; 'CUT' breaks the connection. onSent: ms from the first frame to the last.
-function paced(req: Request, frames: string[], gapMs: number, onSent?: (ms: number) => void): Response {
+function paced(req: Request, source: Iterable<string>, gapMs: number, onSent?: (ms: number) => void): Response {
+  const frames = source[Symbol.iterator]()
   let i = 0
   const started = performance.now()
   let stopped = false
@@ -35,12 +46,13 @@ function paced(req: Request, frames: string[], gapMs: number, onSent?: (ms: numb
   return new Response(
     new ReadableStream({
       async pull(c) {
-        if (stopped || i >= frames.length) {
+        const next = stopped ? undefined : frames.next()
+        if (next === undefined || next.done) {
           if (!stopped) onSent?.(performance.now() - started)
           return c.close()
         }
-        const f = frames[i++]!
-        if (i > 1 && gapMs > 0) await Bun.sleep(gapMs)
+        const f = next.value
+        if (i++ > 0 && gapMs > 0) await Bun.sleep(gapMs)
         if (f === 'CUT') return c.error(new Error('cut'))
         c.enqueue(enc.encode(f))
       },
@@ -69,7 +81,7 @@ const upstream = Bun.serve({
       case 'big-steady':
         // 120 content chunks of 256 KB, 5 ms apart: far more than socket buffers hold, so a caller
         // that stops reading backs the gateway up, and the gateway the provider.
-        return paced(req, [ROLE, ...Array.from({ length: 120 }, () => chunk('x'.repeat(256 * 1024))), STOP, usage(120), DONE], 5, (ms) => sendTimes.push(ms))
+        return paced(req, [ROLE, ...repeated(BIG, 120), STOP, usage(120), DONE], 5, (ms) => sendTimes.push(ms))
       case 'slow-think':
         // Thinking for 1.4 s, pinging every 200 ms (as providers do): content only after that.
         return paced(req, [ROLE, ...PINGS, chunk('Hello'), STOP, usage(1), DONE], 200)
@@ -78,7 +90,10 @@ const upstream = Bun.serve({
       case 'think-then-fail':
         return paced(req, [ROLE, ...PINGS, `data: ${JSON.stringify({ error: { message: 'overloaded while thinking', type: 'server_error', code: null } })}\n\n`], 200)
       case 'endless':
-        return paced(req, [ROLE, ...Array.from({ length: 2000 }, () => chunk('y'.repeat(64 * 1024)))], 30)
+        return paced(req, (function* () {
+          yield ROLE
+          yield* repeated(ENDLESS, 2000)
+        })(), 30)
       case 'no-usage':
         return paced(req, [ROLE, chunk('Hello'), chunk(' there'), STOP, DONE], 5)
       case 'cut':
