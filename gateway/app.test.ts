@@ -13,12 +13,12 @@ import { QuotaService } from './quota/quota.ts'
 const emulator = startEmulator()
 afterAll(() => emulator.stop())
 
-function makeApp(server: Record<string, unknown> = {}, extra: Record<string, unknown> = {}, env: Record<string, string> = {}) {
+function makeApp(server: Record<string, unknown> = {}, extra: Record<string, unknown> = {}, env: Record<string, string> = {}, deps: { draining?: () => boolean } = {}) {
   const config = parseConfig(JSON.stringify({ ...testConfig({ upstreamBaseUrl: emulator.baseUrl, server }), ...extra }), 'test.json', env)
   const usage = new MemoryUsageSink()
   const log = createLogger('silent')
   const quotaStore = new MemoryQuotaStore()
-  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage, quota: new QuotaService(quotaStore, config.file.quota, log), quotaStore, routing: createRoutingState(config.file.routing.breaker) })
+  const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage, quota: new QuotaService(quotaStore, config.file.quota, log), quotaStore, routing: createRoutingState(config.file.routing.breaker), ...deps })
   return { app, usage }
 }
 
@@ -161,6 +161,16 @@ describe('POST /v1/chat/completions', () => {
     const { app } = makeApp()
     expect((await app.handle(new Request('http://localhost/healthz'))).status).toBe(200)
     expect((await app.handle(new Request('http://localhost/readyz'))).status).toBe(200)
+  })
+
+  it('says draining (503) on /readyz once the process is shutting down, while /healthz stays 200', async () => {
+    let draining = false
+    const { app } = makeApp({}, {}, {}, { draining: () => draining })
+    draining = true
+    const res = await app.handle(new Request('http://localhost/readyz'))
+    expect(res.status).toBe(503)
+    expect(((await res.json()) as { status: string }).status).toBe('draining')
+    expect((await app.handle(new Request('http://localhost/healthz'))).status).toBe(200)
   })
 })
 

@@ -23,6 +23,7 @@ import { bunConnection, defaultRequestCap } from './connection.ts'
 import { RequestGate } from './request-gate.ts'
 import { Gauge } from './metrics/registry.ts'
 import { PendingWork } from './pending-work.ts'
+import { LiveRequests } from './live-requests.ts'
 import { ProcessMetrics } from '../shared/process-metrics.ts'
 
 export interface AppDeps {
@@ -47,6 +48,10 @@ export interface AppDeps {
   gate?: RequestGate
   // Settles and records requests leave running after their response; shutdown awaits them.
   pending?: PendingWork
+  // The requests under way; shutdown stops those its drain window outlived.
+  live?: LiveRequests
+  // True once the process is shutting down (/readyz answers 503 draining).
+  draining?: () => boolean
   // Process figures for /metrics (memory, descriptors, sockets; event-loop lag when the process
   // samples it); absent: the same without the lag.
   runtime?: ProcessMetrics
@@ -62,9 +67,11 @@ export function createApp(deps: AppDeps) {
   metrics.registry.register(new Gauge('gateway_pending_settles', 'Budget settles and releases requests left running after their response (shutdown waits for them).', () => pending.count('settle')))
   metrics.registry.register(new Gauge('gateway_pending_records', 'Usage records requests left to finish after their response (a stream without usage being counted; shutdown waits for them).', () => pending.count('record')))
   const runtime = deps.runtime ?? new ProcessMetrics()
+  const live = deps.live ?? new LiveRequests()
   const chatDeps = {
     gate,
     pending,
+    live,
     usage: deps.store.current.config.file.server.metrics ? teeSinks(deps.usage, metrics) : deps.usage,
     metrics,
     tracer: deps.tracer,
@@ -74,7 +81,7 @@ export function createApp(deps: AppDeps) {
   }
   return new Elysia({ name: 'gateway' })
     .use(errorHandler(deps.log))
-    .use(healthRoutes(deps.store, deps.ready, deps.readiness))
+    .use(healthRoutes(deps.store, deps.ready, deps.readiness, deps.draining))
     .use(requestContext(deps.store))
     .post('/v1/chat/completions', function chatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)

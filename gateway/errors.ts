@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'internal_error'
   | 'server_busy'
   | 'client_closed'
+  | 'gateway_shutting_down'
 
 interface CodeInfo {
   status: number
@@ -73,6 +74,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   server_busy: { status: 503, type: 'server_error' },
   // The caller went away before the answer; only ever recorded, never sent (nginx's 499).
   client_closed: { status: 499, type: 'invalid_request' },
+  // The process is shutting down and its drain window passed with the request still running.
+  gateway_shutting_down: { status: 503, type: 'server_error' },
 }
 
 export interface GatewayErrorOptions {

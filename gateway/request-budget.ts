@@ -202,9 +202,10 @@ export class RequestBudget {
 
 // Failures after which the provider may still bill the call: anything after it accepted the call
 // (an error inside a 200 stream, a body that broke or could not be read), a call that ran past our
-// deadline, and a connection that failed other than before the request could leave.
+// deadline or was stopped by a shutdown, and a connection that failed other than before the
+// request could leave.
 export function mayHaveBilled(err: GatewayError): boolean {
-  if (err.accepted || err.code === 'upstream_timeout' || err.code === 'stream_timeout') return true
+  if (err.accepted || err.code === 'upstream_timeout' || err.code === 'stream_timeout' || err.code === 'gateway_shutting_down') return true
   if (err.code !== 'upstream_unreachable') return false
   const code = (err.cause as { code?: unknown } | undefined)?.code
   return !(typeof code === 'string' && NOT_SENT.test(code))

@@ -46,6 +46,7 @@ function ledger(stream = false) {
   )
   const metrics = { streamOpened: () => events.push('stream opened'), streamClosed: () => events.push('stream closed') }
   const l = new RequestLedger({ usage, pending, metrics, onInternalError: (err) => events.push(`internal ${String(err)}`) }, place, { step: () => ({ setAttributes() {}, end() {} }), headersFor: () => undefined, finish: () => events.push('span finished') }, budget, {
+    signal: new AbortController().signal,
     requestId: 'req_1',
     caller,
     req,

@@ -73,6 +73,7 @@ export class RequestLedger {
   readonly #done: Promise<void>
   #markDone!: () => void
   readonly #routeOf: (key: string) => Route | undefined
+  readonly signal: AbortSignal
 
   constructor(
     private readonly deps: LedgerDeps,
@@ -89,9 +90,13 @@ export class RequestLedger {
       headers: Record<string, string>
       // A target by its key, in the config the request runs under.
       routeOf: (key: string) => Route | undefined
+      // Aborts when the caller leaves or the gateway stops the request (a shutdown); every call
+      // and wait of the request runs under it.
+      signal: AbortSignal
     },
   ) {
     this.#routeOf = init.routeOf
+    this.signal = init.signal
     this.headers = { ...init.headers }
     this.outcome = {
       requestId: init.requestId,
@@ -222,8 +227,10 @@ export class RequestLedger {
         o.ttfbMs = st.ttfbMs
         o.clientClosed = st.clientClosed
         o.error = st.error
-        // A caller that left or did not read says nothing of the target.
-        served?.verdict?.(st.clientClosed || st.callerStalled ? 'abandon' : st.error ? 'failure' : 'success')
+        // A caller that left or did not read, or a gateway that stopped the stream to shut down,
+        // says nothing of the target.
+        const notTheTarget = st.clientClosed || st.callerStalled || st.error?.code === 'gateway_shutting_down'
+        served?.verdict?.(notTheTarget ? 'abandon' : st.error ? 'failure' : 'success')
         if (st.usage) {
           const guard = this.#guard
           o.usage = guard ? guard.check(st.usage) : st.usage

@@ -3,6 +3,8 @@ import { ConfigError, loadConfig } from '../shared/config/load.ts'
 import { breakerSettingsOf } from '../shared/config/schema.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { PendingWork } from './pending-work.ts'
+import { LiveRequests } from './live-requests.ts'
+import { GatewayError } from './errors.ts'
 import { createApp } from './app.ts'
 import { buildSnapshot, ConfigStore } from './config-store.ts'
 import { logUsageSink, teeSinks, type UsageSink } from './usage.ts'
@@ -22,7 +24,10 @@ import { watchRedisPersistence } from './quota/redis-persistence.ts'
 import { EventLoopLag, sampleEventLoopLag } from '../shared/event-loop-lag.ts'
 import { ProcessMetrics } from '../shared/process-metrics.ts'
 
-const DRAIN_MS = 10_000
+// After the drain window: how long stopped requests get to send their answers, then how long the
+// records and settles in hand get to be written.
+const STOPPED_ANSWER_MS = 2_000
+const RECORDS_MS = 5_000
 const REDIS_STARTUP_WAIT_MS = 5_000
 
 function waitReady(redis: RedisClient, ms: number): Promise<void> {
@@ -116,10 +121,14 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   // load the tables the configured models need now (parsing one blocks for a moment), not on a request.
   await loadEncodings(store.current)
   const pending = new PendingWork()
+  const requests = new LiveRequests()
+  let draining = false
   const lag = new EventLoopLag()
   const lagSampler = sampleEventLoopLag(lag)
   const app = createApp({
     pending,
+    live: requests,
+    draining: () => draining,
     runtime: new ProcessMetrics(lag),
     store,
     log,
@@ -147,28 +156,43 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   if (!server) throw new Error('server did not start')
   log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory', tracing: live.tracing.enabled ? 'otlp' : 'off' })
 
+  // Shutdown: new connections are refused at once; requests under way get shutdown_drain_ms to
+  // end on their own; those still running are then stopped through their ledgers (a 503 or an
+  // error frame, a record, a settle); then the records and settles in hand are written.
+  let stopping = false
   const shutdown = (signal: string) => {
-    log.lifecycle('draining', { signal, pending_requests: server.pendingRequests })
+    if (stopping) return
+    stopping = true
+    draining = true
+    const drainMs = store.current.config.file.server.shutdown_drain_ms
+    log.lifecycle('draining', { signal, pending_requests: server.pendingRequests, drain_ms: drainMs })
     reloader.stop()
     health.stop()
     share?.stop()
     lagSampler.stop()
-    // stop(false) refuses new connections and resolves once in-flight requests have finished;
-    // then the usage records in hand are written before the process goes.
-    const deadline = Date.now() + DRAIN_MS
-    const force = setTimeout(() => process.exit(0), DRAIN_MS + 2_000)
-    void server
-      .stop(false)
-      .then(async () => {
-        // The usage records in hand get the time left before the forced exit.
-        const left = () => Math.max(100, deadline - Date.now())
-        // Settles and records requests left running (a count for a stream without usage) come first:
-        // the records they write go to the sinks drained next.
-        if (!(await pending.drain(left()))) log.error('work lost at shutdown: settles or records did not finish in time', { settles: pending.count('settle'), records: pending.count('record') })
-        if (streamSink && !(await streamSink.drain(left()))) log.error('usage records lost at shutdown: Redis did not take them in time', { lost: streamSink.buffered })
-        await local?.stop(left())
-        await tracing?.shutdown().catch(() => undefined)
-      })
+    const force = setTimeout(() => {
+      log.error('forced exit: shutdown did not finish in time', { requests: requests.size, settles: pending.count('settle'), records: pending.count('record') })
+      process.exit(1)
+    }, drainMs + STOPPED_ANSWER_MS + RECORDS_MS + 1_000)
+    void (async () => {
+      // stop(false) resolves once every request under way has ended.
+      const served = server.stop(false)
+      if (!(await settledWithin(served, drainMs))) {
+        const cut = requests.stopAll(new GatewayError('gateway_shutting_down', 'The gateway is shutting down and stopped this request before it ended; retry it.', { retryAfterSeconds: 1 }))
+        log.warn('requests stopped at shutdown', { requests: cut, drain_ms: drainMs })
+        // Their answers and error frames go out; a caller that does not read them is cut off.
+        if (!(await settledWithin(served, STOPPED_ANSWER_MS))) await server.stop(true)
+      }
+      // Settles and records requests left running (a count for a stream without usage) come first:
+      // the records they write go to the sinks drained next.
+      const deadline = Date.now() + RECORDS_MS
+      const left = () => Math.max(100, deadline - Date.now())
+      if (!(await pending.drain(left()))) log.error('work lost at shutdown: settles or records did not finish in time', { settles: pending.count('settle'), records: pending.count('record') })
+      if (streamSink && !(await streamSink.drain(left()))) log.error('usage records lost at shutdown: Redis did not take them in time', { lost: streamSink.buffered })
+      await local?.stop(left())
+      await tracing?.shutdown().catch(() => undefined)
+    })()
+      .catch((err: unknown) => log.error('shutdown failed', { err }))
       .finally(() => {
         clearTimeout(force)
         process.exit(0)
@@ -176,6 +200,19 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   }
   process.on('SIGTERM', () => shutdown('SIGTERM'))
   process.on('SIGINT', () => shutdown('SIGINT'))
+}
+
+// Whether p settles within ms.
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([p.then(() => true, () => true), timedOut])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 // The tokenizer tables the snapshot's targets use, and only those (each costs memory).

@@ -12,6 +12,7 @@ import type { Connection } from '../connection.ts'
 import { requestIdHeaders } from '../plugins/request-context.ts'
 import type { RequestGate } from '../request-gate.ts'
 import type { PendingWork } from '../pending-work.ts'
+import type { LiveRequests } from '../live-requests.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { toOpenAiUsage } from '../providers/openai-format.ts'
 import type { QuotaService } from '../quota/quota.ts'
@@ -34,6 +35,8 @@ export interface ChatDeps {
   gate: RequestGate
   // Work left running after a response (settles, records waiting on a count): tracked for shutdown.
   pending: PendingWork
+  // The requests under way, each with its signal: a shutdown stops those its drain window outlived.
+  live: LiveRequests
   onInternalError(err: unknown, requestId: string): void
 }
 
@@ -59,8 +62,12 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     const busy = new GatewayError('server_busy', 'The gateway holds as many requests as it can; retry shortly.', { retryAfterSeconds: 1 })
     return errorResponse(busy, { ...baseHeaders, connection: 'close' })
   }
+  const live = deps.live.open(ctx.request.signal)
   const place = new Place(
-    () => deps.gate.leave(),
+    () => {
+      deps.gate.leave()
+      live.close()
+    },
     () => ctx.connection.release(),
   )
   const tr = startRequestTrace(deps.tracer, ctx.request, 'POST /v1/chat/completions')
@@ -70,7 +77,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     return errorResponse(accepted, CLOSE_AFTER.has(accepted.code) ? { ...baseHeaders, connection: 'close' } : baseHeaders)
   }
   ctx.connection.hold()
-  const ledger = openLedger(ctx, deps, place, tr, accepted, baseHeaders)
+  const ledger = openLedger(ctx, deps, place, tr, accepted, baseHeaders, live.signal)
   try {
     return await serve(ctx, deps, ledger, accepted, tr)
   } catch (err) {
@@ -134,7 +141,7 @@ async function accept(ctx: RequestContext, deps: ChatDeps, tr: RequestTrace): Pr
   }
 }
 
-function openLedger(ctx: RequestContext, deps: ChatDeps, place: Place, tr: RequestTrace, a: Accepted, headers: Record<string, string>): RequestLedger {
+function openLedger(ctx: RequestContext, deps: ChatDeps, place: Place, tr: RequestTrace, a: Accepted, headers: Record<string, string>, signal: AbortSignal): RequestLedger {
   const budget = new RequestBudget(deps.quota, ctx.requestId, a.req, a.caller, ctx.snapshot.config.file.quotas, a.options.provider_options ?? {})
   return new RequestLedger(deps, place, tr, budget, {
     requestId: ctx.requestId,
@@ -145,6 +152,7 @@ function openLedger(ctx: RequestContext, deps: ChatDeps, place: Place, tr: Reque
     startedAt: ctx.startedAt,
     headers,
     routeOf: (key) => ctx.snapshot.targets.get(key),
+    signal,
   })
 }
 
@@ -225,9 +233,9 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
   ledger.dispatching()
   let served: Dispatched<CompleteResult>
   try {
-    served = await dispatch(plan.chain, plan.settings, plan.deps, ctx.request.signal, ledger.attempts, (r) => {
+    served = await dispatch(plan.chain, plan.settings, plan.deps, ledger.signal, ledger.attempts, (r) => {
       ledger.trying(r)
-      return plan.attempt(r, (h) => completeChat(r.adapter, r.target, budget.requestFor(r), budget.optionsFor(r), ctx.request.signal, limits, h))
+      return plan.attempt(r, (h) => completeChat(r.adapter, r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
     })
   } catch (err) {
     if (err !== CLIENT_CLOSED) return failed(ledger, err)
@@ -268,7 +276,7 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       plan.chain,
       plan.settings,
       plan.deps,
-      ctx.request.signal,
+      ledger.signal,
       ledger.attempts,
       (r) => {
         const guard = ledger.trying(r)
@@ -280,7 +288,7 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
             providerOptions: budget.optionsFor(r),
             timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
             keepaliveMs: server.stream_keepalive_ms,
-            clientSignal: ctx.request.signal,
+            clientSignal: ledger.signal,
             startedAt: ctx.startedAt,
             extraHeaders: h,
             onEnd: (stream) => ledger.end({ kind: 'stream', stream }),

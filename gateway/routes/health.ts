@@ -8,7 +8,8 @@ export type ReadinessDetail = { quota_store: 'memory' } | ({ quota_store: 'redis
 
 const IN_MEMORY: ReadinessDetail = { quota_store: 'memory' }
 
-export function healthRoutes(store: ConfigStore, ready: () => Promise<boolean> = async () => true, detail: () => ReadinessDetail = () => IN_MEMORY) {
+// draining: the process is shutting down; /readyz says so (503) while requests under way finish.
+export function healthRoutes(store: ConfigStore, ready: () => Promise<boolean> = async () => true, detail: () => ReadinessDetail = () => IN_MEMORY, draining: () => boolean = () => false) {
   return new Elysia({ name: 'health' })
     .get('/healthz', function liveness() {
       return Response.json({ status: 'ok' })
@@ -16,9 +17,10 @@ export function healthRoutes(store: ConfigStore, ready: () => Promise<boolean> =
     .get('/readyz', async function readiness() {
       // Ready once a config is loaded and the stores it needs answer.
       const s = store.current
-      const ok = await ready().catch(() => false)
+      const leaving = draining()
+      const ok = !leaving && (await ready().catch(() => false))
       return Response.json(
-        { status: ok ? 'ready' : 'dependency_unavailable', config_loaded_at: new Date(s.loadedAt).toISOString(), ...detail() },
+        { status: leaving ? 'draining' : ok ? 'ready' : 'dependency_unavailable', config_loaded_at: new Date(s.loadedAt).toISOString(), ...detail() },
         { status: ok ? 200 : 503 },
       )
     })

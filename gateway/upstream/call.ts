@@ -8,6 +8,11 @@ import { decodedJson } from '../../shared/redact.ts'
 // The abort reason used when the caller went away; never shown to anyone.
 export const CLIENT_CLOSED = new GatewayError('client_closed', 'client closed the request')
 
+// Why a request's own signal aborted: the caller left, or the gateway is shutting down.
+export function abortReasonOf(signal: AbortSignal): GatewayError {
+  return signal.reason instanceof GatewayError ? signal.reason : CLIENT_CLOSED
+}
+
 // Every call to a provider: redirects are never followed (Bun's fetch drops Authorization across
 // origins but not x-api-key or x-goog-api-key, and a 3xx answer must not pass for the provider's),
 // and bodies come as sent, asked to be plain, so that their decoded size can be bounded.
@@ -66,9 +71,9 @@ export async function completeChat(
     () => ac.abort(new GatewayError('upstream_timeout', `${target.provider.provider_id}: no complete response within ${timeoutMs} ms`)),
     timeoutMs,
   )
-  const onClientAbort = () => ac.abort(CLIENT_CLOSED)
+  const onClientAbort = () => ac.abort(abortReasonOf(clientSignal))
   // A signal that is already aborted fires no event.
-  if (clientSignal.aborted) ac.abort(CLIENT_CLOSED)
+  if (clientSignal.aborted) ac.abort(abortReasonOf(clientSignal))
   clientSignal.addEventListener('abort', onClientAbort, { once: true })
   try {
     const res = await sendUpstream(withHeaders(adapter.buildRequest(req, target, false, options), extraHeaders), ac.signal, target)

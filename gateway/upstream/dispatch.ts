@@ -5,7 +5,7 @@ import { GatewayError, toGatewayError } from '../errors.ts'
 import type { BreakerRegistry, CircuitBreaker, Pass } from '../routing/breaker.ts'
 import type { LatencyTracker } from '../routing/latency.ts'
 import type { RetryBudgetRegistry } from '../routing/retry-budget.ts'
-import { CLIENT_CLOSED } from './call.ts'
+import { CLIENT_CLOSED, abortReasonOf } from './call.ts'
 import type { Attempt } from '../../shared/usage-event.ts'
 
 export type { Attempt }
@@ -18,7 +18,7 @@ export interface DispatchDeps {
   latency: LatencyTracker
   // Wall clock for breakers (injected in tests).
   now(): number
-  // Waits ms, or rejects with CLIENT_CLOSED when the signal aborts first.
+  // Waits ms, or rejects with the signal's reason (CLIENT_CLOSED, a shutdown) when it aborts first.
   sleep(ms: number, signal: AbortSignal): Promise<void>
   random(): number
   // The provider's requests-per-minute admission for one upstream call (`attempt` numbers the
@@ -71,7 +71,7 @@ export async function dispatch<T>(
     const budget = deps.retryBudgets.get(route.key)
     const skip = (code: string) => attempts.push(attemptOf(route, 'skipped', code, null, 0))
     for (let retry = 0; ; retry++) {
-      if (signal.aborted) throw CLIENT_CLOSED
+      if (signal.aborted) throw abortReasonOf(signal)
       if (performance.now() >= settings.deadline) {
         deadlinePassed = true
         break
@@ -93,7 +93,7 @@ export async function dispatch<T>(
           skip('rate_limit_exceeded')
           break
         }
-        if (signal.aborted) throw CLIENT_CLOSED
+        if (signal.aborted) throw abortReasonOf(signal)
         const started = performance.now()
         try {
           const value = await send(route)
@@ -207,7 +207,8 @@ export function backoffMs(retry: number, settings: Pick<RoutingSettings, 'backof
 export type Judgement = 'retry' | 'next-target' | 'refused' | 'final' | 'broken' | 'internal'
 
 export function judge(err: GatewayError): Judgement {
-  if (err.code === 'internal_error') return 'internal'
+  // The gateway failed, or stopped the call to shut down: nothing to hold against the target.
+  if (err.code === 'internal_error' || err.code === 'gateway_shutting_down') return 'internal'
   if (err.code === 'upstream_bad_response') return 'broken'
   // Our credentials refused, or the provider does not know the configured model: config faults
   // of this target that another target does not share.
@@ -229,13 +230,13 @@ function attemptOf(route: Route, outcome: Attempt['outcome'], code: string | nul
   }
 }
 
-// The production sleep: a timer that a client leaving cuts short.
+// The production sleep: a timer that the request's signal (the caller leaving, a shutdown) cuts short.
 export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(CLIENT_CLOSED)
+  if (signal.aborted) return Promise.reject(abortReasonOf(signal))
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       clearTimeout(timer)
-      reject(CLIENT_CLOSED)
+      reject(abortReasonOf(signal))
     }
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', onAbort)

@@ -170,8 +170,9 @@ function clientStream(
       const reason = up.signal.reason instanceof GatewayError ? up.signal.reason : new GatewayError('stream_timeout', `${id}: the stream was stopped`, { cause: up.signal.reason })
       if (reason === CLIENT_CLOSED) return end(undefined, true)
       // No pull under way: the stream waited on the caller to read (the provider is not to blame),
-      // or on a read the keep-alive left running while the caller was not asking for more.
-      const stalled = !up.reading
+      // or on a read the keep-alive left running while the caller was not asking for more; or the
+      // gateway stopped it (a shutdown), which is said as it is.
+      const stalled = !up.reading && reason.code === 'stream_timeout'
       const error = stalled ? new GatewayError(reason.code, `${reason.message} (the caller was not reading)`, { cause: reason, upstreamStatus: reason.upstreamStatus, accepted: reason.accepted }) : reason
       try {
         controller?.enqueue(encoder.encode(errorFrame(error)))

@@ -2,7 +2,7 @@
 import type { ChatRequest } from '../chat-request.ts'
 import { GatewayError } from '../errors.ts'
 import type { ProviderAdapter, ProviderOptions, StreamTranslator, Target, Usage } from '../providers/types.ts'
-import { CLIENT_CLOSED, classifyFailure, readErrorAnswer, sendUpstream, upstreamRequestIdOf, withHeaders } from './call.ts'
+import { abortReasonOf, classifyFailure, readErrorAnswer, sendUpstream, upstreamRequestIdOf, withHeaders } from './call.ts'
 import { SseEventTooLarge, SseParser, type SseEvent } from './sse.ts'
 import { decodeBody, readBodyText } from './bounded-body.ts'
 import { concatBytes } from '../../shared/bytes.ts'
@@ -78,8 +78,8 @@ export async function openUpstreamStream(adapter: ProviderAdapter, target: Targe
     idle = setTimeout(checkIdle, idleMs - waited)
   }
   idle = setTimeout(checkIdle, idleMs)
-  const onClientAbort = () => ac.abort(CLIENT_CLOSED)
-  if (opts.clientSignal.aborted) ac.abort(CLIENT_CLOSED)
+  const onClientAbort = () => ac.abort(abortReasonOf(opts.clientSignal))
+  if (opts.clientSignal.aborted) ac.abort(abortReasonOf(opts.clientSignal))
   opts.clientSignal.addEventListener('abort', onClientAbort, { once: true })
   const close = () => {
     clearTimeout(total)

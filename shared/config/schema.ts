@@ -113,6 +113,10 @@ export const ServerConfig = t.Object(
     // A stream held for its first content (a model thinking) is committed after this long, and
     // SSE comments keep it alive whenever the client got nothing for this long. 0: never.
     stream_keepalive_ms: t.Integer({ minimum: 0, default: 15_000 }),
+    // At SIGTERM, how long requests under way may run to their end; those still running then are
+    // stopped (a 503 or an error frame gateway_shutting_down), each recorded and its budget settled.
+    // Keep it below the orchestrator's kill grace (Kubernetes: 30 s) less about 8 s.
+    shutdown_drain_ms: t.Integer({ minimum: 0, default: 10_000 }),
     log_level: t.Optional(LogLevel),
     // Request metrics on /metrics (off only to measure what they cost).
     metrics: t.Boolean({ default: true }),

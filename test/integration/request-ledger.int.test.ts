@@ -8,7 +8,7 @@ import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts
 const KEY = 'sk-ledger-test'
 const ADMIN = 'ledger-admin'
 
-type Mode = 'ok' | '503' | 'empty' | 'big-steady' | 'slow-think' | 'think-words' | 'think-then-fail' | 'endless' | 'no-usage' | 'cut'
+type Mode = 'ok' | '503' | 'empty' | 'big-steady' | 'slow-think' | 'think-words' | 'think-then-fail' | 'endless' | 'no-usage' | 'cut' | 'slow'
 // What each upstream model does; set by each test.
 const modes = new Map<string, Mode>()
 const calls = new Map<string, number>()
@@ -64,6 +64,9 @@ function paced(req: Request, source: Iterable<string>, gapMs: number, onSent?: (
   )
 }
 
+// Called when a 'slow' non-streaming call reaches the provider.
+let onSlowCall: (() => void) | undefined
+
 const upstream = Bun.serve({
   port: 0,
   hostname: '127.0.0.1',
@@ -73,6 +76,12 @@ const upstream = Bun.serve({
     const mode = modes.get(body.model) ?? 'ok'
     if (mode === '503') return Response.json({ error: { message: 'overloaded', type: 'server_error', code: null } }, { status: 503 })
     if (!body.stream) {
+      // 'slow': an answer 20 s away, unless the gateway hangs up first.
+      if (mode === 'slow') onSlowCall?.()
+      if (mode === 'slow') await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 20_000)
+        req.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true })
+      })
       return Response.json({ id: 'c', object: 'chat.completion', model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'Hello there' }, finish_reason: 'stop' }], usage: { prompt_tokens: 10, completion_tokens: 2, total_tokens: 12 } })
     }
     switch (mode) {
@@ -96,6 +105,9 @@ const upstream = Bun.serve({
         })(), 30)
       case 'no-usage':
         return paced(req, [ROLE, chunk('Hello'), chunk(' there'), STOP, DONE], 5)
+      case 'slow':
+        // A word a second for 30 s.
+        return paced(req, [ROLE, ...repeated(chunk('word '), 30), STOP, usage(30), DONE], 1000)
       case 'cut':
         return paced(req, [ROLE, chunk('Hello'), 'CUT'], 5)
       default:
@@ -374,6 +386,57 @@ describe('every request', () => {
       expect(lines).toHaveLength(1)
       expect(JSON.parse(lines[0]!)).toMatchObject({ usage_estimated: true })
     }
+    modes.clear()
+  }, 30_000)
+
+  it("still running when a shutdown's drain window ends is stopped with a 503 or an error frame, and recorded once", async () => {
+    const solo = await startGateway({
+      config: {
+        server: { log_level: 'info', shutdown_drain_ms: 1000, stream_keepalive_ms: 0, stream_timeout_ms: 60_000 },
+        providers: [{ ...provider('a', 'm'), timeout_ms: 60_000 }],
+        routing: { retries: 0, health_check: { enabled: false } },
+        quotas: [{ quota_id: 'user-day', entity_type: 'user', period: 'day', token_limit: 100_000_000 }],
+        clients: [{ client_id: 'ledger-client', team_id: 't', keys: [{ name: 'k', sha256: hashKey(KEY) }] }],
+      },
+    })
+    modes.set('up-a', 'slow')
+    const call = (stream: boolean, id: string) =>
+      fetch(`${solo.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'x-client-request-id': id },
+        body: JSON.stringify({ model: 'm', stream, messages: [{ role: 'user', content: 'hi' }] }),
+      })
+    // A 30 s stream, committed (its first word read), and a call whose answer is 20 s away.
+    const streamed = await call(true, 'shutdown-stream')
+    const reader = streamed.body!.getReader()
+    let text = new TextDecoder().decode((await reader.read()).value)
+    const reached = new Promise<void>((resolve) => (onSlowCall = resolve))
+    const once = call(false, 'shutdown-once')
+    await reached
+    const started = performance.now()
+    const exited = solo.stop('SIGTERM')
+    const answered = await once
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value)
+    expect(await exited).toBe(0)
+    // Stopped when the 1 s window ended, not run to their 20 and 30 s.
+    expect(performance.now() - started).toBeLessThan(8_000)
+    expect(answered.status).toBe(503)
+    expect(((await answered.json()) as { error: { code: string } }).error.code).toBe('gateway_shutting_down')
+    expect(text).toContain('word')
+    expect(text).toContain('gateway_shutting_down')
+    expect(text).not.toContain('the caller was not reading')
+    const recordsFor = (id: string) => solo.lines.filter((l) => l.includes('"msg":"request"') && l.includes(`"client_request_id":"${id}"`)).map((l) => JSON.parse(l) as Record<string, unknown>)
+    const [rs, ...moreS] = recordsFor('shutdown-stream')
+    const [ro, ...moreO] = recordsFor('shutdown-once')
+    expect(moreS).toHaveLength(0)
+    expect(moreO).toHaveLength(0)
+    // What the stream relayed is what the record bills (estimated: it ended before its usage).
+    expect(rs).toMatchObject({ status: 'error', error_code: 'gateway_shutting_down', client_closed: false, usage_estimated: true })
+    expect(rs!.output_tokens as number).toBeGreaterThan(0)
+    expect(ro).toMatchObject({ status: 'error', error_code: 'gateway_shutting_down', http_status: 503, client_closed: false })
+    expect(solo.lines.some((l) => l.includes('requests stopped at shutdown') && l.includes('"requests":2'))).toBe(true)
+    // Every settle and record was written before the process went.
+    expect(solo.lines.filter((l) => /work lost|records lost|forced exit/.test(l))).toEqual([])
     modes.clear()
   }, 30_000)
 })
