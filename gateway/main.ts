@@ -1,4 +1,5 @@
-// Gateway process: the gateway alone (usage to the Redis stream, or only to the log without Redis).
+// Gateway process: the gateway alone (usage to the Redis stream, or only to the log without Redis); started as its own supervisor when it needs workers or more upstream concurrency than its environment gives (see supervisor.ts).
 import { runGateway } from './server.ts'
+import { launch } from './supervisor.ts'
 
-await runGateway()
+await launch(import.meta.path, () => runGateway())

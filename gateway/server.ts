@@ -3,6 +3,10 @@ import { ConfigError, loadConfig } from '../shared/config/load.ts'
 import { breakerSettingsOf } from '../shared/config/schema.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { PendingWork } from './pending-work.ts'
+import { EXIT_PORT_IN_USE, portInUse, upstreamRequestsOf, UPSTREAM_HEADROOM, watchSupervisor } from './supervisor.ts'
+import { RequestGate } from './request-gate.ts'
+import { defaultRequestCap } from './connection.ts'
+import { readFileSync } from 'node:fs'
 import { LiveRequests } from './live-requests.ts'
 import { GatewayError } from './errors.ts'
 import { createApp } from './app.ts'
@@ -66,7 +70,9 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     process.exit(78)
   }
   // Error lines are cleaned of the keys of the config serving now, reloads included.
-  const log = createLogger(config.logLevel, undefined, (text) => store.current.redactor.text(text))
+  // Several workers log to one stream: each line says which.
+  const worker = process.env.GATEWAY_REUSE_PORT === '1' ? { worker: Number(process.env.GATEWAY_WORKER_ID) } : undefined
+  const log = createLogger(config.logLevel, undefined, (text) => store.current.redactor.text(text), worker)
   for (const [provider, reason] of config.unavailable) log.warn('provider unavailable', { provider, reason })
 
   const redis = config.redisUrl ? connectRedis(config.redisUrl, config.file.quota.redis_timeout_ms) : undefined
@@ -125,7 +131,13 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   let draining = false
   const lag = new EventLoopLag()
   const lagSampler = sampleEventLoopLag(lag)
+  // Every request admitted gets its provider call at once: never more than Bun's fetch runs
+  // concurrently (less room for health checks), whatever a reload sets.
+  const fdCap = defaultRequestCap(() => readFileSync('/proc/self/limits', 'utf8'))
+  const upstreamCap = Math.max(16, upstreamRequestsOf(process.env) - UPSTREAM_HEADROOM)
+  const gate = new RequestGate(() => Math.min(store.current.config.file.server.max_concurrent_requests ?? fdCap, upstreamCap))
   const app = createApp({
+    gate,
     pending,
     live: requests,
     draining: () => draining,
@@ -141,20 +153,29 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
     readiness: () => (persistence ? { quota_store: 'redis', ...persistence.detail() } : { quota_store: 'memory' }),
   })
-  app.listen({
-    port: settings.port,
-    hostname: settings.host,
-    // Our own check answers every 413, in OpenAI's shape with a request id, before reading a body
-    // it refuses (Bun's own 413 is a bare one); the socket is then closed, so nothing larger is read.
-    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    // Sockets with no request in progress; an accepted request lifts it (see connection.ts).
-    idleTimeout: settings.idle_timeout_s,
-    // Never Bun's development error page (source lines, paths) to a caller, whatever NODE_ENV says.
-    development: false,
-  })
+  try {
+    app.listen({
+      port: settings.port,
+      hostname: settings.host,
+      // Our own check answers every 413, in OpenAI's shape with a request id, before reading a body
+      // it refuses (Bun's own 413 is a bare one); the socket is then closed, so nothing larger is read.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      // Sockets with no request in progress; an accepted request lifts it (see connection.ts).
+      idleTimeout: settings.idle_timeout_s,
+      // Never Bun's development error page (source lines, paths) to a caller, whatever NODE_ENV says.
+      development: false,
+      // Only workers share a port (their supervisor checked it was free); alone, a busy port is an error.
+      reusePort: process.env.GATEWAY_REUSE_PORT === '1',
+    })
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EADDRINUSE') throw err
+    process.stderr.write(`${portInUse(settings.host, settings.port)}\n`)
+    process.exit(EXIT_PORT_IN_USE)
+  }
   const server = app.server
   if (!server) throw new Error('server did not start')
-  log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory', tracing: live.tracing.enabled ? 'otlp' : 'off' })
+  log.lifecycle('listening', { port: server.port, host: settings.host, config: live.source, quota_store: redis ? 'redis' : 'memory', tracing: live.tracing.enabled ? 'otlp' : 'off', pid: process.pid, upstream_requests: upstreamRequestsOf(process.env) })
+  watchSupervisor(() => shutdown('supervisor gone'))
 
   // Shutdown: new connections are refused at once; requests under way get shutdown_drain_ms to
   // end on their own; those still running are then stopped through their ledgers (a 503 or an

@@ -51,10 +51,11 @@ function bufferedStdout(): LogWrite {
 
 // `redact` is called for every error text written; the gateway's reads its current config
 // snapshot, so a key added by a reload is cleaned from the next line on.
-export function createLogger(level: LogLevel, write: LogWrite = bufferedStdout(), redact: LogRedact = redactKeyShapes): Logger {
+// base: fields every line carries (a worker's id when several share a port).
+export function createLogger(level: LogLevel, write: LogWrite = bufferedStdout(), redact: LogRedact = redactKeyShapes, base?: LogFields): Logger {
   const min = RANK[level]
   const emit = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void => {
-    write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...(fields && sanitize(fields, redact)) })}\n`)
+    write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...(fields && sanitize(fields, redact)) })}\n`)
   }
   return {
     level,

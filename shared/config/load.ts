@@ -63,9 +63,13 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
   if (env.PORT !== undefined && isObject(withDefaults) && isObject(withDefaults.server)) {
     withDefaults.server.port = /^\d+$/.test(env.PORT) ? Number(env.PORT) : env.PORT
   }
+  if (env.GATEWAY_WORKERS !== undefined && isObject(withDefaults) && isObject(withDefaults.server)) {
+    withDefaults.server.workers = /^\d+$/.test(env.GATEWAY_WORKERS) ? Number(env.GATEWAY_WORKERS) : env.GATEWAY_WORKERS
+  }
   if (!Value.Check(GatewayConfig, withDefaults)) {
     const problems = [...Value.Errors(GatewayConfig, withDefaults)].map(
-      (e) => `${e.path || '/'}: ${e.message}${e.path.endsWith('/port') && env.PORT ? ' (from PORT)' : ''}`,
+      (e) =>
+        `${e.path || '/'}: ${e.message}${e.path.endsWith('/port') && env.PORT ? ' (from PORT)' : ''}${e.path.endsWith('/workers') && env.GATEWAY_WORKERS ? ' (from GATEWAY_WORKERS)' : ''}`,
     )
     throw new ConfigError(source, dedupe(problems))
   }
@@ -84,6 +88,11 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
     } catch (err) {
       problems.push(`REDIS_URL: ${(err as Error).message}`)
     }
+  }
+  // Each worker keeps its own memory: budgets, rate limits and breakers in memory would be per
+  // worker, and several in-process analytics workers would share one data folder.
+  if (file.server.workers > 1 && !env.REDIS_URL) {
+    problems.push(`server.workers: ${file.server.workers} workers need REDIS_URL (budgets, rate limits and breakers must be shared between them, and usage records go through its stream); set REDIS_URL or use 1`)
   }
   if (problems.length > 0) throw new ConfigError(source, problems)
 

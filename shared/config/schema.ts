@@ -117,6 +117,9 @@ export const ServerConfig = t.Object(
     // stopped (a 503 or an error frame gateway_shutting_down), each recorded and its budget settled.
     // Keep it below the orchestrator's kill grace (Kubernetes: 30 s) less about 8 s.
     shutdown_drain_ms: t.Integer({ minimum: 0, default: 10_000 }),
+    // Gateway processes on one port (SO_REUSEPORT), each using a core; GATEWAY_WORKERS overrides.
+    // More than one needs REDIS_URL: budgets, rate limits and breakers must be shared.
+    workers: t.Integer({ minimum: 1, maximum: 256, default: 1 }),
     log_level: t.Optional(LogLevel),
     // Request metrics on /metrics (off only to measure what they cost).
     metrics: t.Boolean({ default: true }),

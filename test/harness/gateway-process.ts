@@ -38,10 +38,14 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
     url: `http://127.0.0.1:${port}`,
     configPath,
     port,
-    pid: proc.pid,
+    // The worker serving (its supervisor's, when there is one, is proc.pid).
+    pid: Number(proc.ready.pid ?? proc.pid),
     lines: proc.lines,
     waitForLog: proc.waitForLog,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      // A crash is the worker's: its supervisor going alone would leave it draining for a moment.
+      const worker = Number(proc.ready.pid)
+      if (signal === 'SIGKILL' && worker && worker !== proc.pid) process.kill(worker, 'SIGKILL')
       const code = await proc.stop(signal)
       rmSync(dir, { recursive: true, force: true })
       return code
