@@ -103,7 +103,9 @@ export async function dispatch<T>(
           attempts.push(attemptOf(route, 'success', null, null, ms))
           firstCalled ??= route.key
           served = true
-          if (!deferVerdict) end('success')
+          // A stream is judged when it ends, but a half-open probe at its first content (now): a
+          // probe that is a 30 s stream must not keep a recovered target refused for 30 s.
+          if (!deferVerdict || pass.probe) end('success')
           return { value, route, fellBack: firstCalled !== route.key, settle: end }
         } catch (e) {
           err = toGatewayError(e)
