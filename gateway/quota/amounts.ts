@@ -56,6 +56,13 @@ export function checkStatusArgs(entity: unknown, lines: unknown, now: unknown): 
   checkLines(lines)
 }
 
+export function checkCountArgs(entity: unknown, line: unknown, amount: unknown, now: unknown): void {
+  checkEntity(entity)
+  checkNow(now)
+  checkLines([line])
+  checkInteger('amount', amount, 1, MAX_AMOUNT)
+}
+
 function checkLines(lines: unknown): void {
   if (!Array.isArray(lines)) fail('lines', 'an array', lines)
   lines.forEach((line: unknown, i) => {

@@ -1,6 +1,6 @@
 // The embedded quota store: the same semantics as quota.lua, in process memory (one gateway instance).
-import { checkReleaseArgs, checkReserveArgs, checkSettleArgs, checkStatusArgs } from './amounts.ts'
-import type { LineStatus, LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
+import { checkCountArgs, checkReleaseArgs, checkReserveArgs, checkSettleArgs, checkStatusArgs } from './amounts.ts'
+import type { CountOutcome, LineStatus, LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
 import { windowAt } from './window.ts'
 
 interface Bucket {
@@ -81,6 +81,17 @@ export class MemoryQuotaStore implements QuotaStore {
     })
   }
 
+  async count(entityId: string, line: QuotaLine, amount: number, now = this.clock()): Promise<CountOutcome> {
+    checkCountArgs(entityId, line, amount, now)
+    const e = this.entity(entityId)
+    // No reservations to sweep: a count is booked as used, and leaves with its bucket.
+    const { bucket, t, freesAt } = this.usage(e, line, now)
+    if (line.token_limit >= 0 && t + amount > line.token_limit) return { ok: false, limit: line.token_limit, used: t, retry_after_ms: freesAt - now }
+    const c = this.bucket(e, line.qid, bucket, true)
+    if (c) c.ut += amount
+    return { ok: true }
+  }
+
   private unreserve(e: Entity, requestId: string, actual: { tokens: number; micro: number } | undefined): boolean {
     const r = e.reservations.get(requestId)
     if (!r) return false
@@ -110,19 +121,23 @@ export class MemoryQuotaStore implements QuotaStore {
     let m = 0
     let rt = 0
     let rm = 0
+    // A sliding window frees when its oldest bucket holding usage leaves it, not merely its oldest.
+    let first = Infinity
     if (buckets) {
       for (const [id, c] of buckets) {
         if (id < w.oldest) {
           buckets.delete(id)
           continue
         }
+        if (id < first) first = id
         t += c.ut + c.rt
         m += c.um + c.rm
         rt += c.rt
         rm += c.rm
       }
     }
-    return { bucket: w.bucket, t, m, rt, rm, freesAt: w.freesAt }
+    const freesAt = line.mode === 'sliding' && first !== Infinity ? w.freesAt + (first - w.oldest) : w.freesAt
+    return { bucket: w.bucket, t, m, rt, rm, freesAt }
   }
 
   private bucket(e: Entity, qid: string, id: number, create: boolean): Bucket | undefined {

@@ -13,6 +13,10 @@
 --          qid, mode (fixed|sliding), period (minute|day|month), token limit, micro limit (-1 = none)
 -- settle:  ARGV[4] actual tokens, ARGV[5] actual micro
 -- status:  per record from ARGV[4] as for reserve; returns used+reserved, reset and reserved alone
+-- count:   ARGV[3] "", ARGV[4] amount, then one record as for reserve: books amount as used now if
+--          it fits the token limit (a provider's requests per minute): no reservation record, no
+--          expiry entry, no sweep, so its cost does not grow with the traffic. Not idempotent: a
+--          count resent after a reconnect counts twice (a request refused early, never one too many).
 -- Every operation on one request_id is idempotent: ioredis may resend a command after a reconnect.
 -- Every argument is checked before the first write (bounds as in amounts.ts): Redis does not roll
 -- back a script that fails half way, and a half-booked settle was later released again by the sweep.
@@ -26,7 +30,7 @@ local MAX_LIMIT = 9007199254740991
 local MAX_TTL_MS = 31 * 86400000
 local MAX_NOW_MS = 8640000000000000
 local MAX_NAME_BYTES = 200
-local OPS = { reserve = true, settle = true, release = true, status = true }
+local OPS = { reserve = true, settle = true, release = true, status = true, count = true }
 local MODES = { fixed = true, sliding = true }
 local PERIODS = { minute = true, day = true, month = true }
 
@@ -69,6 +73,12 @@ local function bad_argument()
   if op == 'status' then
     if ARGV[3] ~= '' then return 'request_id' end
     return bad_lines(4)
+  end
+  if op == 'count' then
+    if ARGV[3] ~= '' then return 'request_id' end
+    if #ARGV ~= 9 then return 'argument count' end
+    if not int_arg(ARGV[4], 1, MAX_AMOUNT) then return 'amount' end
+    return bad_lines(5)
   end
   if not is_name(ARGV[3]) then return 'request_id' end
   if op == 'release' then
@@ -151,9 +161,10 @@ local function window(mode, period)
   local p = period_ms(period)
   local w = p / SLIDING_BUCKETS
   local b = math.floor(now / w) * w
-  -- Conservative: a bucket partly inside the window counts whole, so usage is never under-counted.
-  local oldest = math.floor((now - p) / w) * w + w
-  return b, oldest, oldest + p
+  -- Conservative: the bucket holding the window's start is partly inside it and counts whole, so
+  -- usage is never under-counted (a window is a period plus up to one bucket).
+  local oldest = math.floor((now - p) / w) * w
+  return b, oldest, oldest + w + p
 end
 
 local function split(s)
@@ -202,11 +213,15 @@ local function has_bucket(qid, bucket)
   return false
 end
 
-local function add_bucket(qid, bucket)
-  if has_bucket(qid, bucket) then return end
-  local list = redis.call('HGET', H, qid .. ':list')
-  local id = string.format('%d', bucket)
-  redis.call('HSET', H, qid .. ':list', list and (list .. ',' .. id) or id)
+-- kept: the bucket ids usage() just read (saves reading the list again).
+local function add_bucket(qid, bucket, kept)
+  for _, b in ipairs(kept) do
+    if b == bucket then return end
+  end
+  local ids = {}
+  for i, b in ipairs(kept) do ids[i] = string.format('%d', b) end
+  ids[#ids + 1] = string.format('%d', bucket)
+  redis.call('HSET', H, qid .. ':list', table.concat(ids, ','))
 end
 
 -- Adds to one bucket and to the record's running total alike.
@@ -264,10 +279,16 @@ end
 -- Usage (used + reserved) of one record inside its window.
 local function usage(qid, mode, period)
   local bucket, oldest, frees_at = window(mode, period)
-  prune(qid, oldest)
+  local kept = prune(qid, oldest)
+  -- A sliding window frees when its oldest bucket holding usage leaves it, not merely its oldest.
+  if mode == 'sliding' and #kept > 0 then
+    local first = kept[1]
+    for _, b in ipairs(kept) do if b < first then first = b end end
+    frees_at = frees_at + (first - oldest)
+  end
   local v = redis.call('HMGET', H, qid .. ':tot:ut', qid .. ':tot:um', qid .. ':tot:rt', qid .. ':tot:rm')
   local t, m, rt, rm = tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0'), tonumber(v[4] or '0')
-  return bucket, t + rt, m + rm, frees_at, rt, rm
+  return bucket, t + rt, m + rm, frees_at, rt, rm, kept
 end
 
 if op == 'settle' then
@@ -275,6 +296,15 @@ if op == 'settle' then
 end
 if op == 'release' then
   return unreserve(rid, nil, nil)
+end
+
+if op == 'count' then
+  local amount, qid, limit_t = int_arg(ARGV[4], 1, MAX_AMOUNT), ARGV[5], int_arg(ARGV[8], -1, MAX_LIMIT)
+  local bucket, t, _, frees_at, _, _, kept = usage(qid, ARGV[6], ARGV[7])
+  if limit_t >= 0 and t + amount > limit_t then return { 0, limit_t, t, frees_at - now } end
+  add_bucket(qid, bucket, kept)
+  bump(qid, bucket, 'ut', amount)
+  return { 1 }
 end
 
 sweep()
@@ -293,18 +323,20 @@ end
 if redis.call('HEXISTS', R, rid) == 1 then return { 1, 'already-reserved' } end
 local ttl, est_t, est_m = int_arg(ARGV[4], 1, MAX_TTL_MS), int_arg(ARGV[5], 0, MAX_AMOUNT), int_arg(ARGV[6], 0, MAX_AMOUNT)
 local buckets = {}
+local kept_of = {}
 local remaining = {}
 for i = 7, #ARGV, 5 do
   local qid, mode, period = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local limit_t, limit_m = int_arg(ARGV[i + 3], -1, MAX_LIMIT), int_arg(ARGV[i + 4], -1, MAX_LIMIT)
-  local bucket, t, m, frees_at = usage(qid, mode, period)
+  local bucket, t, m, frees_at, _, _, kept = usage(qid, mode, period)
+  kept_of[qid] = kept
   if limit_t >= 0 and t + est_t > limit_t then return { 0, qid, 'tokens', limit_t, t, frees_at - now } end
   if limit_m >= 0 and m + est_m > limit_m then return { 0, qid, 'cost', limit_m, m, frees_at - now } end
   buckets[qid] = bucket
   remaining[#remaining + 1] = { qid, limit_t >= 0 and limit_t - t - est_t or -1, limit_m >= 0 and limit_m - m - est_m or -1, frees_at - now }
 end
 for qid, b in pairs(buckets) do
-  add_bucket(qid, b)
+  add_bucket(qid, b, kept_of[qid])
   bump(qid, b, 'rt', est_t)
   bump(qid, b, 'rm', est_m)
 end

@@ -5,10 +5,7 @@ import { picoToMicroCeil } from '../../shared/money.ts'
 import type { Caller } from '../config-store.ts'
 import { GatewayError } from '../errors.ts'
 import type { Estimate } from './estimate.ts'
-import type { QuotaLine, QuotaStore, ReserveOutcome } from './types.ts'
-
-// A sliding minute plus one bucket: an admission stops counting exactly when it leaves the window.
-const RPM_WINDOW_MS = 61_000
+import type { CountOutcome, QuotaLine, QuotaStore, ReserveOutcome } from './types.ts'
 
 export interface EntityPlan {
   entity: string
@@ -134,15 +131,17 @@ export class QuotaService {
     }
   }
 
-  // A provider's rate_limit_rpm as a sliding minute of admitted requests. Returns undefined when
-  // admitted, else ms until a slot frees. Each admission is a reservation left to expire when it
-  // leaves the window, so it costs one store call and no settlement.
-  async admitProvider(provider: ProviderConfig, requestId: string): Promise<number | undefined> {
+  // A provider's rate_limit_rpm as a sliding minute of admitted requests, counted in the window's
+  // buckets (a second each): one store call per admission, no record of it, no settlement, so its
+  // cost stays flat under sustained load. Returns undefined when admitted, else ms until a slot
+  // frees. The bucket of the oldest second counts whole, so the window is a minute plus up to a
+  // second: never more requests than the limit in any minute.
+  async admitProvider(provider: ProviderConfig): Promise<number | undefined> {
     if (provider.rate_limit_rpm === undefined) return undefined
     const line: QuotaLine = { qid: 'rpm', mode: 'sliding', period: 'minute', token_limit: provider.rate_limit_rpm, micro_limit: -1 }
-    let r: ReserveOutcome
+    let r: CountOutcome
     try {
-      r = await this.store.reserve(`provider:${provider.provider_id}`, [line], { requestId, ttlMs: RPM_WINDOW_MS, tokens: 1, micro: 0 })
+      r = await this.store.count(`provider:${provider.provider_id}`, line, 1)
     } catch (err) {
       if (this.settings.fail_open) return undefined
       throw new GatewayError('dependency_unavailable', 'The quota store is unavailable; the request was not sent.', { cause: err })

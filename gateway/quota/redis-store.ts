@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs'
 import type Redis from 'ioredis'
 import type { Cluster } from 'ioredis'
-import { checkReleaseArgs, checkReserveArgs, checkSettleArgs, checkStatusArgs } from './amounts.ts'
-import type { LineStatus, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
+import { checkCountArgs, checkReleaseArgs, checkReserveArgs, checkSettleArgs, checkStatusArgs } from './amounts.ts'
+import type { CountOutcome, LineStatus, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
 
 const SCRIPT = readFileSync(new URL('./quota.lua', import.meta.url), 'utf8')
 
@@ -52,6 +52,14 @@ export class RedisQuotaStore implements QuotaStore {
     checkStatusArgs(entity, lines, now)
     const reply = (await this.run(...quotaKeys(entity), 'status', clock(now), '', ...lineArgs(lines))) as Array<[string, number, number, number, number, number]>
     return reply.map(([qid, tokens, micro, reset, rt, rm]) => ({ qid, tokens, micro, reset_ms: reset, reserved_tokens: rt, reserved_micro: rm }))
+  }
+
+  async count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome> {
+    checkCountArgs(entity, line, amount, now)
+    const reply = (await this.run(...quotaKeys(entity), 'count', clock(now), '', amount, ...lineArgs([line]))) as [number, number?, number?, number?]
+    if (reply[0] === 1) return { ok: true }
+    const [, limit, used, retry] = reply as [number, number, number, number]
+    return { ok: false, limit, used, retry_after_ms: retry }
   }
 }
 

@@ -75,6 +75,12 @@ const BAD_ROWS: BadRow[] = [
   { op: 'status', argument: 'entity', values: BAD_ENTITIES, call: (s, _, v) => s.status(v as string, LINES, LATER) },
   { op: 'status', argument: 'now', values: BAD_NOWS, call: (s, e, v) => s.status(e, LINES, v as number) },
   ...lineRows('status', (s, e, lines) => s.status(e, lines, LATER)),
+  { op: 'count', argument: 'entity', values: BAD_ENTITIES, call: (s, _, v) => s.count(v as string, Q, 1, LATER) },
+  { op: 'count', argument: 'now', values: BAD_NOWS, call: (s, e, v) => s.count(e, Q, 1, v as number) },
+  { op: 'count', argument: 'amount', values: [0, ...BAD_AMOUNTS], call: (s, e, v) => s.count(e, Q, v as number, LATER) },
+  ...(Object.keys(BAD_LINE_FIELDS) as Array<keyof QuotaLine>).map(
+    (f): BadRow => ({ op: 'count', argument: `lines[0].${f}`, values: BAD_LINE_FIELDS[f], call: (s, e, v) => s.count(e, { ...Q, [f]: v } as QuotaLine, 1, LATER) }),
+  ),
 ]
 
 // Undefined when the call was refused with a RangeError naming the argument, else what happened.
@@ -192,6 +198,39 @@ export function describeQuotaStore(name: string, make: () => Promise<{ store: Qu
       expect(await store.reserve(e, q, input('r2', 50), T0 + 50_000)).toMatchObject({ ok: false, used: 60 })
       // A little over a minute (one bucket) later the 60 no longer count.
       expect((await store.reserve(e, q, input('r3', 50), T0 + MIN + 1000)).ok).toBe(true)
+    })
+
+    it('never lets sliding usage go before a whole period has passed, wherever in its bucket it fell', async () => {
+      const { store, entity } = await make()
+      const e = entity()
+      const q = [tokens('s', 100, 'sliding')]
+      // Booked late in its second (T0 is on a whole second): 59.6 s later it is inside the minute.
+      await store.reserve(e, q, input('r1', 60), T0 + 900)
+      await store.settle(e, 'r1', 60, 0, T0 + 900)
+      expect(await store.reserve(e, q, input('r2', 50), T0 + 60_500)).toMatchObject({ ok: false, used: 60 })
+      // The same for a sliding day, whose buckets are 24 minutes: 23 h 40 min later it still counts.
+      const d = [tokens('d', 100, 'sliding', 'day')]
+      await store.reserve(e, d, input('d1', 60), T0 + 20 * MIN)
+      await store.settle(e, 'd1', 60, 0, T0 + 20 * MIN)
+      expect(await store.reserve(e, d, input('d2', 50), T0 + 24 * 60 * MIN)).toMatchObject({ ok: false, used: 60 })
+      // And it says when it frees: once the window's start passed the end of its bucket.
+      const [line] = await store.status(e, d, T0 + 24 * 60 * MIN)
+      expect(T0 + 24 * 60 * MIN + line!.reset_ms).toBeGreaterThan(T0 + 20 * MIN + 24 * 60 * MIN)
+    })
+
+    it('counts against a line without a record per count: refused past the limit, then freed with its bucket', async () => {
+      const { store, entity } = await make()
+      const e = entity()
+      const rpm = tokens('rpm', 3, 'sliding')
+      for (let i = 0; i < 3; i++) expect(await store.count(e, rpm, 1, T0 + i * 100)).toEqual({ ok: true })
+      const refused = await store.count(e, rpm, 1, T0 + 20_000)
+      expect(refused).toMatchObject({ ok: false, limit: 3, used: 3 })
+      // The oldest count's bucket (T0's second) leaves the window after a minute and a second.
+      expect(refused.ok === false && T0 + 20_000 + refused.retry_after_ms).toBe(T0 + MIN + 1000)
+      expect((await store.count(e, rpm, 1, T0 + MIN + 999)).ok).toBe(false)
+      expect(await store.count(e, rpm, 1, T0 + MIN + 1000)).toEqual({ ok: true })
+      // A count is usage: status shows it, nothing of it reserved.
+      expect((await store.status(e, [rpm], T0 + MIN + 1000))[0]).toMatchObject({ tokens: 1, reserved_tokens: 0 })
     })
 
     it('stops counting a reservation whose gateway never settled once it expires', async () => {

@@ -31,6 +31,10 @@ export type ReserveOutcome =
   | { ok: true; remaining: LineUsage[] }
   | { ok: false; qid: string; kind: 'tokens' | 'cost'; limit: number; used: number; retry_after_ms: number }
 
+// A count against one line, booked as used at once (nothing to settle): a provider's requests per
+// minute. Refused when it would pass the line's token limit.
+export type CountOutcome = { ok: true } | { ok: false; limit: number; used: number; retry_after_ms: number }
+
 export interface ReserveInput {
   requestId: string
   ttlMs: number
@@ -45,4 +49,6 @@ export interface QuotaStore {
   settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean>
   release(entity: string, requestId: string, now?: number): Promise<boolean>
   status(entity: string, lines: QuotaLine[], now?: number): Promise<LineStatus[]>
+  // O(1) in the traffic: no record per count, only the window's bucket counters.
+  count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome>
 }

@@ -31,7 +31,9 @@ export function windowAt(mode: QuotaMode, period: QuotaPeriod, now: number): Win
   }
   const p = periodMs(period)
   const w = p / SLIDING_BUCKETS
-  // Conservative: a bucket partly inside the window counts whole, so usage is never under-counted.
-  const oldest = Math.floor((now - p) / w) * w + w
-  return { bucket: Math.floor(now / w) * w, oldest, freesAt: oldest + p }
+  // Conservative: the bucket holding the window's start is partly inside it and counts whole, so
+  // usage is never under-counted (a window is a period plus up to one bucket). It stops counting
+  // once the window's start has passed its end.
+  const oldest = Math.floor((now - p) / w) * w
+  return { bucket: Math.floor(now / w) * w, oldest, freesAt: oldest + w + p }
 }

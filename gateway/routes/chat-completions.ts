@@ -199,9 +199,9 @@ function callPlan(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, de
       ...deps.routing,
       // One admission per upstream call: retries count against the provider's limit too, and a call
       // after one that may have been billed must first be paid for.
-      admit: async (route, n) => {
+      admit: async (route) => {
         await budget.topUp()
-        return deps.quota.admitProvider(route.target.provider, `${ctx.requestId}:${n}`)
+        return deps.quota.admitProvider(route.target.provider)
       },
     },
     attempt: (route, call) => {
