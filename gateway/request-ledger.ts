@@ -202,6 +202,11 @@ export class RequestLedger {
           this.headers['x-gateway-model'] = route.target.upstreamModel
         }
         if (this.attempts.length > 0) this.headers['x-gateway-attempts'] = String(sentAttempts(this.attempts))
+        // Stopped by a shutdown while a call ran: as for a caller that left, the provider may finish
+        // and bill it, so the record carries the estimate (the budget books it already, the call
+        // being one that may have been billed).
+        const last = this.attempts.findLast((a) => a.outcome !== 'skipped')
+        if (route && ending.error.code === 'gateway_shutting_down' && last?.error_code === 'gateway_shutting_down') return this.#estimate(route, { abandoned: true }, false)
         return this.#write()
       }
       case 'abandoned': {

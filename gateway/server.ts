@@ -1,7 +1,7 @@
 // Runs the gateway: load config, listen; health checks, latency sharing and config reload in the background; usage to the stream; drain on SIGTERM.
 import { ConfigError, loadConfig } from '../shared/config/load.ts'
 import { breakerSettingsOf } from '../shared/config/schema.ts'
-import { createLogger, type Logger } from '../shared/log.ts'
+import { createLogger, flushLogs, type Logger } from '../shared/log.ts'
 import { PendingWork } from './pending-work.ts'
 import { EXIT_PORT_IN_USE, portInUse, upstreamRequestsOf, UPSTREAM_HEADROOM, watchSupervisor } from './supervisor.ts'
 import { RequestGate } from './request-gate.ts'
@@ -32,6 +32,7 @@ import { ProcessMetrics } from '../shared/process-metrics.ts'
 // records and settles in hand get to be written.
 const STOPPED_ANSWER_MS = 2_000
 const RECORDS_MS = 5_000
+const LOG_FLUSH_MS = 3_000
 const REDIS_STARTUP_WAIT_MS = 5_000
 
 function waitReady(redis: RedisClient, ms: number): Promise<void> {
@@ -191,15 +192,16 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     health.stop()
     share?.stop()
     lagSampler.stop()
+    let cut = 0
     const force = setTimeout(() => {
-      log.error('forced exit: shutdown did not finish in time', { requests: requests.size, settles: pending.count('settle'), records: pending.count('record') })
-      process.exit(1)
-    }, drainMs + STOPPED_ANSWER_MS + RECORDS_MS + 1_000)
+      log.error('forced exit: shutdown did not finish in time', { requests_stopped: cut, settles: pending.count('settle'), records: pending.count('record') })
+      void settledWithin(flushLogs(), 500).then(() => process.exit(1))
+    }, drainMs + STOPPED_ANSWER_MS + RECORDS_MS + LOG_FLUSH_MS + 1_000)
     void (async () => {
       // stop(false) resolves once every request under way has ended.
       const served = server.stop(false)
       if (!(await settledWithin(served, drainMs))) {
-        const cut = requests.stopAll(new GatewayError('gateway_shutting_down', 'The gateway is shutting down and stopped this request before it ended; retry it.', { retryAfterSeconds: 1 }))
+        cut = requests.stopAll(new GatewayError('gateway_shutting_down', 'The gateway is shutting down and stopped this request before it ended; retry it.', { retryAfterSeconds: 1 }))
         log.warn('requests stopped at shutdown', { requests: cut, drain_ms: drainMs })
         // Their answers and error frames go out; a caller that does not read them is cut off.
         if (!(await settledWithin(served, STOPPED_ANSWER_MS))) await server.stop(true)
@@ -214,7 +216,10 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
       await tracing?.shutdown().catch(() => undefined)
     })()
       .catch((err: unknown) => log.error('shutdown failed', { err }))
-      .finally(() => {
+      .finally(async () => {
+        // Records are log lines too (the only ones without Redis): stdout must take them all, a
+        // pipe to a slow reader included, before the process goes.
+        await settledWithin(flushLogs(), LOG_FLUSH_MS)
         clearTimeout(force)
         process.exit(0)
       })

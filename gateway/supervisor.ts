@@ -22,6 +22,8 @@ const RESTART_MIN_MS = 500
 const RESTART_MAX_MS = 30_000
 // A worker that ran this long is healthy again: its next restart waits the minimum.
 const HEALTHY_AFTER_MS = 60_000
+// How long the workers' last lines get to be written out once they all exited.
+const FORWARD_AT_EXIT_MS = 5_000
 
 export interface LaunchPlan {
   workers: number
@@ -88,7 +90,11 @@ function supervise(entry: string, plan: LaunchPlan, port: number, log: Logger): 
   const forwarding = new Set<Promise<void>>()
   let stopping = false
   let exitCode = 0
-  const exit = () => void Promise.all([...forwarding]).then(() => process.exit(exitCode))
+  // Bounded: a reader that never takes them must not keep the process.
+  const exit = () => {
+    setTimeout(() => process.exit(exitCode), FORWARD_AT_EXIT_MS).unref()
+    void Promise.all([...forwarding]).then(() => process.exit(exitCode))
+  }
   const env = (id: number) => ({
     ...process.env,
     GATEWAY_WORKER_ID: String(id),
@@ -153,10 +159,15 @@ async function forwardLines(from: ReadableStream<Uint8Array>): Promise<void> {
   for await (const chunk of from) {
     const bytes = held ? concatBytes([held, chunk]) : chunk
     const end = bytes.lastIndexOf(0x0a) + 1
-    if (end > 0) process.stdout.write(bytes.subarray(0, end))
+    if (end > 0) await written(bytes.subarray(0, end))
     held = end < bytes.length ? bytes.slice(end) : undefined
   }
-  if (held) process.stdout.write(held)
+  if (held) await written(held)
+}
+
+// Resolves once stdout took the bytes (a write still queued on a pipe is lost at exit).
+function written(bytes: Uint8Array): Promise<void> {
+  return new Promise((resolve) => process.stdout.write(bytes, () => resolve()))
 }
 
 // A worker whose supervisor is gone (killed outright) drains and exits instead of living on.

@@ -27,27 +27,42 @@ const KEY_SHAPES = new Redactor([])
 const redactKeyShapes: LogRedact = (text) => KEY_SHAPES.text(text)
 
 // Lines written in one turn of the event loop go out in one write: under load that is one
-// syscall per batch instead of one per request.
+// syscall per batch instead of one per request. One buffer for every logger of the process, so
+// their lines keep their order.
+let pending = ''
+let scheduled = false
+// Resolves once the last write was taken by the OS: on a pipe, a write still queued when the
+// process exits is lost (a usage record, when records are log lines).
+let written: Promise<void> = Promise.resolve()
+
+function flushPending(): void {
+  scheduled = false
+  if (!pending) return
+  const out = pending
+  pending = ''
+  written = new Promise((resolve) => process.stdout.write(out, () => resolve()))
+}
+
 function bufferedStdout(): LogWrite {
-  let pending = ''
-  let scheduled = false
-  const flush = () => {
-    scheduled = false
-    const out = pending
-    pending = ''
-    process.stdout.write(out)
-  }
-  process.on('exit', () => {
-    if (pending) process.stdout.write(pending)
-  })
   return (line) => {
     pending += line
     if (!scheduled) {
       scheduled = true
-      setImmediate(flush)
+      setImmediate(flushPending)
     }
   }
 }
+
+// Writes what the loggers hold and resolves once stdout took all of it: await it before
+// process.exit.
+export function flushLogs(): Promise<void> {
+  flushPending()
+  return written
+}
+
+process.on('exit', () => {
+  if (pending) process.stdout.write(pending)
+})
 
 // `redact` is called for every error text written; the gateway's reads its current config
 // snapshot, so a key added by a reload is cleaned from the next line on.

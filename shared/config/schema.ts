@@ -115,8 +115,8 @@ export const ServerConfig = t.Object(
     stream_keepalive_ms: t.Integer({ minimum: 0, default: 15_000 }),
     // At SIGTERM, how long requests under way may run to their end; those still running then are
     // stopped (a 503 or an error frame gateway_shutting_down), each recorded and its budget settled.
-    // Keep it below the orchestrator's kill grace (Kubernetes: 30 s) less about 8 s.
-    shutdown_drain_ms: t.Integer({ minimum: 0, default: 10_000 }),
+    // Keep it at least 12 s below the orchestrator's kill grace (Kubernetes: 30 s, so 18 s at most).
+    shutdown_drain_ms: t.Integer({ minimum: 0, maximum: 3_600_000, default: 10_000 }),
     // Gateway processes on one port (SO_REUSEPORT), each using a core; GATEWAY_WORKERS overrides.
     // More than one needs REDIS_URL: budgets, rate limits and breakers must be shared.
     workers: t.Integer({ minimum: 1, maximum: 256, default: 1 }),

@@ -1,9 +1,13 @@
 // The request ledger's invariants through the real gateway: every request ends in exactly one record, at the serving target's price, with one settle or release; a slow reader is never the provider's fault; a held stream is kept alive.
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { connect } from 'node:net'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import OpenAI from 'openai'
 import { hashKey } from '../../gateway/auth.ts'
 import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts'
+import { jsonLine, LineLog } from '../harness/line-log.ts'
 
 const KEY = 'sk-ledger-test'
 const ADMIN = 'ledger-admin'
@@ -433,10 +437,46 @@ describe('every request', () => {
     // What the stream relayed is what the record bills (estimated: it ended before its usage).
     expect(rs).toMatchObject({ status: 'error', error_code: 'gateway_shutting_down', client_closed: false, usage_estimated: true })
     expect(rs!.output_tokens as number).toBeGreaterThan(0)
-    expect(ro).toMatchObject({ status: 'error', error_code: 'gateway_shutting_down', http_status: 503, client_closed: false })
+    // Stopped while its call ran: the provider may still bill it, so the record carries the estimate.
+    expect(ro).toMatchObject({ status: 'error', error_code: 'gateway_shutting_down', http_status: 503, client_closed: false, usage_estimated: true })
+    expect(ro!.input_tokens as number).toBeGreaterThan(0)
     expect(solo.lines.some((l) => l.includes('requests stopped at shutdown') && l.includes('"requests":2'))).toBe(true)
     // Every settle and record was written before the process went.
     expect(solo.lines.filter((l) => /work lost|records lost|forced exit/.test(l))).toEqual([])
+    modes.clear()
+  }, 30_000)
+
+  it('is recorded before the process exits when many end at once at shutdown and its stdout is a pipe (records are log lines)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-pipe-'))
+    const configPath = join(dir, 'gateway.json')
+    writeFileSync(
+      configPath,
+      JSON.stringify({ server: { log_level: 'info', host: '127.0.0.1', port: 0, shutdown_drain_ms: 0 }, providers: [{ ...provider('a', 'm'), timeout_ms: 60_000 }], routing: { retries: 0, health_check: { enabled: false } }, clients: [{ client_id: 'ledger-client', team_id: 't', keys: [{ name: 'k', sha256: hashKey(KEY) }] }] }),
+    )
+    // As in a container whose logs are collected: stdout a pipe into another process (tee, which
+    // also shows this test the start). The fetch concurrency is given, so the gateway is that very
+    // process (no supervisor between).
+    const out = join(dir, 'out.log')
+    const proc = Bun.spawn(['bash', '-c', `exec "$0" gateway/main.ts | tee ${out}`, process.execPath], { env: { PATH: process.env.PATH ?? '', GATEWAY_CONFIG: configPath, BUN_CONFIG_MAX_HTTP_REQUESTS: '65535' }, stdout: 'pipe', stderr: 'inherit' })
+    const log = new LineLog(proc.stdout)
+    const listening = JSON.parse(await log.waitFor(jsonLine((l) => l.msg === 'listening'))) as { pid: number; port: number }
+    const { pid, port } = listening
+    const lines = () => readFileSync(out, 'utf8').split('\n')
+    modes.set('up-a', 'slow')
+    // 200 calls in flight, each 20 s from its answer; a shutdown with no drain window stops them all
+    // at once: 200 records written in the last moments of the process.
+    let reached = 0
+    const all = new Promise<void>((resolve) => (onSlowCall = () => ++reached === 200 && resolve()))
+    const calls = Array.from({ length: 200 }, () =>
+      fetch(`http://127.0.0.1:${port}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }) }).then((r) => r.status),
+    )
+    await all
+    process.kill(pid, 'SIGTERM')
+    expect(new Set(await Promise.all(calls))).toEqual(new Set([503]))
+    expect(await proc.exited).toBe(0)
+    const recorded = lines().filter((l) => l.includes('"msg":"request"'))
+    rmSync(dir, { recursive: true, force: true })
+    expect(recorded).toHaveLength(200)
     modes.clear()
   }, 30_000)
 })
