@@ -187,7 +187,8 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     stopping = true
     draining = true
     const drainMs = store.current.config.file.server.shutdown_drain_ms
-    log.lifecycle('draining', { signal, pending_requests: server.pendingRequests, drain_ms: drainMs })
+    const unreadyMs = store.current.config.file.server.shutdown_unready_ms
+    log.lifecycle('draining', { signal, pending_requests: server.pendingRequests, unready_ms: unreadyMs, drain_ms: drainMs })
     reloader.stop()
     health.stop()
     share?.stop()
@@ -196,8 +197,11 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     const force = setTimeout(() => {
       log.error('forced exit: shutdown did not finish in time', { requests_stopped: cut, settles: pending.count('settle'), records: pending.count('record') })
       void settledWithin(flushLogs(), 500).then(() => process.exit(1))
-    }, drainMs + STOPPED_ANSWER_MS + RECORDS_MS + LOG_FLUSH_MS + 1_000)
+    }, unreadyMs + drainMs + STOPPED_ANSWER_MS + RECORDS_MS + LOG_FLUSH_MS + 1_000)
     void (async () => {
+      // Readiness fails first (draining was set above), while the listener still takes
+      // connections: a load balancer that polls /readyz stops sending before it closes.
+      if (unreadyMs > 0) await Bun.sleep(unreadyMs)
       // stop(false) resolves once every request under way has ended.
       const served = server.stop(false)
       if (!(await settledWithin(served, drainMs))) {

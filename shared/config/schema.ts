@@ -117,6 +117,9 @@ export const ServerConfig = t.Object(
     // stopped (a 503 or an error frame gateway_shutting_down), each recorded and its budget settled.
     // Keep it at least 12 s below the orchestrator's kill grace (Kubernetes: 30 s, so 18 s at most).
     shutdown_drain_ms: t.Integer({ minimum: 0, maximum: 3_600_000, default: 10_000 }),
+    // At SIGTERM, how long /readyz answers 503 while requests are still taken, before the listener
+    // closes: set it to your load balancer's readiness period when it polls (0: close at once).
+    shutdown_unready_ms: t.Integer({ minimum: 0, maximum: 600_000, default: 0 }),
     // Gateway processes on one port (SO_REUSEPORT), each using a core; GATEWAY_WORKERS overrides.
     // More than one needs REDIS_URL: budgets, rate limits and breakers must be shared.
     workers: t.Integer({ minimum: 1, maximum: 256, default: 1 }),

@@ -479,4 +479,28 @@ describe('every request', () => {
     expect(recorded).toHaveLength(200)
     modes.clear()
   }, 30_000)
+
+  it('at a shutdown, fails readiness first while it still serves, for shutdown_unready_ms', async () => {
+    const solo = await startGateway({
+      config: {
+        server: { log_level: 'info', shutdown_unready_ms: 3000 },
+        providers: [provider('a', 'm')],
+        routing: { retries: 0, health_check: { enabled: false } },
+        clients: [{ client_id: 'ledger-client', team_id: 't', keys: [{ name: 'k', sha256: hashKey(KEY) }] }],
+      },
+    })
+    modes.set('up-a', 'ok')
+    expect((await fetch(`${solo.url}/readyz`)).status).toBe(200)
+    const exited = solo.stop('SIGTERM')
+    await solo.waitForLog((l) => l.msg === 'draining')
+    // New connections, during the window: not ready, yet served and recorded.
+    const ready = await fetch(`${solo.url}/readyz`, { headers: { connection: 'close' } })
+    expect(ready.status).toBe(503)
+    expect(((await ready.json()) as { status: string }).status).toBe('draining')
+    const res = await fetch(`${solo.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, connection: 'close' }, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }) })
+    expect(res.status).toBe(200)
+    expect(await exited).toBe(0)
+    expect(solo.lines.filter((l) => l.includes('"msg":"request"') && l.includes(res.headers.get('x-request-id')!))).toHaveLength(1)
+    modes.clear()
+  }, 30_000)
 })
