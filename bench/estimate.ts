@@ -10,7 +10,7 @@ import { estimatePairs } from '../test/harness/estimate-fixtures.ts'
 import { pngDataUrl } from '../test/harness/images.ts'
 import { testRoute } from '../test/harness/targets.ts'
 
-const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250 }
+const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250, lease_requests: 64, lease_max_age_ms: 1000 }
 // Each timed case runs for about this long, at most MAX_CALLS calls.
 const CASE_MS = 400
 const MAX_CALLS = 20_000

@@ -24,6 +24,7 @@ import { RequestGate } from './request-gate.ts'
 import { Gauge } from './metrics/registry.ts'
 import { PendingWork } from './pending-work.ts'
 import { LiveRequests } from './live-requests.ts'
+import type { LeaseStats } from './quota/leased-store.ts'
 import { ProcessMetrics } from '../shared/process-metrics.ts'
 
 export interface AppDeps {
@@ -52,6 +53,8 @@ export interface AppDeps {
   live?: LiveRequests
   // True once the process is shutting down (/readyz answers 503 draining).
   draining?: () => boolean
+  // Budget leases on Redis (for /metrics); absent when budgets are not leased.
+  leases?: () => LeaseStats
   // Process figures for /metrics (memory, descriptors, sockets; event-loop lag when the process
   // samples it); absent: the same without the lag.
   runtime?: ProcessMetrics
@@ -66,6 +69,13 @@ export function createApp(deps: AppDeps) {
   const pending = deps.pending ?? new PendingWork()
   metrics.registry.register(new Gauge('gateway_pending_settles', 'Budget settles and releases requests left running after their response (shutdown waits for them).', () => pending.count('settle')))
   metrics.registry.register(new Gauge('gateway_pending_records', 'Usage records requests left to finish after their response (a stream without usage being counted; shutdown waits for them).', () => pending.count('record')))
+  const leases = deps.leases
+  if (leases) {
+    metrics.registry.register(new Gauge('gateway_quota_leases_total', 'Budget leases taken in Redis, each a block of many requests (only grows).', () => leases().leases))
+    metrics.registry.register(new Gauge('gateway_quota_reservations_leased_total', 'Budget reservations served from a lease, in memory (only grows).', () => leases().local))
+    metrics.registry.register(new Gauge('gateway_quota_reservations_direct_total', 'Budget reservations made in Redis one by one, near a limit (only grows).', () => leases().direct))
+    metrics.registry.register(new Gauge('gateway_quota_lease_bookings_failed_total', 'Lease bookings Redis refused or failed; such a lease is booked whole when it expires (only grows).', () => leases().bookingsFailed + leases().bookingsMissed))
+  }
   const runtime = deps.runtime ?? new ProcessMetrics()
   const live = deps.live ?? new LiveRequests()
   const chatDeps = {

@@ -20,6 +20,7 @@ import { QuotaService } from './quota/quota.ts'
 import { loadEncoding, type Encoding } from './providers/tokenize.ts'
 import type { Snapshot } from './config-store.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
+import { LeasedQuotaStore } from './quota/leased-store.ts'
 import { createRoutingState } from './routing/state.ts'
 import { startHealthMonitor } from './routing/health-monitor.ts'
 import { startLatencyShare } from './routing/latency-share.ts'
@@ -83,7 +84,10 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   // Give Redis a moment before taking traffic, so the first requests do not fail closed; a Redis
   // that stays down does not stop the gateway starting (readyz says so, requests get 503).
   if (redis) await waitReady(redis, REDIS_STARTUP_WAIT_MS)
-  const quotaStore = redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore()
+  // On Redis, budgets are leased in blocks per process (see leased-store.ts) unless turned off.
+  const { lease_requests: leaseRequests, lease_max_age_ms: leaseMaxAgeMs } = config.file.quota
+  const leased = redis && leaseRequests > 0 ? new LeasedQuotaStore(new RedisQuotaStore(redis), { requests: leaseRequests, maxAgeMs: leaseMaxAgeMs }) : undefined
+  const quotaStore = leased ?? (redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore())
   const routing = createRoutingState(breakerSettingsOf(config.file), {
     retryBudget: config.file.routing.retry_budget,
     onTransition: (t) => log.warn('circuit breaker', { target: t.key, from: t.from, to: t.to }),
@@ -150,6 +154,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     usageStats: streamSink ? () => ({ ...streamSink.stats, buffered: streamSink.buffered }) : undefined,
     quota: new QuotaService(quotaStore, () => store.current.config.file.quota, log),
     quotaStore,
+    leases: leased ? () => leased.stats : undefined,
     routing,
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
     readiness: () => (persistence ? { quota_store: 'redis', ...persistence.detail() } : { quota_store: 'memory' }),
@@ -215,6 +220,8 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
       const deadline = Date.now() + RECORDS_MS
       const left = () => Math.max(100, deadline - Date.now())
       if (!(await pending.drain(left()))) log.error('work lost at shutdown: settles or records did not finish in time', { settles: pending.count('settle'), records: pending.count('record') })
+      // Every request has settled: the leases book what their requests used.
+      if (leased && !(await settledWithin(leased.close(), left()))) log.error('budget leases not booked at shutdown: Redis did not answer in time; they are booked whole when they expire')
       if (streamSink && !(await streamSink.drain(left()))) log.error('usage records lost at shutdown: Redis did not take them in time', { lost: streamSink.buffered })
       await local?.stop(left())
       await tracing?.shutdown().catch(() => undefined)

@@ -8,7 +8,7 @@ import type { ProviderKind } from '../../shared/config/schema.ts'
 import { estimateRequest, RequestCounter, withOutputCap } from './estimate.ts'
 import { countTextTokens } from '../providers/tokenize.ts'
 
-const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250 }
+const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000, default_max_output_tokens: 4096, redis_timeout_ms: 250, lease_requests: 64, lease_max_age_ms: 1000 }
 
 const route = (kind: ProviderKind, upstreamModel: string, maxOutput?: number) => testRoute(kind, upstreamModel, maxOutput ? { max_output_tokens: maxOutput } : {})
 const chat = (extra: Record<string, unknown> = {}): ChatRequest => ({ model: 'm', messages: [{ role: 'user', content: 'Hello there' }], ...extra })

@@ -110,8 +110,10 @@ export class MemoryQuotaStore implements QuotaStore {
     return true
   }
 
+  // An expired lease (a process's block of many requests' budget, held by a process that died) is
+  // booked whole as used, as quota.lua does: the usage it served was never reported.
   private sweep(e: Entity, now: number): void {
-    for (const [id, r] of e.reservations) if (r.expiresAt <= now) this.unreserve(e, id, undefined)
+    for (const [id, r] of e.reservations) if (r.expiresAt <= now) this.unreserve(e, id, id.startsWith('lease:') ? { tokens: r.tokens, micro: r.micro } : undefined)
   }
 
   private usage(e: Entity, line: QuotaLine, now: number) {

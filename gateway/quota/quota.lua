@@ -17,6 +17,9 @@
 --          it fits the token limit (a provider's requests per minute): no reservation record, no
 --          expiry entry, no sweep, so its cost does not grow with the traffic. Not idempotent: a
 --          count resent after a reconnect counts twice (a request refused early, never one too many).
+-- A request_id starting "lease:" is a gateway process's lease of many requests' budget: if it
+-- expires still held (the process died), it is booked whole as used, not released, since the
+-- usage of the requests it served was never reported and may have been billed.
 -- Every operation on one request_id is idempotent: ioredis may resend a command after a reconnect.
 -- Every argument is checked before the first write (bounds as in amounts.ts): Redis does not roll
 -- back a script that fails half way, and a half-booked settle was later released again by the sweep.
@@ -239,12 +242,14 @@ end
 
 -- Takes a reservation back out of the counters; with actual usage, books that as used. Every
 -- change is worked out before the first write, so it applies whole or not at all.
-local function unreserve(id, actual_t, actual_m)
+-- book_whole: books the reservation's own amounts as used (an expired lease).
+local function unreserve(id, actual_t, actual_m, book_whole)
   local raw = redis.call('HGET', R, id)
   if not raw then return 0 end
   local ok, res = pcall(cjson.decode, raw)
   local changes = {}
   local whole = ok and type(res) == 'table' and is_stored_int(res.e) and is_stored_int(res.m) and type(res.b) == 'table'
+  if whole and book_whole then actual_t, actual_m = res.e, res.m end
   if whole then
     for qid, b in pairs(res.b) do
       if type(qid) ~= 'string' or not is_stored_int(b) then
@@ -273,7 +278,7 @@ end
 -- Reservations of gateways that died before settling stop counting once they expire.
 local function sweep()
   local expired = redis.call('ZRANGEBYSCORE', Z, '-inf', now)
-  for _, id in ipairs(expired) do unreserve(id, nil, nil) end
+  for _, id in ipairs(expired) do unreserve(id, nil, nil, string.sub(id, 1, 6) == 'lease:') end
 end
 
 -- Usage (used + reserved) of one record inside its window.

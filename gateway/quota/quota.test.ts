@@ -8,7 +8,7 @@ import { MemoryQuotaStore } from './memory-store.ts'
 import { QuotaService, type EntityPlan } from './quota.ts'
 
 const TTL_MS = 1_000
-const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: TTL_MS, default_max_output_tokens: 4096, redis_timeout_ms: 250 }
+const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: TTL_MS, default_max_output_tokens: 4096, redis_timeout_ms: 250, lease_requests: 64, lease_max_age_ms: 1000 }
 const line = { qid: 'q', mode: 'fixed', period: 'day', token_limit: 1_000_000, micro_limit: -1 } as const
 const plan: EntityPlan[] = [
   { entity: 'user:u1', lines: [line] },

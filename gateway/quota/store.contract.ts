@@ -233,6 +233,15 @@ export function describeQuotaStore(name: string, make: () => Promise<{ store: Qu
       expect((await store.status(e, [rpm], T0 + MIN + 1000))[0]).toMatchObject({ tokens: 1, reserved_tokens: 0 })
     })
 
+    it("books a lease whose process never settled it whole once it expires, instead of releasing it", async () => {
+      const { store, entity } = await make()
+      const e = entity()
+      const q = [tokens('q', 100, 'fixed', 'day')]
+      await store.reserve(e, q, { requestId: 'lease:dead-instance:1', ttlMs: 2000, tokens: 60, micro: 0 }, T0)
+      expect((await store.status(e, q, T0 + 2000))[0]).toMatchObject({ tokens: 60, reserved_tokens: 0 })
+      expect(await store.settle(e, 'lease:dead-instance:1', 10, 0, T0 + 2001)).toBe(false)
+    })
+
     it('stops counting a reservation whose gateway never settled once it expires', async () => {
       const { store, entity } = await make()
       const e = entity()

@@ -159,6 +159,11 @@ export const QuotaSettings = t.Object(
     default_max_output_tokens: t.Integer({ minimum: 1, default: 4096 }),
     // Deadline for each Redis call on the request path.
     redis_timeout_ms: t.Integer({ minimum: 1, default: 250 }),
+    // On Redis, each process leases blocks of a budget for this many requests' estimates and
+    // serves reservations from them in memory (0: every request reserves in Redis itself); a lease
+    // takes no new requests after lease_max_age_ms and is then booked. Read at start.
+    lease_requests: t.Integer({ minimum: 0, maximum: 10_000, default: 64 }),
+    lease_max_age_ms: t.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
   },
   { ...strict, default: {} },
 )

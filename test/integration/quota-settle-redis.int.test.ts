@@ -9,7 +9,7 @@ import { startRedis, type RedisServer } from '../harness/redis.ts'
 
 // The shortest TTL the config allows; Redis keeps its own time, so the test waits it out.
 const TTL_MS = 1_000
-const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: TTL_MS, default_max_output_tokens: 4096, redis_timeout_ms: 2000 }
+const settings: QuotaSettings = { fail_open: false, reservation_ttl_ms: TTL_MS, default_max_output_tokens: 4096, redis_timeout_ms: 2000, lease_requests: 64, lease_max_age_ms: 1000 }
 const line = { qid: 'q', mode: 'fixed', period: 'day', token_limit: 1_000_000, micro_limit: -1 } as const
 const est = { tokens: 100, micro: 0 }
 

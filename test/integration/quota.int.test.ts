@@ -23,7 +23,7 @@ let redisUrl: string
 let emulator: Emulator
 let perRequest: number
 
-function config(overrides: { tokenLimit: number; failOpen?: boolean }) {
+function config(overrides: { tokenLimit: number; failOpen?: boolean; leaseRequests?: number }) {
   return {
     server: { log_level: 'debug' },
     providers: [{ provider_id: 'emu', name: 'emu', kind: 'openai-compatible', base_url: emulator.baseUrl, models: [{ name: 'q-model', cost_per_1k_input_tokens: 0.001, cost_per_1k_output_tokens: 0.002 }] }],
@@ -33,7 +33,7 @@ function config(overrides: { tokenLimit: number; failOpen?: boolean }) {
       { quota_id: 'team-month-usd', entity_type: 'team', entity_id: 'quota-team', period: 'month', cost_limit_usd: 1000 },
       { quota_id: 'global-minute', entity_type: 'global', period: 'minute', window: 'sliding', token_limit: 10_000_000 },
     ],
-    quota: { fail_open: overrides.failOpen ?? false },
+    quota: { fail_open: overrides.failOpen ?? false, ...(overrides.leaseRequests === undefined ? {} : { lease_requests: overrides.leaseRequests }) },
   }
 }
 
@@ -136,6 +136,9 @@ describe('budgets on Redis', () => {
       expect(refused[0]?.headers.get('x-ratelimit-limit-tokens')).toBe(String(FITS * perRequest))
       const actual = await Promise.all(ok.map(async (r) => ((await r.json()) as { usage: { total_tokens: number } }).usage.total_tokens))
       await Promise.all(ok.map((r) => gw.waitForLog((l) => l.msg === 'quota booked' && l.request_id === r.headers.get('x-request-id'))))
+      // Budgets are leased in blocks per process: a lease is booked in Redis once it is done, and
+      // at the latest when the process stops.
+      expect(await gw.stop()).toBe(0)
       expect(await usedTokens('user:quota-client')).toBe(actual.reduce((a, b) => a + b, 0))
       expect(await usedTokens('user:quota-client')).toBeLessThanOrEqual(FITS * perRequest)
     } finally {
@@ -183,7 +186,8 @@ describe('budgets on Redis', () => {
 
   it('fails closed while Redis is down (nothing forwarded), and recovers when it returns', async () => {
     await flush()
-    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000 }), env: { REDIS_URL: redisUrl } })
+    // Every request reserving in Redis itself: no lease to serve from while it is down (next test).
+    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000, leaseRequests: 0 }), env: { REDIS_URL: redisUrl } })
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 })
     try {
       expect((await client.chat.completions.create(ask)).choices.length).toBe(1)
@@ -209,8 +213,35 @@ describe('budgets on Redis', () => {
     }
   })
 
+  it('serves from the budget it leased while Redis is down, no more, then fails closed', async () => {
+    await flush()
+    const gw = await startGateway({ config: { ...config({ tokenLimit: 1_000_000 }), quota: { lease_requests: 8, lease_max_age_ms: 60_000 } }, env: { REDIS_URL: redisUrl } })
+    try {
+      // One request takes a lease of 8 requests' budget per entity (user, team, global).
+      expect((await chat(gw)).status).toBe(200)
+      const down = await redis.stopTemporarily()
+      try {
+        // Ten at once, each held in flight: the lease has room for seven more estimates (its first
+        // request used a few tokens of it); the others would need a new lease, from Redis.
+        emulator.setBehavior('*', { reply: 'One, two, three.', latency_ms: 400 })
+        const before = emulator.stats.requests
+        const statuses = (await Promise.all(Array.from({ length: 10 }, () => chat(gw)))).map((r) => r.status).sort()
+        expect(statuses).toEqual([...Array(7).fill(200), 503, 503, 503])
+        expect(emulator.stats.requests - before).toBe(7)
+      } finally {
+        emulator.setBehavior('*', { reply: 'One, two, three.' })
+        const mark = gw.lines.length
+        await down.resume()
+        await waitForNewLog(gw, mark, 'redis ready')
+      }
+      expect((await chat(gw)).status).toBe(200)
+    } finally {
+      await gw.stop()
+    }
+  })
+
   it('serves unmetered while Redis is down when configured to fail open', async () => {
-    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000, failOpen: true }), env: { REDIS_URL: redisUrl } })
+    const gw = await startGateway({ config: config({ tokenLimit: 1_000_000, failOpen: true, leaseRequests: 0 }), env: { REDIS_URL: redisUrl } })
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 })
     try {
       const down = await redis.stopTemporarily()

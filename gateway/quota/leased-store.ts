@@ -1,0 +1,307 @@
+// Budgets on Redis at nearly the cost of memory: the process leases a block of an entity's budget (one reservation in the shared store, for many requests' estimates), serves reservations from it in memory, and books what they used in one settle when the lease is done. Near the limit, or when a lease is refused, each request reserves in the shared store itself, exactly as without leases.
+//
+// Why nothing can be overspent: a lease is an ordinary reservation, admitted by the shared store
+// against every instance's usage and reservations; a process draws from it no more than it holds;
+// a request books at most what it drew. What a lease costs instead: its unused part is held from
+// other instances until it is done (a false 429 at worst), and a process that dies holding one
+// leaves it to expire, when the store books it whole (usage it never reported may have been billed).
+import { randomUUID } from 'node:crypto'
+import { checkReleaseArgs, checkReserveArgs, checkSettleArgs, MAX_AMOUNT } from './amounts.ts'
+import type { CountOutcome, LineStatus, LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
+
+export interface LeaseSettings {
+  // A lease holds this many requests' estimates (the first request's, times this).
+  requests: number
+  // A lease takes no new draws after this long, and is booked once its draws have ended.
+  maxAgeMs: number
+}
+
+// A lease takes at most this share of the headroom the store last reported, so instances leave
+// each other room and leases shrink as the limit nears.
+const HEADROOM_SHARE = 0.25
+// A bound on one reservation's turns at leases (each turn is progress: a draw, a lease taken or
+// refused); past it, the request reserves in the store directly.
+const MAX_TURNS = 64
+// The prefix the stores know: a lease still held when it expires is booked whole, not released.
+export const LEASE_PREFIX = 'lease:'
+
+interface Amount {
+  tokens: number
+  micro: number
+}
+
+interface Lease {
+  id: string
+  entity: string
+  lines: QuotaLine[]
+  key: string
+  size: Amount
+  // Estimates of the draws still open, and what settled draws used.
+  drawn: Amount
+  used: Amount
+  open: number
+  retired: boolean
+  createdAt: number
+  // What the store had left right after the lease was taken.
+  remaining: LineUsage[]
+  booked?: Promise<void>
+}
+
+interface Draw {
+  // Undefined: a reservation of the request's own in the store.
+  lease: Lease | undefined
+  tokens: number
+  micro: number
+  expiresAt: number
+}
+
+export interface LeaseStats {
+  leases: number
+  // Reservations served from a lease, and made in the store directly (near a limit).
+  local: number
+  direct: number
+  // Lease bookings the store refused (the lease had expired) or that failed (the store was down):
+  // the lease is then booked whole when it expires.
+  bookingsMissed: number
+  bookingsFailed: number
+}
+
+export class LeasedQuotaStore implements QuotaStore {
+  readonly stats: LeaseStats = { leases: 0, local: 0, direct: 0, bookingsMissed: 0, bookingsFailed: 0 }
+  readonly #active = new Map<string, Lease>()
+  // Leases taken and not yet booked: for status(), and for close() to await.
+  readonly #held = new Set<Lease>()
+  readonly #acquiring = new Map<string, Promise<void>>()
+  readonly #draws = new Map<string, Draw>()
+  // The headroom the store last reported, per entity and lines: the next lease's ceiling.
+  readonly #headroom = new Map<string, Amount>()
+  readonly #instance = randomUUID().slice(0, 12)
+  #seq = 0
+  readonly #timer: ReturnType<typeof setInterval>
+
+  constructor(
+    private readonly backing: QuotaStore,
+    private readonly settings: LeaseSettings,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.#timer = setInterval(() => this.tick(), Math.max(50, Math.floor(settings.maxAgeMs / 2)))
+    this.#timer.unref?.()
+  }
+
+  async reserve(entity: string, lines: QuotaLine[], input: ReserveInput, now?: number): Promise<ReserveOutcome> {
+    checkReserveArgs(entity, lines, input, now)
+    const dk = drawKey(entity, input.requestId)
+    // Idempotent by request id, as the stores are.
+    if (this.#draws.has(dk)) return { ok: true, remaining: [] }
+    const t = now ?? this.clock()
+    const key = leaseKey(entity, lines)
+    // Each turn draws, or waits for a lease being taken, or takes one: a request that lost the race
+    // for a lease's last room tries the next lease, not the store directly (where the leases
+    // of its own process would hold the room it needs).
+    for (let turn = 0; turn < MAX_TURNS; turn++) {
+      const lease = this.#active.get(key)
+      if (lease) {
+        if (t - lease.createdAt < this.settings.maxAgeMs && fits(lease, input)) return this.#draw(lease, dk, input, t)
+        this.#retire(lease)
+      }
+      const pending = this.#acquiring.get(key)
+      if (pending) {
+        await pending
+        continue
+      }
+      const size = this.#sizeFor(key, input)
+      if (!size) break
+      const acquiring = this.#acquire(key, entity, lines, size, input.ttlMs, now)
+      this.#acquiring.set(
+        key,
+        acquiring.then(
+          () => undefined,
+          () => undefined,
+        ),
+      )
+      try {
+        if (!(await acquiring)) break
+      } finally {
+        this.#acquiring.delete(key)
+      }
+    }
+    // Near the limit, or the lease refused: the request's own reservation, as without leases.
+    const r = await this.backing.reserve(entity, lines, input, now)
+    this.#learn(key, r)
+    if (r.ok) {
+      this.#draws.set(dk, { lease: undefined, tokens: input.tokens, micro: input.micro, expiresAt: t + input.ttlMs })
+      this.stats.direct++
+    }
+    return r
+  }
+
+  async settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean> {
+    checkSettleArgs(entity, requestId, tokens, micro, now)
+    const dk = drawKey(entity, requestId)
+    const d = this.#draws.get(dk)
+    if (!d) return false
+    this.#draws.delete(dk)
+    if (!d.lease) return this.backing.settle(entity, requestId, tokens, micro, now)
+    await this.#undraw(d, { tokens: Math.min(tokens, d.tokens), micro: Math.min(micro, d.micro) })
+    return true
+  }
+
+  async release(entity: string, requestId: string, now?: number): Promise<boolean> {
+    checkReleaseArgs(entity, requestId, now)
+    const dk = drawKey(entity, requestId)
+    const d = this.#draws.get(dk)
+    if (!d) return false
+    this.#draws.delete(dk)
+    if (!d.lease) return this.backing.release(entity, requestId, now)
+    await this.#undraw(d, undefined)
+    return true
+  }
+
+  // The store's figures, with this process's leases counted as what was drawn and used from them
+  // (the store sees each whole, as reserved).
+  async status(entity: string, lines: QuotaLine[], now?: number): Promise<LineStatus[]> {
+    const rows = await this.backing.status(entity, lines, now)
+    for (const lease of this.#held) {
+      if (lease.entity !== entity || lease.booked) continue
+      const idle = { tokens: lease.size.tokens - lease.drawn.tokens - lease.used.tokens, micro: lease.size.micro - lease.drawn.micro - lease.used.micro }
+      for (const row of rows) {
+        if (!lease.lines.some((l) => l.qid === row.qid)) continue
+        row.tokens -= idle.tokens
+        row.micro -= idle.micro
+        row.reserved_tokens -= lease.size.tokens - lease.drawn.tokens
+        row.reserved_micro -= lease.size.micro - lease.drawn.micro
+      }
+    }
+    return rows
+  }
+
+  count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome> {
+    return this.backing.count(entity, line, amount, now)
+  }
+
+  // Retires leases past their age and lets draws past their reservation's ttl go (the store would
+  // have stopped counting them); books leases whose draws have all ended.
+  tick(now = this.clock()): void {
+    for (const lease of [...this.#active.values()]) if (now - lease.createdAt >= this.settings.maxAgeMs) this.#retire(lease)
+    for (const [dk, d] of this.#draws) {
+      if (d.expiresAt > now) continue
+      this.#draws.delete(dk)
+      if (d.lease) void this.#undraw(d, undefined)
+    }
+  }
+
+  // Books every lease (after the last requests settled): for shutdown.
+  async close(): Promise<void> {
+    clearInterval(this.#timer)
+    for (const lease of [...this.#active.values()]) this.#retire(lease)
+    await Promise.all([...this.#held].map((l) => l.booked))
+  }
+
+  #draw(lease: Lease, dk: string, input: ReserveInput, t: number): ReserveOutcome {
+    lease.drawn.tokens += input.tokens
+    lease.drawn.micro += input.micro
+    lease.open++
+    this.#draws.set(dk, { lease, tokens: input.tokens, micro: input.micro, expiresAt: t + input.ttlMs })
+    this.stats.local++
+    // What the store has left, plus what this lease still has after this draw.
+    const idleTokens = lease.size.tokens - lease.drawn.tokens - lease.used.tokens
+    const idleMicro = lease.size.micro - lease.drawn.micro - lease.used.micro
+    return {
+      ok: true,
+      remaining: lease.remaining.map((r) => ({ ...r, tokens: r.tokens < 0 ? -1 : r.tokens + idleTokens, micro: r.micro < 0 ? -1 : r.micro + idleMicro })),
+    }
+  }
+
+  #undraw(d: Draw, used: Amount | undefined): Promise<void> {
+    const lease = d.lease!
+    lease.drawn.tokens -= d.tokens
+    lease.drawn.micro -= d.micro
+    lease.open--
+    if (used) {
+      lease.used.tokens += used.tokens
+      lease.used.micro += used.micro
+    }
+    return lease.retired && lease.open === 0 ? this.#book(lease) : Promise.resolve()
+  }
+
+  // A lease's size: the requests it is for, within its share of the headroom last seen; none when
+  // that is not worth a lease (room for two requests or less): then each request reserves itself.
+  #sizeFor(key: string, input: ReserveInput): Amount | undefined {
+    const room = this.#headroom.get(key)
+    const share = (left: number | undefined) => (left === undefined || left < 0 ? Infinity : Math.floor(left * HEADROOM_SHARE))
+    // Whole requests of this size, so that requests alike leave no room stranded in a lease.
+    const per = input.tokens > 0 && input.micro > 0 ? Math.min(Math.floor(share(room?.tokens) / input.tokens), Math.floor(share(room?.micro) / input.micro)) : input.tokens > 0 ? Math.floor(share(room?.tokens) / input.tokens) : input.micro > 0 ? Math.floor(share(room?.micro) / input.micro) : 0
+    const requests = Math.min(this.settings.requests, per, Math.floor(MAX_AMOUNT / Math.max(1, input.tokens, input.micro)))
+    if (requests < 2) return undefined
+    return { tokens: input.tokens * requests, micro: input.micro * requests }
+  }
+
+  async #acquire(key: string, entity: string, lines: QuotaLine[], size: Amount, ttlMs: number, now: number | undefined): Promise<boolean> {
+    const id = `${LEASE_PREFIX}${this.#instance}:${++this.#seq}`
+    // Held until its last draw ends: a request's ttl after its last draw at most.
+    const r = await this.backing.reserve(entity, lines, { requestId: id, ttlMs: ttlMs + this.settings.maxAgeMs, tokens: size.tokens, micro: size.micro }, now)
+    this.#learn(key, r)
+    if (!r.ok) return false
+    const lease: Lease = { id, entity, lines, key, size, drawn: { tokens: 0, micro: 0 }, used: { tokens: 0, micro: 0 }, open: 0, retired: false, createdAt: now ?? this.clock(), remaining: r.remaining }
+    this.#active.set(key, lease)
+    this.#held.add(lease)
+    this.stats.leases++
+    return true
+  }
+
+  #retire(lease: Lease): void {
+    if (lease.retired) return
+    lease.retired = true
+    if (this.#active.get(lease.key) === lease) this.#active.delete(lease.key)
+    if (lease.open === 0) void this.#book(lease)
+  }
+
+  // Books what the lease's draws used (or releases it, none used): one settle for all of them.
+  #book(lease: Lease): Promise<void> {
+    lease.booked ??= (lease.used.tokens > 0 || lease.used.micro > 0 ? this.backing.settle(lease.entity, lease.id, lease.used.tokens, lease.used.micro) : this.backing.release(lease.entity, lease.id))
+      .then(
+        (found) => {
+          if (!found) this.stats.bookingsMissed++
+        },
+        () => {
+          this.stats.bookingsFailed++
+        },
+      )
+      .finally(() => this.#held.delete(lease))
+    return lease.booked
+  }
+
+  // The headroom the store reports: the next lease is sized by it.
+  #learn(key: string, r: ReserveOutcome): void {
+    if (r.ok) {
+      if (r.remaining.length > 0) this.#headroom.set(key, headroomOf(r.remaining))
+      return
+    }
+    const left = Math.max(0, r.limit - r.used)
+    const known = this.#headroom.get(key) ?? { tokens: -1, micro: -1 }
+    this.#headroom.set(key, r.kind === 'tokens' ? { ...known, tokens: left } : { ...known, micro: left })
+  }
+}
+
+function fits(lease: Lease, input: ReserveInput): boolean {
+  return lease.drawn.tokens + lease.used.tokens + input.tokens <= lease.size.tokens && lease.drawn.micro + lease.used.micro + input.micro <= lease.size.micro
+}
+
+// The least left on any line, per unit; -1 where no line limits it.
+function headroomOf(remaining: LineUsage[]): Amount {
+  let tokens = -1
+  let micro = -1
+  for (const r of remaining) {
+    if (r.tokens >= 0) tokens = tokens < 0 ? r.tokens : Math.min(tokens, r.tokens)
+    if (r.micro >= 0) micro = micro < 0 ? r.micro : Math.min(micro, r.micro)
+  }
+  return { tokens, micro }
+}
+
+function drawKey(entity: string, requestId: string): string {
+  return `${entity}\u0000${requestId}`
+}
+
+function leaseKey(entity: string, lines: QuotaLine[]): string {
+  return `${entity}\u0000${JSON.stringify(lines)}`
+}
