@@ -61,7 +61,13 @@ export const BENCH_QUOTAS = [
   { quota_id: 'global-minute', entity_type: 'global', period: 'minute', window: 'sliding', token_limit: 1_000_000_000_000 },
 ] as const
 
+// The same gateway on Redis without budgets: usage records go to the Redis stream, as with budgets.
+export function startRedisGateway(upstreamBaseUrl: string, redisUrl: string): Promise<GatewayProcess> {
+  return startGateway({ config: testConfig({ upstreamBaseUrl }), env: { REDIS_URL: redisUrl } })
+}
+
 // The headline gateway's config plus BENCH_QUOTAS, metered on the redis-server at `redisUrl`.
+
 export function startQuotaGateway(upstreamBaseUrl: string, redisUrl: string): Promise<GatewayProcess> {
   return startGateway({ config: { ...testConfig({ upstreamBaseUrl }), quotas: BENCH_QUOTAS }, env: { REDIS_URL: redisUrl } })
 }

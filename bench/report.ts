@@ -133,7 +133,7 @@ function renderChecks(checks: readonly TargetCheck[]): string {
   const rows: Row[] = [['target', 'budget', 'measured', 'verdict']]
   for (const c of checks) {
     const digits = c.unit === 'µs' ? 1 : 3
-    rows.push([c.name, `≤ ${c.budget} ${c.unit}`, `${c.unit === 'µs' ? fmt(c.measured, digits) : fmtSigned(c.measured)} ${c.unit}`, c.verdict])
+    rows.push([c.name, `${c.atLeast ? '≥' : '≤'} ${c.budget} ${c.unit}`, `${c.unit === 'ms' ? fmtSigned(c.measured) : fmt(c.measured, c.unit === '×' ? 2 : digits)} ${c.unit}`, c.verdict])
   }
   return renderRows(rows)
 }

@@ -6,10 +6,10 @@ import { TEST_KEYS } from '../test/harness/gateway-process.ts'
 import { startRedis, type RedisServer } from '../test/harness/redis.ts'
 import { readClockTicksPerSecond, waitForQuietCpu } from './cpu.ts'
 import { measureAlternating, measureIdleCpu, measureThroughput, warmUp, type BenchContext, type PhaseResult, type Subject } from './phases.ts'
-import { BENCH_QUOTAS, setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, startObservedGateway, startQuotaGateway, type EmulatorProcess } from './processes.ts'
+import { BENCH_QUOTAS, setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, startObservedGateway, startQuotaGateway, startRedisGateway, type EmulatorProcess } from './processes.ts'
 import { readQuotaLedger, type EntityLedger } from './quota-ledger.ts'
 import { renderReport } from './report.ts'
-import { BARE_PROXY, checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY, GATEWAY_NO_METRICS, GATEWAY_QUOTA, GATEWAY_TRACED } from './verdict.ts'
+import { BARE_PROXY, checkBudgetTargets, checkDesignTargets, checkSeedBudget, computeHeadline, countErrors, DIRECT, GATEWAY, GATEWAY_NO_METRICS, GATEWAY_QUOTA, GATEWAY_REDIS, GATEWAY_TRACED } from './verdict.ts'
 
 interface Settings {
   requests: number
@@ -25,6 +25,7 @@ const LABELS: Record<string, string> = {
   [DIRECT]: 'direct',
   [BARE_PROXY]: 'bare proxy',
   [GATEWAY]: 'gateway (info log)',
+  [GATEWAY_REDIS]: 'gateway + Redis, no budgets',
   [GATEWAY_QUOTA]: 'gateway + Redis quotas',
   [GATEWAY_NO_METRICS]: 'gateway, metrics off',
   [GATEWAY_TRACED]: 'gateway + OTLP tracing',
@@ -113,6 +114,8 @@ async function main(): Promise<number> {
     const redis = await redisStarting
     const quotaGateway = await startQuotaGateway(emulator.baseUrl, redis.url)
     proxies.push(quotaGateway)
+    const redisGateway = await startRedisGateway(emulator.baseUrl, redis.url)
+    proxies.push(redisGateway)
     // A stand-in OTLP collector in this process: takes the spans and counts them.
     let exportedBytes = 0
     collector = Bun.serve({
@@ -136,12 +139,13 @@ async function main(): Promise<number> {
       { target: { name: DIRECT, url: upstreamUrl, model: UPSTREAM_MODEL, headers: json }, proxy: undefined },
       { target: { name: BARE_PROXY, url: `${bare.url}/v1/chat/completions`, model: UPSTREAM_MODEL, headers: json }, proxy: bare },
       { target: { name: GATEWAY, url: `${gateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: gateway },
+      { target: { name: GATEWAY_REDIS, url: `${redisGateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: redisGateway, redisPid: redis.pid },
       { target: { name: GATEWAY_QUOTA, url: `${quotaGateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: quotaGateway, redisPid: redis.pid },
       { target: { name: GATEWAY_NO_METRICS, url: `${noMetrics.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: noMetrics },
       { target: { name: GATEWAY_TRACED, url: `${traced.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: traced },
     ]
     const ctx: BenchContext = { subjects, emulatorPid: emulator.pid, ticksPerSecond }
-    for (const p of [gateway, quotaGateway, noMetrics, traced]) {
+    for (const p of [gateway, redisGateway, quotaGateway, noMetrics, traced]) {
       if (!(await waitForQuietCpu(p.pid, QUIET))) say(`pid ${p.pid} still busy ${QUIET.timeoutMs} ms after start; measuring anyway`)
     }
     say(`idle CPU baseline, ${IDLE_SECONDS} s`)
@@ -161,14 +165,14 @@ async function main(): Promise<number> {
     const tracingCost = computeHeadline(phases, GATEWAY_TRACED, GATEWAY)
     if (exportedBytes === 0) throw new Error('the traced gateway exported no spans: the tracing figures would measure nothing')
     const redisCpuC1 = phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === GATEWAY_QUOTA)?.redis_cpu_us_per_request ?? null
-    const checks = checkDesignTargets(headline, overFloor)
+    const checks = [...checkDesignTargets(headline, overFloor), ...checkBudgetTargets(phases)]
     const seed = checkSeedBudget(headline)
     const errors = countErrors(phases)
     const logLines = (target: string) => phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === target)?.proxy_log_lines_per_request?.toFixed(2) ?? '-'
     const notes = [
       `gateway (info log) wrote ${logLines(GATEWAY)} stdout lines per request (consumed by the bench), the usage record among them; gateway + Redis quotas ${logLines(GATEWAY_QUOTA)}`,
       'bare proxy: bench/bare-proxy.ts, a Bun.serve fetch proxy in its own process, forwarding the direct body unchanged (no auth, routing, parsing or logging)',
-      'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); gateway: no budgets; gateway + Redis quotas: the same plus budgets user-day (tokens), team-month-usd (cost) and global-minute (tokens, sliding), limits far above what the run spends, on a redis-server the bench started (REDIS_URL)',
+      'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); gateway: no budgets; gateway + Redis, no budgets: the same with REDIS_URL (usage records also to the Redis stream); gateway + Redis quotas: that plus budgets user-day (tokens), team-month-usd (cost) and global-minute (tokens, sliding), limits far above what the run spends, on a redis-server the bench started (REDIS_URL)',
       'quota − gateway = the quota gateway percentile minus the plain gateway percentile, and its CPU likewise; redis-server CPU is priced per request of the quota target only (the other targets do not touch it)',
       describeLedger(ledger),
       `observability: "gateway (info log)" has request metrics on and tracing off; "metrics off" sets server.metrics: false; "+ OTLP tracing" exports every request's spans (7 per request) over OTLP/HTTP in batches to a stand-in collector in the bench process (${(exportedBytes / 1e6).toFixed(1)} MB received)`,

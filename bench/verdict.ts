@@ -6,6 +6,9 @@ export const BARE_PROXY = 'bare-proxy'
 export const GATEWAY = 'gateway'
 // The same gateway with budgets metered on Redis: informational, never part of the verdict.
 export const GATEWAY_QUOTA = 'gateway-quota'
+// The same gateway with REDIS_URL (usage records to the Redis stream) and no budgets: the baseline
+// budgets on Redis are judged against.
+export const GATEWAY_REDIS = 'gateway-redis'
 // The same gateway without request metrics, and with tracing exported over OTLP: what observability costs.
 export const GATEWAY_NO_METRICS = 'gateway-no-metrics'
 export const GATEWAY_TRACED = 'gateway-traced'
@@ -34,6 +37,8 @@ export interface TargetCheck {
   measured: number
   unit: string
   verdict: 'PASS' | 'MISS'
+  // The budget is a floor, not a ceiling.
+  atLeast?: boolean
 }
 
 export interface SeedCheck {
@@ -137,4 +142,28 @@ export function diff(a: number | undefined, b: number | undefined): number {
 
 export function ratio(a: number | undefined, b: number | undefined): number {
   return a === undefined || b === undefined || b === 0 ? Number.NaN : a / b
+}
+
+// Budgets on Redis against the same gateway on Redis without budgets, per throughput level: total
+// CPU (gateway + redis-server) per request at most 1.5×, and at c=64 at least 75 % of its throughput.
+export function checkBudgetTargets(phases: readonly PhaseResult[]): TargetCheck[] {
+  const checks: TargetCheck[] = []
+  for (const p of phases) {
+    if (p.phase.startsWith('latency') || p.stream) continue
+    const q = p.targets.find((t) => t.target === GATEWAY_QUOTA)
+    const r = p.targets.find((t) => t.target === GATEWAY_REDIS)
+    if (!q || !r) continue
+    const total = (t: TargetFigures) => (t.proxy_cpu_us_per_request ?? Number.NaN) + (t.redis_cpu_us_per_request ?? 0)
+    const cpuRatio = total(q) / total(r)
+    checks.push({ name: `budgets on Redis, total CPU per request over the same gateway without budgets, c=${p.concurrency}`, budget: 1.5, measured: round2(cpuRatio), unit: '×', verdict: cpuRatio <= 1.5 ? 'PASS' : 'MISS' })
+    if (p.concurrency === 64) {
+      const share = (q.throughput_rps ?? 0) / (r.throughput_rps ?? Number.NaN)
+      checks.push({ name: 'budgets on Redis, throughput at c=64 over the same gateway without budgets', budget: 0.75, measured: round2(share), unit: '×', verdict: share >= 0.75 ? 'PASS' : 'MISS', atLeast: true })
+    }
+  }
+  return checks
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100
 }
