@@ -26,7 +26,7 @@ export class RequestBudget {
   #bookWhole: Route | undefined
   #worst = { tokens: 0, micro: 0 }
   readonly #counter = new RequestCounter()
-  readonly #plan: EntityPlan[]
+  readonly #plan: readonly EntityPlan[]
   #settled = false
 
   constructor(

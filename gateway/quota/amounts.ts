@@ -63,7 +63,12 @@ export function checkCountArgs(entity: unknown, line: unknown, amount: unknown, 
   checkInteger('amount', amount, 1, MAX_AMOUNT)
 }
 
+// Line lists already found valid, and frozen then: the gateway passes the same ones, built once
+// per config and caller, with every request.
+const validLines = new WeakSet<object>()
+
 function checkLines(lines: unknown): void {
+  if (typeof lines === 'object' && lines !== null && validLines.has(lines)) return
   if (!Array.isArray(lines)) fail('lines', 'an array', lines)
   lines.forEach((line: unknown, i) => {
     const at = `lines[${i}]`
@@ -75,6 +80,8 @@ function checkLines(lines: unknown): void {
     checkInteger(`${at}.token_limit`, token_limit, NO_LIMIT, MAX_LIMIT)
     checkInteger(`${at}.micro_limit`, micro_limit, NO_LIMIT, MAX_LIMIT)
   })
+  // Only a frozen list (and frozen lines) cannot change after the check.
+  if (Object.isFrozen(lines) && lines.every((l) => Object.isFrozen(l))) validLines.add(lines)
 }
 
 function checkEntity(entity: unknown): void {

@@ -302,6 +302,13 @@ function drawKey(entity: string, requestId: string): string {
   return `${entity}\u0000${requestId}`
 }
 
+// Keyed by the list's content; the gateway passes the same frozen lists with every request.
+const leaseKeys = new WeakMap<QuotaLine[], { entity: string; key: string }>()
+
 function leaseKey(entity: string, lines: QuotaLine[]): string {
-  return `${entity}\u0000${JSON.stringify(lines)}`
+  const known = leaseKeys.get(lines)
+  if (known?.entity === entity) return known.key
+  const key = `${entity}\u0000${JSON.stringify(lines)}`
+  if (Object.isFrozen(lines)) leaseKeys.set(lines, { entity, key })
+  return key
 }

@@ -12,15 +12,35 @@ export interface EntityPlan {
   lines: QuotaLine[]
 }
 
+// Plans by config records (one array per config snapshot) and caller: the same objects for every
+// request of a caller, so the stores can key their work by them. Never mutated.
+const plans = new WeakMap<readonly QuotaRecord[], Map<string, readonly EntityPlan[]>>()
+
 // Lines grouped by entity (user:<client_id>, team:<team_id>, global): one atomic script each.
-export function planFor(records: readonly QuotaRecord[], caller: Caller): EntityPlan[] {
+export function planFor(records: readonly QuotaRecord[], caller: Caller): readonly EntityPlan[] {
+  let byCaller = plans.get(records)
+  if (!byCaller) {
+    byCaller = new Map()
+    plans.set(records, byCaller)
+  }
+  const key = `${caller.client.client_id}\u0000${caller.client.team_id}`
+  let plan = byCaller.get(key)
+  if (!plan) {
+    plan = buildPlan(records, caller)
+    byCaller.set(key, plan)
+  }
+  return plan
+}
+
+function buildPlan(records: readonly QuotaRecord[], caller: Caller): readonly EntityPlan[] {
   const byEntity = new Map<string, QuotaRecord[]>()
   for (const q of records) {
     const entity = entityOf(q, caller)
     if (!entity) continue
     byEntity.set(entity, [...(byEntity.get(entity) ?? []), q])
   }
-  return [...byEntity].map(([entity, qs]) => ({ entity, lines: linesOf(qs) }))
+  // Frozen: the stores check a list once, and key leases by it.
+  return Object.freeze([...byEntity].map(([entity, qs]) => Object.freeze({ entity, lines: Object.freeze(linesOf(qs).map((l) => Object.freeze(l))) as QuotaLine[] })))
 }
 
 // Config records as store lines: limits as integers, -1 for none, dollars as micro-dollars.
@@ -77,7 +97,7 @@ export class QuotaService {
 
   // Reserves on every entity or on none: entities are reserved together and, if one refuses,
   // the others are released (a false 429 at worst while that runs, never overspend).
-  async reserve(plan: EntityPlan[], requestId: string, est: Pick<Estimate, 'tokens' | 'micro'>): Promise<Reservation | undefined> {
+  async reserve(plan: readonly EntityPlan[], requestId: string, est: Pick<Estimate, 'tokens' | 'micro'>): Promise<Reservation | undefined> {
     if (plan.length === 0) return undefined
     const input = { requestId, ttlMs: this.settings.reservation_ttl_ms, tokens: est.tokens, micro: est.micro }
     // When the reservations stop counting, by this process's clock (the store keeps its own): only
@@ -149,13 +169,13 @@ export class QuotaService {
     return r.ok ? undefined : r.retry_after_ms
   }
 
-  private releaseAll(plan: EntityPlan[], requestId: string, expiresAt: number): Promise<void> {
+  private releaseAll(plan: readonly EntityPlan[], requestId: string, expiresAt: number): Promise<void> {
     return this.finish('release', plan, requestId, expiresAt, (p) => this.store.release(p.entity, requestId))
   }
 
   // Off the response path; a failure leaves the reservation to expire after reservation_ttl_ms.
   // The store answers false for an entity that held no reservation: the log says so, not "booked".
-  private finish(op: 'settle' | 'release', plan: EntityPlan[], requestId: string, expiresAt: number, run: (p: EntityPlan) => Promise<boolean>): Promise<void> {
+  private finish(op: 'settle' | 'release', plan: readonly EntityPlan[], requestId: string, expiresAt: number, run: (p: EntityPlan) => Promise<boolean>): Promise<void> {
     return Promise.all(plan.map(run)).then(
       (found) => {
         const missed = plan.filter((_, i) => !found[i]).map((p) => p.entity)
@@ -197,7 +217,7 @@ function quotaError(r: Extract<ReserveOutcome, { ok: false }>, entity: string, n
   )
 }
 
-function rateHeaders(plan: EntityPlan[], results: Array<PromiseFulfilledResult<Extract<ReserveOutcome, { ok: true }>>>): Record<string, string> {
+function rateHeaders(plan: readonly EntityPlan[], results: Array<PromiseFulfilledResult<Extract<ReserveOutcome, { ok: true }>>>): Record<string, string> {
   const headers: Record<string, string> = {}
   let tightestTokens: { limit: number; left: number; reset: number } | undefined
   let tightestCost: { limit: number; left: number; reset: number } | undefined
