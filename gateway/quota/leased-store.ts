@@ -22,6 +22,9 @@ const HEADROOM_SHARE = 0.25
 // A bound on one reservation's turns at leases (each turn is progress: a draw, a lease taken or
 // refused); past it, the request reserves in the store directly.
 const MAX_TURNS = 64
+// A booking the store did not answer is asked again after 200 ms, 400 ms, ... (6 s in all).
+const BOOKING_RETRIES = 5
+const BOOKING_BACKOFF_MS = 200
 // The prefix the stores know: a lease still held when it expires is booked whole, not released.
 export const LEASE_PREFIX = 'lease:'
 
@@ -256,18 +259,23 @@ export class LeasedQuotaStore implements QuotaStore {
     if (lease.open === 0) void this.#book(lease)
   }
 
-  // Books what the lease's draws used (or releases it, none used): one settle for all of them.
+  // Books what the lease's draws used (or releases it, none used): one settle for all of them. A
+  // store that does not answer (Redis restarting) is asked again (settling is idempotent by id),
+  // a few times over some seconds; after that the lease is booked whole when it expires.
   #book(lease: Lease): Promise<void> {
-    lease.booked ??= (lease.used.tokens > 0 || lease.used.micro > 0 ? this.backing.settle(lease.entity, lease.id, lease.used.tokens, lease.used.micro) : this.backing.release(lease.entity, lease.id))
-      .then(
-        (found) => {
-          if (!found) this.stats.bookingsMissed++
-        },
-        () => {
-          this.stats.bookingsFailed++
-        },
-      )
-      .finally(() => this.#held.delete(lease))
+    const once = () => (lease.used.tokens > 0 || lease.used.micro > 0 ? this.backing.settle(lease.entity, lease.id, lease.used.tokens, lease.used.micro) : this.backing.release(lease.entity, lease.id))
+    const attempt = async (): Promise<void> => {
+      for (let n = 0; ; n++) {
+        try {
+          if (!(await once())) this.stats.bookingsMissed++
+          return
+        } catch {
+          if (n >= BOOKING_RETRIES) return void this.stats.bookingsFailed++
+          await new Promise((resolve) => setTimeout(resolve, BOOKING_BACKOFF_MS * 2 ** n))
+        }
+      }
+    }
+    lease.booked ??= attempt().finally(() => this.#held.delete(lease))
     return lease.booked
   }
 

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test'
 import { quotaKeys, RedisQuotaStore } from '../../gateway/quota/redis-store.ts'
+import { LeasedQuotaStore } from '../../gateway/quota/leased-store.ts'
 import { describeQuotaStore } from '../../gateway/quota/store.contract.ts'
 import type { QuotaLine } from '../../gateway/quota/types.ts'
 import { connectRedis, type RedisClient } from '../../shared/redis.ts'
@@ -33,6 +34,74 @@ afterAll(async () => {
 })
 
 describeQuotaStore('redis', async () => ({ store: new RedisQuotaStore(single), entity: () => `user:e${++n}` }))
+// Leased per process over Redis: near a limit leases step aside, so the contract holds whole.
+describeQuotaStore('leased over redis', async () => ({ store: new LeasedQuotaStore(new RedisQuotaStore(single), { requests: 64, maxAgeMs: 1000 }), entity: () => `user:e${++n}` }))
+
+describe('budget leases across a Redis restart', () => {
+  it('lose no settled usage when Redis persists every write (appendfsync always) and is killed mid-load', async () => {
+    const durable = await startRedis({ extraArgs: ['--appendonly', 'yes', '--appendfsync', 'always'] })
+    const client = connectRedis(durable.url, 500)
+    // The restart resets the connection: ioredis reconnects on its own.
+    client.on('error', () => undefined)
+    try {
+      await new Promise((resolve) => client.once('ready', resolve))
+      const store = new LeasedQuotaStore(new RedisQuotaStore(client), { requests: 8, maxAgeMs: 50 })
+      const line: QuotaLine = { qid: 'day', mode: 'fixed', period: 'day', token_limit: 10_000_000, micro_limit: -1 }
+      let booked = 0
+      let refused = 0
+      const serve = async (i: number) => {
+        const r = await store.reserve('user:durable', [line], { requestId: `r${i}`, ttlMs: 300_000, tokens: 100, micro: 0 }).catch(() => undefined)
+        if (!r?.ok) return void refused++
+        // Each served request uses 7 + i % 5 tokens, booked (through its lease) when it settles.
+        const used = 7 + (i % 5)
+        if (await store.settle('user:durable', `r${i}`, used, 0)) booked += used
+      }
+      let i = 0
+      for (; i < 200; i++) await serve(i)
+      // Killed outright with leases held (some with requests in flight), then back from its log.
+      const inFlight = Array.from({ length: 20 }, () => serve(i++))
+      await durable.restart()
+      await Promise.all(inFlight)
+      await new Promise((resolve) => (client.status === 'ready' ? resolve(undefined) : client.once('ready', resolve)))
+      for (const end = i + 200; i < end; i++) await serve(i)
+      await store.close()
+      expect(store.stats.bookingsFailed + store.stats.bookingsMissed).toBe(0)
+      // Every token a served request settled is in Redis; nothing reserved is left over.
+      expect((await new RedisQuotaStore(client).status('user:durable', [line]))[0]).toMatchObject({ tokens: booked, reserved_tokens: 0 })
+      expect(booked).toBeGreaterThan(0)
+      expect(refused).toBeLessThan(20)
+    } finally {
+      client.disconnect()
+      await durable.stop()
+    }
+  }, 30_000)
+})
+
+describe('budget leases of several gateway processes on one Redis', () => {
+  const line = (limit: number): QuotaLine => ({ qid: 'day', mode: 'fixed', period: 'day', token_limit: limit, micro_limit: -1 })
+  const instances = (k: number) => Array.from({ length: k }, () => new LeasedQuotaStore(new RedisQuotaStore(single), { requests: 64, maxAgeMs: 1000 }))
+  const race = (stores: LeasedQuotaStore[], entity: string, limit: number, requests: number) =>
+    Promise.all(Array.from({ length: requests }, (_, i) => stores[i % stores.length]!.reserve(entity, [line(limit)], { requestId: `r${i}`, ttlMs: 300_000, tokens: 100, micro: 0 })))
+
+  it('admit exactly what fits a budget for a handful of requests, however many are held at once', async () => {
+    const e = `global:handful${++n}`
+    const outcomes = await race(instances(4), e, 500, 300)
+    expect(outcomes.filter((o) => o.ok)).toHaveLength(5)
+    expect((await new RedisQuotaStore(single).status(e, [line(500)]))[0]).toMatchObject({ tokens: 500 })
+  })
+
+  it('admit exactly what fits a larger budget, served mostly from leases, and book exactly what was used', async () => {
+    const e = `global:large${++n}`
+    const stores = instances(4)
+    const outcomes = await race(stores, e, 20_000, 400)
+    expect(outcomes.filter((o) => o.ok)).toHaveLength(200)
+    expect(stores.reduce((a, s) => a + s.stats.local, 0)).toBeGreaterThan(100)
+    // Each admitted request uses 30 of its 100; the leases are then booked.
+    await Promise.all(outcomes.map((o, i) => (o.ok ? stores[i % 4]!.settle(e, `r${i}`, 30, 0) : undefined)))
+    await Promise.all(stores.map((s) => s.close()))
+    expect((await new RedisQuotaStore(single).status(e, [line(20_000)]))[0]).toMatchObject({ tokens: 200 * 30, reserved_tokens: 0 })
+  })
+})
 // Entities land in different slots (and nodes); every script stays within one.
 describeQuotaStore('redis cluster', async () => ({ store: new RedisQuotaStore(clustered), entity: () => `team:e${++n}` }))
 
