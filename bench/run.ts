@@ -40,7 +40,7 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`)
     return n
   }
-  return { requests: Math.floor(positive('BENCH_REQUESTS', 5000)), seconds: positive('BENCH_SECONDS', 10), concurrencies: [1, 8, 32, 64] }
+  return { requests: Math.floor(positive('BENCH_REQUESTS', 5000)), seconds: positive('BENCH_SECONDS', 10), concurrencies: [1, 8, 16, 32, 64] }
 }
 
 function describeMachine(ticksPerSecond: number) {
