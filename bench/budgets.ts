@@ -1,7 +1,7 @@
 // Budgets on Redis, the store's side: Redis commands (inside scripts included) and redis-server CPU per request for user, team and global budgets, reserved and settled through the gateway's QuotaService, leased per process (the default) and per request (lease_requests: 0). Prints a verdict per target.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import type { QuotaRecord, QuotaSettings } from '../shared/config/schema.ts'
+import type { ProviderConfig, QuotaRecord, QuotaSettings } from '../shared/config/schema.ts'
 import { createLogger } from '../shared/log.ts'
 import { connectRedis } from '../shared/redis.ts'
 import type { Caller } from '../gateway/config-store.ts'
@@ -19,6 +19,8 @@ const SETTINGS: QuotaSettings = { fail_open: false, reservation_ttl_ms: 300_000,
 // What one chat request of the main bench reserves (a short prompt, the default output cap).
 const ESTIMATE = { tokens: 4_130, micro: 8_300 }
 const CALLER = { client: { client_id: 'full-client', team_id: 'team-a' } } as unknown as Caller
+// A provider whose requests per minute are limited (far above what the run sends).
+const PROVIDER = { provider_id: 'limited', rate_limit_rpm: 100_000_000 } as unknown as ProviderConfig
 
 interface Row {
   design: string
@@ -39,12 +41,14 @@ async function figures(info: () => Promise<string>): Promise<{ calls: number; cp
 
 // used: what each request books (a short answer's few dozen tokens, or its whole estimate: the
 // worst case for leases, each then serving only lease_requests requests).
-async function run(design: string, store: QuotaStore, close: () => Promise<void>, info: () => Promise<string>, leases: () => number | null, used = { tokens: 40, pico: 40_000_000 }): Promise<Row> {
+// rpm: the provider called also has a rate_limit_rpm (one admission per request).
+async function run(design: string, store: QuotaStore, close: () => Promise<void>, info: () => Promise<string>, leases: () => number | null, used = { tokens: 40, pico: 40_000_000 }, rpm = false): Promise<Row> {
   const quota = new QuotaService(store, SETTINGS, createLogger('silent'))
   // The config's default window where a record names none.
   const plan = planFor(BENCH_QUOTAS.map((q): QuotaRecord => ({ window: 'fixed', ...q })), CALLER)
   const one = async (i: number) => {
     const r = await quota.reserve(plan, `${design}-${i}`, ESTIMATE)
+    if (rpm && (await quota.admitProvider(PROVIDER)) !== undefined) throw new Error('admission refused')
     await r?.settle(used.tokens, used.pico)
   }
   // Warm: the script loaded, the first leases taken.
@@ -84,6 +88,9 @@ try {
   await client.flushall()
   const whole = new LeasedQuotaStore(new RedisQuotaStore(client), { requests: SETTINGS.lease_requests, maxAgeMs: SETTINGS.lease_max_age_ms })
   rows.push(await run('leased, each request using its whole estimate', whole, () => whole.close(), info, () => whole.stats.leases, { tokens: ESTIMATE.tokens, pico: ESTIMATE.micro * 1_000_000 }))
+  await client.flushall()
+  const limited = new LeasedQuotaStore(new RedisQuotaStore(client), { requests: SETTINGS.lease_requests, maxAgeMs: SETTINGS.lease_max_age_ms })
+  rows.push(await run('leased, plus a provider rate_limit_rpm', limited, () => limited.close(), info, () => limited.stats.leases, undefined, true))
   await client.flushall()
   rows.push(await run('reserved per request (lease_requests: 0)', new RedisQuotaStore(client), async () => undefined, info, () => null))
 } finally {

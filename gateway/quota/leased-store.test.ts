@@ -113,4 +113,68 @@ describe('LeasedQuotaStore', () => {
     // 1,000 booked as used (the lease whole), and the next request reserved on top.
     expect((await shared.status('user:c', [DAY], now))[0]).toMatchObject({ tokens: 2000, reserved_tokens: 1000 })
   })
+
+  it('counts a busy provider\'s requests per minute in blocks: few store calls, never over the limit', async () => {
+    let now = T0
+    const shared = new MemoryQuotaStore(() => now)
+    const { calls, store } = counted(shared)
+    const leased = new LeasedQuotaStore(store, { requests: 64, maxAgeMs: 1000 }, () => now)
+    const rpm: QuotaLine = { qid: 'rpm', mode: 'sliding', period: 'minute', token_limit: 60_000, micro_limit: -1 }
+    // 100 a second for 10 s.
+    let admitted = 0
+    for (let i = 0; i < 1000; i++) {
+      now = T0 + i * 10
+      if ((await leased.count('provider:p', rpm, 1, now)).ok) admitted++
+    }
+    expect(admitted).toBe(1000)
+    expect(calls.filter((c) => c === 'count').length).toBeLessThan(100)
+    // Counted in the store: what was admitted, plus at most a block per period left unused.
+    const counted_ = (await shared.status('provider:p', [rpm], now))[0]!.tokens
+    expect(counted_).toBeGreaterThanOrEqual(1000)
+    expect(counted_).toBeLessThanOrEqual(1000 + 64)
+  })
+
+  it('never admits more than a requests-per-minute limit allows, however fast they come', async () => {
+    const now = T0
+    const shared = new MemoryQuotaStore(() => now)
+    const instances = Array.from({ length: 3 }, () => new LeasedQuotaStore(shared, { requests: 64, maxAgeMs: 1000 }, () => now))
+    const rpm: QuotaLine = { qid: 'rpm', mode: 'sliding', period: 'minute', token_limit: 600, micro_limit: -1 }
+    let admitted = 0
+    for (let i = 0; i < 2000; i++) if ((await instances[i % 3]!.count('provider:q', rpm, 1, now)).ok) admitted++
+    expect(admitted).toBeLessThanOrEqual(600)
+    // Blocks left unused are at most a second's share each (10), per process.
+    expect(admitted).toBeGreaterThanOrEqual(600 - 3 * 10)
+  })
+
+  it('counts each request alone for a small limit or a quiet process', async () => {
+    let now = T0
+    const shared = new MemoryQuotaStore(() => now)
+    const { calls, store } = counted(shared)
+    const leased = new LeasedQuotaStore(store, { requests: 64, maxAgeMs: 1000 }, () => now)
+    const small: QuotaLine = { qid: 'rpm', mode: 'sliding', period: 'minute', token_limit: 200, micro_limit: -1 }
+    for (let i = 0; i < 50; i++) await leased.count('provider:s', small, 1, now)
+    const big: QuotaLine = { ...small, token_limit: 60_000 }
+    // One a second: never enough for a block.
+    for (let i = 0; i < 10; i++) {
+      now = T0 + i * 1000
+      await leased.count('provider:b', big, 1, now)
+    }
+    expect(calls.filter((c) => c === 'count').length).toBe(60)
+    expect((await shared.status('provider:b', [big], now))[0]!.tokens).toBe(10)
+  })
+
+  it('shares one block among counts racing for it: nothing counted in the store is left unused but a block', async () => {
+    let now = T0
+    const shared = new MemoryQuotaStore(() => now)
+    const leased = new LeasedQuotaStore(shared, { requests: 64, maxAgeMs: 1000 }, () => now)
+    const rpm: QuotaLine = { qid: 'rpm', mode: 'sliding', period: 'minute', token_limit: 600_000, micro_limit: -1 }
+    // Warm: enough counts in this period for blocks.
+    for (let i = 0; i < 8; i++) await leased.count('provider:r', rpm, 1, now)
+    now += 1
+    const outcomes = await Promise.all(Array.from({ length: 500 }, () => leased.count('provider:r', rpm, 1, now)))
+    expect(outcomes.every((o) => o.ok)).toBe(true)
+    const stored = (await shared.status('provider:r', [rpm], now))[0]!.tokens
+    expect(stored).toBeGreaterThanOrEqual(508)
+    expect(stored).toBeLessThanOrEqual(508 + 64)
+  })
 })

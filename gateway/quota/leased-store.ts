@@ -6,7 +6,7 @@
 // other instances until it is done (a false 429 at worst), and a process that dies holding one
 // leaves it to expire, when the store books it whole (usage it never reported may have been billed).
 import { randomUUID } from 'node:crypto'
-import { checkReleaseArgs, checkReserveArgs, checkSettleArgs, MAX_AMOUNT } from './amounts.ts'
+import { checkCountArgs, checkReleaseArgs, checkReserveArgs, checkSettleArgs, MAX_AMOUNT } from './amounts.ts'
 import type { CountOutcome, LineStatus, LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
 
 export interface LeaseSettings {
@@ -23,6 +23,8 @@ const HEADROOM_SHARE = 0.25
 // refused); past it, the request reserves in the store directly.
 const MAX_TURNS = 64
 // A booking the store did not answer is asked again after 200 ms, 400 ms, ... (6 s in all).
+// Counts a period before a process takes them from the store in blocks.
+const COUNT_BLOCK_MIN = 4
 const BOOKING_RETRIES = 5
 const BOOKING_BACKOFF_MS = 200
 // The prefix the stores know: a lease still held when it expires is booked whole, not released.
@@ -78,6 +80,9 @@ export class LeasedQuotaStore implements QuotaStore {
   readonly #draws = new Map<string, Draw>()
   // The headroom the store last reported, per entity and lines: the next lease's ceiling.
   readonly #headroom = new Map<string, Amount>()
+  // Blocks of counts taken from the store, per entity and line.
+  readonly #counts = new Map<string, { left: number; served: number; demand: number; expiresAt: number }>()
+  readonly #refills = new Map<string, Promise<void>>()
   readonly #instance = randomUUID().slice(0, 12)
   #seq = 0
   readonly #timer: ReturnType<typeof setInterval>
@@ -178,8 +183,62 @@ export class LeasedQuotaStore implements QuotaStore {
     return rows
   }
 
-  count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome> {
-    return this.backing.count(entity, line, amount, now)
+  // Counts (a provider's requests per minute) are taken from Redis in blocks too, once a process
+  // counts often enough: a block is counted there whole at once and handed out here for at most
+  // lease_max_age_ms. A block is about what the last period served (a quarter more), at most a
+  // second's share of the limit (limit / 60): what a process counts and does not use is at most
+  // that, per provider, per period, so a request is refused early, never one too many. Under
+  // COUNT_BLOCK_MIN counts a period, and for limits under 240 a minute, each is counted alone.
+  async count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome> {
+    checkCountArgs(entity, line, amount, now)
+    const t = now ?? this.clock()
+    const key = leaseKey(entity, [line])
+    const ceiling = line.token_limit < 0 ? this.settings.requests : Math.floor(line.token_limit / 60)
+    for (let turn = 0; turn < MAX_TURNS; turn++) {
+      let pool = this.#counts.get(key)
+      if (!pool || t >= pool.expiresAt) {
+        // A new period: what the last one served is the demand; what it left unused is gone.
+        pool = { left: 0, served: 0, demand: pool && t < pool.expiresAt + this.settings.maxAgeMs ? pool.served : 0, expiresAt: t + this.settings.maxAgeMs }
+        this.#counts.set(key, pool)
+      }
+      if (pool.left >= amount) {
+        pool.left -= amount
+        pool.served += amount
+        return { ok: true }
+      }
+      // One block at a time per line: the others wait for it, then take from it.
+      const pending = this.#refills.get(key)
+      if (pending) {
+        await pending
+        continue
+      }
+      const demand = Math.max(pool.demand, pool.served)
+      const block = Math.min(this.settings.requests, ceiling, Math.ceil(demand * 1.25) + amount)
+      if (demand < COUNT_BLOCK_MIN || ceiling < COUNT_BLOCK_MIN || block < 2 * amount) break
+      const filled = pool
+      const refill = this.backing.count(entity, line, block, now)
+      // Runs before the await below resumes: the block is in the pool for this turn and the waiters.
+      const added = refill.then(
+        (r) => {
+          if (!r.ok) return
+          filled.left += block
+          filled.expiresAt = Math.max(filled.expiresAt, t + this.settings.maxAgeMs)
+        },
+        () => undefined,
+      )
+      this.#refills.set(key, added)
+      let r: CountOutcome
+      try {
+        r = await refill
+      } finally {
+        this.#refills.delete(key)
+      }
+      if (!r.ok) break
+    }
+    const r = await this.backing.count(entity, line, amount, now)
+    const pool = this.#counts.get(key)
+    if (r.ok && pool) pool.served += amount
+    return r
   }
 
   // Retires leases past their age and lets draws past their reservation's ttl go (the store would
