@@ -88,6 +88,11 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   const { lease_requests: leaseRequests, lease_max_age_ms: leaseMaxAgeMs } = config.file.quota
   const leased = redis && leaseRequests > 0 ? new LeasedQuotaStore(new RedisQuotaStore(redis), { requests: leaseRequests, maxAgeMs: leaseMaxAgeMs }) : undefined
   const quotaStore = leased ?? (redis ? new RedisQuotaStore(redis) : new MemoryQuotaStore())
+  // A broken connection may mean a Redis that comes back without the leases: draw from none again.
+  redis?.on('close', () => {
+    const dropped = leased?.invalidate() ?? 0
+    if (dropped > 0) log.warn('budget leases dropped: the connection to Redis closed', { leases: dropped })
+  })
   const routing = createRoutingState(breakerSettingsOf(config.file), {
     retryBudget: config.file.routing.retry_budget,
     onTransition: (t) => log.warn('circuit breaker', { target: t.key, from: t.from, to: t.to }),

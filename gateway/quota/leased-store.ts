@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import { checkCountArgs, checkReleaseArgs, checkReserveArgs, checkSettleArgs, MAX_AMOUNT } from './amounts.ts'
 import type { CountOutcome, LineStatus, LineUsage, QuotaLine, QuotaStore, ReserveInput, ReserveOutcome } from './types.ts'
+import { windowAt } from './window.ts'
 
 export interface LeaseSettings {
   // A lease holds this many requests' estimates (the first request's, times this).
@@ -22,6 +23,9 @@ const HEADROOM_SHARE = 0.25
 // A bound on one reservation's turns at leases (each turn is progress: a draw, a lease taken or
 // refused); past it, the request reserves in the store directly.
 const MAX_TURNS = 64
+// A lease stops drawing this long before the store's bucket it was booked into closes (the store's
+// clock and this process's differ by the call's own time at most).
+const CLOSE_MARGIN_MS = 20
 // A booking the store did not answer is asked again after 200 ms, 400 ms, ... (6 s in all).
 // Counts a period before a process takes them from the store in blocks.
 const COUNT_BLOCK_MIN = 4
@@ -47,9 +51,14 @@ interface Lease {
   open: number
   retired: boolean
   createdAt: number
+  // No draws from this moment: the lease is old, or a bucket it was booked into closes (what it
+  // serves later would be counted as of an earlier time, and fall out of its window too early).
+  drawUntil: number
   // What the store had left right after the lease was taken.
   remaining: LineUsage[]
   booked?: Promise<void>
+  // The connection to the store broke while it was held: the store may have lost it.
+  lost?: boolean
 }
 
 interface Draw {
@@ -78,6 +87,8 @@ export class LeasedQuotaStore implements QuotaStore {
   readonly #held = new Set<Lease>()
   readonly #acquiring = new Map<string, Promise<void>>()
   readonly #draws = new Map<string, Draw>()
+  // Reservations under way, by entity and request id: the same id again is answered as reserved.
+  readonly #reserving = new Set<string>()
   // The headroom the store last reported, per entity and lines: the next lease's ceiling.
   readonly #headroom = new Map<string, Amount>()
   // Blocks of counts taken from the store, per entity and line.
@@ -100,33 +111,43 @@ export class LeasedQuotaStore implements QuotaStore {
     checkReserveArgs(entity, lines, input, now)
     const dk = drawKey(entity, input.requestId)
     // Idempotent by request id, as the stores are.
-    if (this.#draws.has(dk)) return { ok: true, remaining: [] }
+    if (this.#draws.has(dk) || this.#reserving.has(dk)) return { ok: true, remaining: [] }
+    this.#reserving.add(dk)
+    try {
+      return await this.#reserve(dk, entity, lines, input, now)
+    } finally {
+      this.#reserving.delete(dk)
+    }
+  }
+
+  async #reserve(dk: string, entity: string, lines: QuotaLine[], input: ReserveInput, now: number | undefined): Promise<ReserveOutcome> {
     const t = now ?? this.clock()
     const key = leaseKey(entity, lines)
     // Each turn draws, or waits for a lease being taken, or takes one: a request that lost the race
     // for a lease's last room tries the next lease, not the store directly (where the leases
     // of its own process would hold the room it needs).
     for (let turn = 0; turn < MAX_TURNS; turn++) {
+      const at = now ?? this.clock()
       const lease = this.#active.get(key)
       if (lease) {
-        if (t - lease.createdAt < this.settings.maxAgeMs && fits(lease, input)) return this.#draw(lease, dk, input, t)
+        if (at < lease.drawUntil && fits(lease, input)) return this.#draw(lease, dk, input, t)
         this.#retire(lease)
       }
+      // A lease being taken: wait for it, and fail as it failed (the store unreachable), at once.
       const pending = this.#acquiring.get(key)
       if (pending) {
         await pending
         continue
       }
-      const size = this.#sizeFor(key, input)
+      const size = this.#sizeFor(key, lines, input)
       if (!size) break
       const acquiring = this.#acquire(key, entity, lines, size, input.ttlMs, now)
       this.#acquiring.set(
         key,
-        acquiring.then(
-          () => undefined,
-          () => undefined,
-        ),
+        acquiring.then(() => undefined),
       )
+      // Nobody may be waiting: the rejection is handled here, and by each waiter.
+      this.#acquiring.get(key)?.catch(() => undefined)
       try {
         if (!(await acquiring)) break
       } finally {
@@ -165,12 +186,27 @@ export class LeasedQuotaStore implements QuotaStore {
     return true
   }
 
+  async shrink(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean> {
+    checkSettleArgs(entity, requestId, tokens, micro, now)
+    const d = this.#draws.get(drawKey(entity, requestId))
+    if (!d) return false
+    if (!d.lease) return this.backing.shrink(entity, requestId, tokens, micro, now)
+    const to = { tokens: Math.min(d.tokens, tokens), micro: Math.min(d.micro, micro) }
+    d.lease.drawn.tokens -= d.tokens - to.tokens
+    d.lease.drawn.micro -= d.micro - to.micro
+    d.tokens = to.tokens
+    d.micro = to.micro
+    return true
+  }
+
   // The store's figures, with this process's leases counted as what was drawn and used from them
   // (the store sees each whole, as reserved).
   async status(entity: string, lines: QuotaLine[], now?: number): Promise<LineStatus[]> {
     const rows = await this.backing.status(entity, lines, now)
+    const at = now ?? this.clock()
     for (const lease of this.#held) {
-      if (lease.entity !== entity || lease.booked) continue
+      // A lease past its bucket (or lost) is no longer in the store's figures for this window.
+      if (lease.entity !== entity || lease.booked || lease.lost || at >= lease.createdAt + (Math.min(...lease.remaining.map((l) => l.closes_ms ?? Infinity)) - CLOSE_MARGIN_MS)) continue
       const idle = { tokens: lease.size.tokens - lease.drawn.tokens - lease.used.tokens, micro: lease.size.micro - lease.drawn.micro - lease.used.micro }
       for (const row of rows) {
         if (!lease.lines.some((l) => l.qid === row.qid)) continue
@@ -179,6 +215,12 @@ export class LeasedQuotaStore implements QuotaStore {
         row.reserved_tokens -= lease.size.tokens - lease.drawn.tokens
         row.reserved_micro -= lease.size.micro - lease.drawn.micro
       }
+    }
+    for (const row of rows) {
+      row.tokens = Math.max(0, row.tokens)
+      row.micro = Math.max(0, row.micro)
+      row.reserved_tokens = Math.max(0, row.reserved_tokens)
+      row.reserved_micro = Math.max(0, row.reserved_micro)
     }
     return rows
   }
@@ -213,7 +255,10 @@ export class LeasedQuotaStore implements QuotaStore {
         continue
       }
       const demand = Math.max(pool.demand, pool.served)
-      const block = Math.min(this.settings.requests, ceiling, Math.ceil(demand * 1.25) + amount)
+      // A block is handed out only until the store's bucket closes: sized for the part of a period
+      // left before then (by this process's clock: sizing only, the store's answer bounds it).
+      const left = Math.min(1, Math.max(0, (windowAt(line.mode, line.period, t).closesAt - t) / this.settings.maxAgeMs))
+      const block = Math.min(this.settings.requests, ceiling, Math.ceil(demand * 1.25 * left) + amount)
       if (demand < COUNT_BLOCK_MIN || ceiling < COUNT_BLOCK_MIN || block < 2 * amount) break
       const filled = pool
       const refill = this.backing.count(entity, line, block, now)
@@ -222,7 +267,8 @@ export class LeasedQuotaStore implements QuotaStore {
         (r) => {
           if (!r.ok) return
           filled.left += block
-          filled.expiresAt = Math.max(filled.expiresAt, t + this.settings.maxAgeMs)
+          // Handed out no later than the bucket it was counted in closes.
+          filled.expiresAt = Math.min(Math.max(filled.expiresAt, t + this.settings.maxAgeMs), t + (r.closes_ms ?? Infinity) - CLOSE_MARGIN_MS)
         },
         () => undefined,
       )
@@ -244,12 +290,26 @@ export class LeasedQuotaStore implements QuotaStore {
   // Retires leases past their age and lets draws past their reservation's ttl go (the store would
   // have stopped counting them); books leases whose draws have all ended.
   tick(now = this.clock()): void {
-    for (const lease of [...this.#active.values()]) if (now - lease.createdAt >= this.settings.maxAgeMs) this.#retire(lease)
+    for (const lease of [...this.#active.values()]) if (now >= lease.drawUntil) this.#retire(lease)
     for (const [dk, d] of this.#draws) {
       if (d.expiresAt > now) continue
       this.#draws.delete(dk)
       if (d.lease) void this.#undraw(d, undefined)
     }
+  }
+
+  // The connection to the store broke (Redis restarting, failing over): it may come back without
+  // the leases, so none is drawn from again, and counts are taken afresh. Requests already drawn
+  // run on and book as usual (without leases, their reservations would be as lost).
+  // Returns how many leases were active.
+  invalidate(): number {
+    const active = [...this.#active.values()]
+    for (const lease of active) {
+      lease.lost = true
+      this.#retire(lease)
+    }
+    this.#counts.clear()
+    return active.length
   }
 
   // Books every lease (after the last requests settled): for shutdown.
@@ -288,8 +348,9 @@ export class LeasedQuotaStore implements QuotaStore {
 
   // A lease's size: the requests it is for, within its share of the headroom last seen; none when
   // that is not worth a lease (room for two requests or less): then each request reserves itself.
-  #sizeFor(key: string, input: ReserveInput): Amount | undefined {
-    const room = this.#headroom.get(key)
+  #sizeFor(key: string, lines: QuotaLine[], input: ReserveInput): Amount | undefined {
+    // Before the store said what is left, the limits bound it.
+    const room = this.#headroom.get(key) ?? limitsOf(lines)
     const share = (left: number | undefined) => (left === undefined || left < 0 ? Infinity : Math.floor(left * HEADROOM_SHARE))
     // Whole requests of this size, so that requests alike leave no room stranded in a lease.
     const per = input.tokens > 0 && input.micro > 0 ? Math.min(Math.floor(share(room?.tokens) / input.tokens), Math.floor(share(room?.micro) / input.micro)) : input.tokens > 0 ? Math.floor(share(room?.tokens) / input.tokens) : input.micro > 0 ? Math.floor(share(room?.micro) / input.micro) : 0
@@ -304,7 +365,11 @@ export class LeasedQuotaStore implements QuotaStore {
     const r = await this.backing.reserve(entity, lines, { requestId: id, ttlMs: ttlMs + this.settings.maxAgeMs, tokens: size.tokens, micro: size.micro }, now)
     this.#learn(key, r)
     if (!r.ok) return false
-    const lease: Lease = { id, entity, lines, key, size, drawn: { tokens: 0, micro: 0 }, used: { tokens: 0, micro: 0 }, open: 0, retired: false, createdAt: now ?? this.clock(), remaining: r.remaining }
+    // Times are this process's, taken before the call: the store's moments fall after them.
+    const createdAt = now ?? this.clock()
+    const closes = Math.min(...r.remaining.map((l) => l.closes_ms ?? Infinity))
+    const drawUntil = Math.min(createdAt + this.settings.maxAgeMs, createdAt + closes - CLOSE_MARGIN_MS)
+    const lease: Lease = { id, entity, lines, key, size, drawn: { tokens: 0, micro: 0 }, used: { tokens: 0, micro: 0 }, open: 0, retired: false, createdAt, drawUntil, remaining: r.remaining }
     this.#active.set(key, lease)
     this.#held.add(lease)
     this.stats.leases++
@@ -315,7 +380,14 @@ export class LeasedQuotaStore implements QuotaStore {
     if (lease.retired) return
     lease.retired = true
     if (this.#active.get(lease.key) === lease) this.#active.delete(lease.key)
-    if (lease.open === 0) void this.#book(lease)
+    if (lease.open === 0) return void this.#book(lease)
+    // Requests still run on it (a long stream, say): its idle part goes back to the store now, not
+    // when the last of them ends. Sent before the booking, so the store applies it first.
+    const held = { tokens: lease.used.tokens + lease.drawn.tokens, micro: lease.used.micro + lease.drawn.micro }
+    if (held.tokens < lease.size.tokens || held.micro < lease.size.micro) {
+      lease.size = held
+      void this.backing.shrink(lease.entity, lease.id, held.tokens, held.micro).catch(() => undefined)
+    }
   }
 
   // Books what the lease's draws used (or releases it, none used): one settle for all of them. A
@@ -348,6 +420,17 @@ export class LeasedQuotaStore implements QuotaStore {
     const known = this.#headroom.get(key) ?? { tokens: -1, micro: -1 }
     this.#headroom.set(key, r.kind === 'tokens' ? { ...known, tokens: left } : { ...known, micro: left })
   }
+}
+
+// The least limit of the lines, per unit; -1 where none limits it.
+function limitsOf(lines: QuotaLine[]): Amount {
+  let tokens = -1
+  let micro = -1
+  for (const l of lines) {
+    if (l.token_limit >= 0) tokens = tokens < 0 ? l.token_limit : Math.min(tokens, l.token_limit)
+    if (l.micro_limit >= 0) micro = micro < 0 ? l.micro_limit : Math.min(micro, l.micro_limit)
+  }
+  return { tokens, micro }
 }
 
 function fits(lease: Lease, input: ReserveInput): boolean {

@@ -47,6 +47,7 @@ export class MemoryQuotaStore implements QuotaStore {
         tokens: line.token_limit >= 0 ? line.token_limit - t - input.tokens : -1,
         micro: line.micro_limit >= 0 ? line.micro_limit - m - input.micro : -1,
         reset_ms: freesAt - now,
+        closes_ms: windowAt(line.mode, line.period, now).closesAt - now,
       })
     }
     for (const [qid, b] of booked) {
@@ -64,6 +65,24 @@ export class MemoryQuotaStore implements QuotaStore {
   async settle(entityId: string, requestId: string, tokens: number, micro: number, now = this.clock()): Promise<boolean> {
     checkSettleArgs(entityId, requestId, tokens, micro, now)
     return this.unreserve(this.entity(entityId), requestId, { tokens, micro })
+  }
+
+  async shrink(entityId: string, requestId: string, tokens: number, micro: number, now = this.clock()): Promise<boolean> {
+    checkSettleArgs(entityId, requestId, tokens, micro, now)
+    const e = this.entity(entityId)
+    const r = e.reservations.get(requestId)
+    if (!r) return false
+    const toTokens = Math.min(r.tokens, tokens)
+    const toMicro = Math.min(r.micro, micro)
+    for (const [qid, b] of r.buckets) {
+      const c = this.bucket(e, qid, b, false)
+      if (!c) continue
+      c.rt -= r.tokens - toTokens
+      c.rm -= r.micro - toMicro
+    }
+    r.tokens = toTokens
+    r.micro = toMicro
+    return true
   }
 
   async release(entityId: string, requestId: string, now = this.clock()): Promise<boolean> {
@@ -89,7 +108,7 @@ export class MemoryQuotaStore implements QuotaStore {
     if (line.token_limit >= 0 && t + amount > line.token_limit) return { ok: false, limit: line.token_limit, used: t, retry_after_ms: freesAt - now }
     const c = this.bucket(e, line.qid, bucket, true)
     if (c) c.ut += amount
-    return { ok: true }
+    return { ok: true, closes_ms: windowAt(line.mode, line.period, now).closesAt - now }
   }
 
   private unreserve(e: Entity, requestId: string, actual: { tokens: number; micro: number } | undefined): boolean {

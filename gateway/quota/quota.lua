@@ -12,6 +12,9 @@
 -- reserve: ARGV[4] ttl_ms, ARGV[5] est tokens, ARGV[6] est micro, then per record 5 values:
 --          qid, mode (fixed|sliding), period (minute|day|month), token limit, micro limit (-1 = none)
 -- settle:  ARGV[4] actual tokens, ARGV[5] actual micro
+-- shrink:  ARGV[4] tokens, ARGV[5] micro the reservation holds from now on (never more than before)
+-- reserve returns per record what is left, ms until the oldest usage frees, and ms until the
+--          bucket it booked into closes
 -- status:  per record from ARGV[4] as for reserve; returns used+reserved, reset and reserved alone
 -- count:   ARGV[3] "", ARGV[4] amount, then one record as for reserve: books amount as used now if
 --          it fits the token limit (a provider's requests per minute): no reservation record, no
@@ -33,7 +36,7 @@ local MAX_LIMIT = 9007199254740991
 local MAX_TTL_MS = 31 * 86400000
 local MAX_NOW_MS = 8640000000000000
 local MAX_NAME_BYTES = 200
-local OPS = { reserve = true, settle = true, release = true, status = true, count = true }
+local OPS = { reserve = true, settle = true, release = true, status = true, count = true, shrink = true }
 local MODES = { fixed = true, sliding = true }
 local PERIODS = { minute = true, day = true, month = true }
 
@@ -88,7 +91,7 @@ local function bad_argument()
     if #ARGV ~= 3 then return 'argument count' end
     return nil
   end
-  if op == 'settle' then
+  if op == 'settle' or op == 'shrink' then
     if #ARGV ~= 5 then return 'argument count' end
     if not int_arg(ARGV[4], 0, MAX_AMOUNT) then return 'tokens' end
     if not int_arg(ARGV[5], 0, MAX_AMOUNT) then return 'micro' end
@@ -149,17 +152,19 @@ local function period_ms(period)
   return 30 * DAY
 end
 
--- The bucket `now` falls in, the oldest bucket id still inside the window, and when the
--- window's oldest usage stops counting (for retry-after).
+-- The bucket `now` falls in, the oldest bucket id still inside the window, when the window's
+-- oldest usage stops counting (for retry-after), and when the bucket `now` falls in closes (what
+-- is booked into it later than that is counted as of an earlier time).
 local function window(mode, period)
   if mode == 'fixed' then
     if period == 'month' then
       local s = month_start(now)
-      return s, s, next_month_start(now)
+      local e = next_month_start(now)
+      return s, s, e, e
     end
     local p = period_ms(period)
     local s = math.floor(now / p) * p
-    return s, s, s + p
+    return s, s, s + p, s + p
   end
   local p = period_ms(period)
   local w = p / SLIDING_BUCKETS
@@ -167,7 +172,7 @@ local function window(mode, period)
   -- Conservative: the bucket holding the window's start is partly inside it and counts whole, so
   -- usage is never under-counted (a window is a period plus up to one bucket).
   local oldest = math.floor((now - p) / w) * w
-  return b, oldest, oldest + w + p
+  return b, oldest, oldest + w + p, b + w
 end
 
 local function split(s)
@@ -303,13 +308,33 @@ if op == 'release' then
   return unreserve(rid, nil, nil)
 end
 
+-- shrink: a held reservation (a lease that takes no more requests) counts only ARGV[4] tokens and
+-- ARGV[5] micro from now on, what its requests still may use; never more than it did.
+if op == 'shrink' then
+  local raw = redis.call('HGET', R, rid)
+  if not raw then return 0 end
+  local ok, res = pcall(cjson.decode, raw)
+  if not (ok and type(res) == 'table' and is_stored_int(res.e) and is_stored_int(res.m) and type(res.b) == 'table') then return 0 end
+  local to_t, to_m = math.min(res.e, int_arg(ARGV[4], 0, MAX_AMOUNT)), math.min(res.m, int_arg(ARGV[5], 0, MAX_AMOUNT))
+  for qid, b in pairs(res.b) do
+    if type(qid) == 'string' and is_stored_int(b) and has_bucket(qid, b) then
+      bump(qid, b, 'rt', to_t - res.e)
+      bump(qid, b, 'rm', to_m - res.m)
+    end
+  end
+  res.e, res.m = to_t, to_m
+  redis.call('HSET', R, rid, cjson.encode(res))
+  return 1
+end
+
 if op == 'count' then
   local amount, qid, limit_t = int_arg(ARGV[4], 1, MAX_AMOUNT), ARGV[5], int_arg(ARGV[8], -1, MAX_LIMIT)
   local bucket, t, _, frees_at, _, _, kept = usage(qid, ARGV[6], ARGV[7])
   if limit_t >= 0 and t + amount > limit_t then return { 0, limit_t, t, frees_at - now } end
   add_bucket(qid, bucket, kept)
   bump(qid, bucket, 'ut', amount)
-  return { 1 }
+  local _, _, _, closes = window(ARGV[6], ARGV[7])
+  return { 1, closes - now }
 end
 
 sweep()
@@ -338,7 +363,8 @@ for i = 7, #ARGV, 5 do
   if limit_t >= 0 and t + est_t > limit_t then return { 0, qid, 'tokens', limit_t, t, frees_at - now } end
   if limit_m >= 0 and m + est_m > limit_m then return { 0, qid, 'cost', limit_m, m, frees_at - now } end
   buckets[qid] = bucket
-  remaining[#remaining + 1] = { qid, limit_t >= 0 and limit_t - t - est_t or -1, limit_m >= 0 and limit_m - m - est_m or -1, frees_at - now }
+  local _, _, _, closes = window(mode, period)
+  remaining[#remaining + 1] = { qid, limit_t >= 0 and limit_t - t - est_t or -1, limit_m >= 0 and limit_m - m - est_m or -1, frees_at - now, closes - now }
 end
 for qid, b in pairs(buckets) do
   add_bucket(qid, b, kept_of[qid])

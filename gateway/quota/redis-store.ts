@@ -31,8 +31,8 @@ export class RedisQuotaStore implements QuotaStore {
     checkReserveArgs(entity, lines, input, now)
     const reply = (await this.run(...quotaKeys(entity), 'reserve', clock(now), input.requestId, input.ttlMs, input.tokens, input.micro, ...lineArgs(lines))) as unknown[]
     if (reply[0] === 1) {
-      const remaining = (Array.isArray(reply[2]) ? reply[2] : []) as Array<[string, number, number, number]>
-      return { ok: true, remaining: remaining.map(([qid, tokens, micro, reset]) => ({ qid, tokens, micro, reset_ms: reset })) }
+      const remaining = (Array.isArray(reply[2]) ? reply[2] : []) as Array<[string, number, number, number, number]>
+      return { ok: true, remaining: remaining.map(([qid, tokens, micro, reset, closes]) => ({ qid, tokens, micro, reset_ms: reset, closes_ms: closes })) }
     }
     const [, qid, kind, limit, used, retry] = reply as [number, string, 'tokens' | 'cost', number, number, number]
     return { ok: false, qid, kind, limit, used, retry_after_ms: retry }
@@ -41,6 +41,11 @@ export class RedisQuotaStore implements QuotaStore {
   async settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean> {
     checkSettleArgs(entity, requestId, tokens, micro, now)
     return (await this.run(...quotaKeys(entity), 'settle', clock(now), requestId, tokens, micro)) === 1
+  }
+
+  async shrink(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean> {
+    checkSettleArgs(entity, requestId, tokens, micro, now)
+    return (await this.run(...quotaKeys(entity), 'shrink', clock(now), requestId, tokens, micro)) === 1
   }
 
   async release(entity: string, requestId: string, now?: number): Promise<boolean> {
@@ -57,7 +62,7 @@ export class RedisQuotaStore implements QuotaStore {
   async count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome> {
     checkCountArgs(entity, line, amount, now)
     const reply = (await this.run(...quotaKeys(entity), 'count', clock(now), '', amount, ...lineArgs([line]))) as [number, number?, number?, number?]
-    if (reply[0] === 1) return { ok: true }
+    if (reply[0] === 1) return { ok: true, closes_ms: reply[1] }
     const [, limit, used, retry] = reply as [number, number, number, number]
     return { ok: false, limit, used, retry_after_ms: retry }
   }

@@ -103,7 +103,8 @@ export function describeQuotaStore(name: string, make: () => Promise<{ store: Qu
       const { store, entity } = await make()
       const e = entity()
       const r = await store.reserve(e, [tokens('q', 100)], input('r1', 30), T0)
-      expect(r).toEqual({ ok: true, remaining: [{ qid: 'q', tokens: 70, micro: -1, reset_ms: 30_000 }] })
+      // A fixed minute: the bucket booked into closes with the window, 30 s on.
+      expect(r).toEqual({ ok: true, remaining: [{ qid: 'q', tokens: 70, micro: -1, reset_ms: 30_000, closes_ms: 30_000 }] })
       expect(await store.status(e, [tokens('q', 100)], T0)).toEqual([{ qid: 'q', tokens: 30, micro: 0, reset_ms: 30_000, reserved_tokens: 30, reserved_micro: 0 }])
     })
 
@@ -222,13 +223,14 @@ export function describeQuotaStore(name: string, make: () => Promise<{ store: Qu
       const { store, entity } = await make()
       const e = entity()
       const rpm = tokens('rpm', 3, 'sliding')
-      for (let i = 0; i < 3; i++) expect(await store.count(e, rpm, 1, T0 + i * 100)).toEqual({ ok: true })
+      // Each booked into T0's one-second bucket, which closes at T0 + 1 s.
+      for (let i = 0; i < 3; i++) expect(await store.count(e, rpm, 1, T0 + i * 100)).toEqual({ ok: true, closes_ms: 1000 - i * 100 })
       const refused = await store.count(e, rpm, 1, T0 + 20_000)
       expect(refused).toMatchObject({ ok: false, limit: 3, used: 3 })
       // The oldest count's bucket (T0's second) leaves the window after a minute and a second.
       expect(refused.ok === false && T0 + 20_000 + refused.retry_after_ms).toBe(T0 + MIN + 1000)
       expect((await store.count(e, rpm, 1, T0 + MIN + 999)).ok).toBe(false)
-      expect(await store.count(e, rpm, 1, T0 + MIN + 1000)).toEqual({ ok: true })
+      expect(await store.count(e, rpm, 1, T0 + MIN + 1000)).toMatchObject({ ok: true })
       // A count is usage: status shows it, nothing of it reserved.
       expect((await store.status(e, [rpm], T0 + MIN + 1000))[0]).toMatchObject({ tokens: 1, reserved_tokens: 0 })
     })
@@ -240,6 +242,19 @@ export function describeQuotaStore(name: string, make: () => Promise<{ store: Qu
       await store.reserve(e, q, { requestId: 'lease:dead-instance:1', ttlMs: 2000, tokens: 60, micro: 0 }, T0)
       expect((await store.status(e, q, T0 + 2000))[0]).toMatchObject({ tokens: 60, reserved_tokens: 0 })
       expect(await store.settle(e, 'lease:dead-instance:1', 10, 0, T0 + 2001)).toBe(false)
+    })
+
+    it('shrinks a held reservation to what it still may use, never growing it', async () => {
+      const { store, entity } = await make()
+      const e = entity()
+      const q = [tokens('q', 1000, 'fixed', 'day')]
+      await store.reserve(e, q, input('lease:x:1', 600), T0)
+      expect(await store.shrink(e, 'lease:x:1', 150, 0, T0)).toBe(true)
+      expect(await store.shrink(e, 'lease:x:1', 400, 0, T0)).toBe(true)
+      expect((await store.status(e, q, T0))[0]).toMatchObject({ tokens: 150, reserved_tokens: 150 })
+      expect(await store.settle(e, 'lease:x:1', 120, 0, T0)).toBe(true)
+      expect((await store.status(e, q, T0))[0]).toMatchObject({ tokens: 120, reserved_tokens: 0 })
+      expect(await store.shrink(e, 'lease:x:1', 10, 0, T0)).toBe(false)
     })
 
     it('stops counting a reservation whose gateway never settled once it expires', async () => {
@@ -296,7 +311,7 @@ export function describeQuotaStore(name: string, make: () => Promise<{ store: Qu
       const big: QuotaLine[] = [{ qid: 'big', mode: 'fixed', period: 'day', token_limit: MAX_LIMIT, micro_limit: -1 }]
       const resetMs = Date.UTC(2026, 10, 27) - T0
       const r = await store.reserve(e, big, { requestId: 'r1', ttlMs: MAX_TTL_MS, tokens: MAX_AMOUNT, micro: MAX_AMOUNT - 1 }, T0)
-      expect(r).toEqual({ ok: true, remaining: [{ qid: 'big', tokens: MAX_LIMIT - MAX_AMOUNT, micro: -1, reset_ms: resetMs }] })
+      expect(r).toEqual({ ok: true, remaining: [{ qid: 'big', tokens: MAX_LIMIT - MAX_AMOUNT, micro: -1, reset_ms: resetMs, closes_ms: resetMs }] })
       expect(await store.settle(e, 'r1', MAX_AMOUNT - 1, MAX_AMOUNT, T0)).toBe(true)
       await store.reserve(e, big, { requestId: 'r2', ttlMs: MAX_TTL_MS, tokens: MAX_AMOUNT, micro: MAX_AMOUNT }, T0)
       expect(await store.status(e, big, T0)).toEqual([

@@ -19,6 +19,8 @@ export interface LineUsage {
   micro: number
   // ms until the window's oldest usage stops counting.
   reset_ms: number
+  // reserve only: ms until the bucket the reservation was booked into closes.
+  closes_ms?: number
 }
 
 export interface LineStatus extends LineUsage {
@@ -33,7 +35,8 @@ export type ReserveOutcome =
 
 // A count against one line, booked as used at once (nothing to settle): a provider's requests per
 // minute. Refused when it would pass the line's token limit.
-export type CountOutcome = { ok: true } | { ok: false; limit: number; used: number; retry_after_ms: number }
+// closes_ms: until the bucket the count was booked into closes.
+export type CountOutcome = { ok: true; closes_ms?: number } | { ok: false; limit: number; used: number; retry_after_ms: number }
 
 export interface ReserveInput {
   requestId: string
@@ -49,6 +52,9 @@ export interface QuotaStore {
   settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean>
   release(entity: string, requestId: string, now?: number): Promise<boolean>
   status(entity: string, lines: QuotaLine[], now?: number): Promise<LineStatus[]>
+  // A held reservation counts only this much from now on (never more than it did); false when
+  // there is none.
+  shrink(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean>
   // O(1) in the traffic: no record per count, only the window's bucket counters.
   count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome>
 }

@@ -16,6 +16,8 @@ export interface Window {
   oldest: number
   // When the oldest counted usage stops counting.
   freesAt: number
+  // When the bucket `now` falls in closes: what is booked into it later is counted as of earlier.
+  closesAt: number
 }
 
 export function windowAt(mode: QuotaMode, period: QuotaPeriod, now: number): Window {
@@ -23,11 +25,12 @@ export function windowAt(mode: QuotaMode, period: QuotaPeriod, now: number): Win
     if (period === 'month') {
       const d = new Date(now)
       const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1)
-      return { bucket: start, oldest: start, freesAt: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) }
+      const end = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)
+      return { bucket: start, oldest: start, freesAt: end, closesAt: end }
     }
     const p = periodMs(period)
     const start = Math.floor(now / p) * p
-    return { bucket: start, oldest: start, freesAt: start + p }
+    return { bucket: start, oldest: start, freesAt: start + p, closesAt: start + p }
   }
   const p = periodMs(period)
   const w = p / SLIDING_BUCKETS
@@ -35,5 +38,6 @@ export function windowAt(mode: QuotaMode, period: QuotaPeriod, now: number): Win
   // usage is never under-counted (a window is a period plus up to one bucket). It stops counting
   // once the window's start has passed its end.
   const oldest = Math.floor((now - p) / w) * w
-  return { bucket: Math.floor(now / w) * w, oldest, freesAt: oldest + w + p }
+  const bucket = Math.floor(now / w) * w
+  return { bucket, oldest, freesAt: oldest + w + p, closesAt: bucket + w }
 }

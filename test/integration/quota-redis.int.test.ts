@@ -122,6 +122,7 @@ const BASE = {
   release: ['release', LATER, 'held'],
   status: ['status', LATER, '', ...LINE_ARGV],
   count: ['count', LATER, '', '1', ...LINE_ARGV.slice(0, 5)],
+  shrink: ['shrink', LATER, 'held', '25', '120'],
 }
 const RAW = {
   op: ['', 'RESERVE', 'reserve ', 'sweep'],
@@ -157,7 +158,7 @@ function rawCases(): RawCase[] {
     const fields = [['qid', RAW.qid], ['mode', RAW.mode], ['period', RAW.period], ['token_limit', RAW.limit], ['micro_limit', RAW.limit]] as const
     fields.forEach(([name, values], i) => at(op, first + 5 + i, `line 2 ${name}`, values))
   }
-  for (const op of ['reserve', 'settle', 'release', 'status', 'count'] as const) {
+  for (const op of ['reserve', 'settle', 'release', 'status', 'count', 'shrink'] as const) {
     at(op, 0, 'op', RAW.op)
     at(op, 1, 'now', RAW.now)
   }
@@ -172,6 +173,9 @@ function rawCases(): RawCase[] {
   at('release', 2, 'request_id', RAW.id)
   at('status', 2, 'request_id', ['held', ' '])
   lines('status', 3)
+  at('shrink', 2, 'request_id', RAW.id)
+  at('shrink', 3, 'tokens', RAW.amount)
+  at('shrink', 4, 'micro', RAW.amount)
   at('count', 2, 'request_id', ['held', ' '])
   at('count', 3, 'amount', ['0', ...RAW.amount])
   // count's one line is its line 1.
@@ -191,6 +195,7 @@ function rawCases(): RawCase[] {
   arity('settle without micro', 'argument count', BASE.settle.slice(0, -1))
   arity('settle with an extra value', 'argument count', [...BASE.settle, '1'])
   arity('release with an extra value', 'argument count', [...BASE.release, '1'])
+  arity('shrink without micro', 'argument count', BASE.shrink.slice(0, -1))
   arity('count with two lines', 'argument count', [...BASE.count, ...LINE_ARGV.slice(5)])
   arity('count without its limit', 'argument count', BASE.count.slice(0, -1))
   arity('settle with two keys', 'keys', BASE.settle, 2)
