@@ -26,6 +26,8 @@ const MAX_TURNS = 64
 // A lease stops drawing this long before the store's bucket it was booked into closes (the store's
 // clock and this process's differ by the call's own time at most).
 const CLOSE_MARGIN_MS = 20
+// Headroom and count blocks of lines not used for this long are dropped.
+const FORGET_AFTER_MS = 10 * 60_000
 // A booking the store did not answer is asked again after 200 ms, 400 ms, ... (6 s in all).
 // Counts a period before a process takes them from the store in blocks.
 const COUNT_BLOCK_MIN = 4
@@ -90,7 +92,7 @@ export class LeasedQuotaStore implements QuotaStore {
   // Reservations under way, by entity and request id: the same id again is answered as reserved.
   readonly #reserving = new Set<string>()
   // The headroom the store last reported, per entity and lines: the next lease's ceiling.
-  readonly #headroom = new Map<string, Amount>()
+  readonly #headroom = new Map<string, Amount & { at: number }>()
   // Blocks of counts taken from the store, per entity and line.
   readonly #counts = new Map<string, { left: number; served: number; demand: number; expiresAt: number }>()
   readonly #refills = new Map<string, Promise<void>>()
@@ -296,6 +298,10 @@ export class LeasedQuotaStore implements QuotaStore {
       this.#draws.delete(dk)
       if (d.lease) void this.#undraw(d, undefined)
     }
+    // What is known of entities and lines not seen for a while (callers gone, configs replaced)
+    // is forgotten, so memory follows the traffic, not its history.
+    for (const [key, h] of this.#headroom) if (now - h.at > FORGET_AFTER_MS) this.#headroom.delete(key)
+    for (const [key, pool] of this.#counts) if (now - pool.expiresAt > FORGET_AFTER_MS) this.#counts.delete(key)
   }
 
   // The connection to the store broke (Redis restarting, failing over): it may come back without
@@ -413,12 +419,12 @@ export class LeasedQuotaStore implements QuotaStore {
   // The headroom the store reports: the next lease is sized by it.
   #learn(key: string, r: ReserveOutcome): void {
     if (r.ok) {
-      if (r.remaining.length > 0) this.#headroom.set(key, headroomOf(r.remaining))
+      if (r.remaining.length > 0) this.#headroom.set(key, { ...headroomOf(r.remaining), at: this.clock() })
       return
     }
     const left = Math.max(0, r.limit - r.used)
     const known = this.#headroom.get(key) ?? { tokens: -1, micro: -1 }
-    this.#headroom.set(key, r.kind === 'tokens' ? { ...known, tokens: left } : { ...known, micro: left })
+    this.#headroom.set(key, r.kind === 'tokens' ? { ...known, tokens: left, at: this.clock() } : { ...known, micro: left, at: this.clock() })
   }
 }
 
