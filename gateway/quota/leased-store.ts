@@ -166,6 +166,39 @@ export class LeasedQuotaStore implements QuotaStore {
     return r
   }
 
+  // A draw from the live lease, when it has room: the common case, without a promise.
+  tryReserve(entity: string, lines: QuotaLine[], input: ReserveInput): ReserveOutcome | undefined {
+    checkReserveArgs(entity, lines, input, undefined)
+    const dk = drawKey(entity, input.requestId)
+    if (this.#draws.has(dk) || this.#reserving.has(dk)) return { ok: true, remaining: [] }
+    const lease = this.#active.get(leaseKey(entity, lines))
+    const t = this.clock()
+    if (!lease || t >= lease.drawUntil || !fits(lease, input)) return undefined
+    return this.#draw(lease, dk, input, t)
+  }
+
+  // A draw from a lease settled in memory (its booking, when it is the last, runs on by itself and
+  // close() awaits it); undefined for a reservation of the store's own.
+  trySettle(entity: string, requestId: string, tokens: number, micro: number): boolean | undefined {
+    checkSettleArgs(entity, requestId, tokens, micro, undefined)
+    const dk = drawKey(entity, requestId)
+    const d = this.#draws.get(dk)
+    if (!d?.lease) return undefined
+    this.#draws.delete(dk)
+    void this.#undraw(d, { tokens: Math.min(tokens, d.tokens), micro: Math.min(micro, d.micro) })
+    return true
+  }
+
+  tryRelease(entity: string, requestId: string): boolean | undefined {
+    checkReleaseArgs(entity, requestId, undefined)
+    const dk = drawKey(entity, requestId)
+    const d = this.#draws.get(dk)
+    if (!d?.lease) return undefined
+    this.#draws.delete(dk)
+    void this.#undraw(d, undefined)
+    return true
+  }
+
   async settle(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean> {
     checkSettleArgs(entity, requestId, tokens, micro, now)
     const dk = drawKey(entity, requestId)

@@ -103,7 +103,20 @@ export class QuotaService {
     // When the reservations stop counting, by this process's clock (the store keeps its own): only
     // to tell an expired reservation from a missing one when a settle finds none.
     const expiresAt = this.now() + input.ttlMs
-    const results = await Promise.allSettled(plan.map((p) => this.store.reserve(p.entity, p.lines, input)))
+    // Entities a store answers in memory (a lease's room) need no call, and all of them none.
+    let quick: Array<ReserveOutcome | undefined> | undefined
+    if (this.store.tryReserve) {
+      quick = []
+      try {
+        for (const p of plan) quick.push(this.store.tryReserve(p.entity, p.lines, input))
+      } catch (err) {
+        // Arguments a store refuses are a bug here: what was drawn goes back, and the error up.
+        this.releaseAll(plan.filter((_, i) => quick?.[i]?.ok), requestId, expiresAt)
+        throw err
+      }
+    }
+    const results: Array<PromiseSettledResult<ReserveOutcome>> =
+      quick?.every((r) => r !== undefined) ? quick.map((value) => ({ status: 'fulfilled', value: value! })) : await Promise.allSettled(plan.map((p, i) => quick?.[i] ?? this.store.reserve(p.entity, p.lines, input)))
     const held = plan.filter((_, i) => {
       const r = results[i]
       return r?.status === 'fulfilled' && r.value.ok
@@ -145,7 +158,7 @@ export class QuotaService {
         const booked = bookable(tokens, est.tokens)
         if (Number.isSafeInteger(tokens) && tokens > booked) this.unbookedTokens += tokens - booked
         const micro = bookable(picoToMicroCeil(costPico), est.micro)
-        return this.finish('settle', plan, requestId, expiresAt, (p) => this.store.settle(p.entity, requestId, booked, micro))
+        return this.finish('settle', plan, requestId, expiresAt, (p) => this.store.settle(p.entity, requestId, booked, micro), this.store.trySettle && ((p) => this.store.trySettle!(p.entity, requestId, booked, micro)))
       },
       release: () => (end() ? this.releaseAll(plan, requestId, expiresAt) : Promise.resolve()),
     }
@@ -170,26 +183,34 @@ export class QuotaService {
   }
 
   private releaseAll(plan: readonly EntityPlan[], requestId: string, expiresAt: number): Promise<void> {
-    return this.finish('release', plan, requestId, expiresAt, (p) => this.store.release(p.entity, requestId))
+    return this.finish('release', plan, requestId, expiresAt, (p) => this.store.release(p.entity, requestId), this.store.tryRelease && ((p) => this.store.tryRelease!(p.entity, requestId)))
   }
 
   // Off the response path; a failure leaves the reservation to expire after reservation_ttl_ms.
   // The store answers false for an entity that held no reservation: the log says so, not "booked".
-  private finish(op: 'settle' | 'release', plan: readonly EntityPlan[], requestId: string, expiresAt: number, run: (p: EntityPlan) => Promise<boolean>): Promise<void> {
-    return Promise.all(plan.map(run)).then(
-      (found) => {
-        const missed = plan.filter((_, i) => !found[i]).map((p) => p.entity)
-        if (missed.length === 0) return this.log.debug(op === 'settle' ? 'quota booked' : 'quota released', { request_id: requestId })
-        const reason: SettleSkipReason = this.now() >= expiresAt ? 'expired' : 'not_found'
-        const fields = { request_id: requestId, reason, entities: missed, ...(missed.length < plan.length ? { done_entities: plan.length - missed.length } : {}) }
-        // A reservation gone before its release had stopped counting anyway: nothing is lost.
-        if (op === 'release') return this.log.debug('quota release skipped', fields)
-        this.settlesSkipped[reason] += missed.length
-        // The request's usage was not charged to these budgets.
-        this.log.warn('quota settle skipped', fields)
-      },
-      (err: unknown) => this.log.warn('quota settle/release failed; the reservation will expire', { request_id: requestId, err }),
-    )
+  // quick: the store's in-memory answer for an entity, when it has one (undefined: ask run).
+  private finish(op: 'settle' | 'release', plan: readonly EntityPlan[], requestId: string, expiresAt: number, run: (p: EntityPlan) => Promise<boolean>, quick?: (p: EntityPlan) => boolean | undefined): Promise<void> {
+    const done = (found: readonly boolean[]) => this.#finished(op, plan, requestId, expiresAt, found)
+    let known: Array<boolean | undefined> | undefined
+    try {
+      known = quick && plan.map(quick)
+    } catch (err) {
+      return Promise.resolve(this.log.warn('quota settle/release failed; the reservation will expire', { request_id: requestId, err }))
+    }
+    if (known?.every((f) => f !== undefined)) return Promise.resolve(done(known as boolean[]))
+    return Promise.all(plan.map((p, i) => known?.[i] ?? run(p))).then(done, (err: unknown) => this.log.warn('quota settle/release failed; the reservation will expire', { request_id: requestId, err }))
+  }
+
+  #finished(op: 'settle' | 'release', plan: readonly EntityPlan[], requestId: string, expiresAt: number, found: readonly boolean[]): void {
+    const missed = plan.filter((_, i) => !found[i]).map((p) => p.entity)
+    if (missed.length === 0) return this.log.debug(op === 'settle' ? 'quota booked' : 'quota released', { request_id: requestId })
+    const reason: SettleSkipReason = this.now() >= expiresAt ? 'expired' : 'not_found'
+    const fields = { request_id: requestId, reason, entities: missed, ...(missed.length < plan.length ? { done_entities: plan.length - missed.length } : {}) }
+    // A reservation gone before its release had stopped counting anyway: nothing is lost.
+    if (op === 'release') return this.log.debug('quota release skipped', fields)
+    this.settlesSkipped[reason] += missed.length
+    // The request's usage was not charged to these budgets.
+    this.log.warn('quota settle skipped', fields)
   }
 }
 

@@ -55,6 +55,11 @@ export interface QuotaStore {
   // A held reservation counts only this much from now on (never more than it did); false when
   // there is none.
   shrink(entity: string, requestId: string, tokens: number, micro: number, now?: number): Promise<boolean>
+  // Optional fast paths, answered in memory without a promise when the store can (a lease's room):
+  // undefined means ask the method of the same name.
+  tryReserve?(entity: string, lines: QuotaLine[], input: ReserveInput): ReserveOutcome | undefined
+  trySettle?(entity: string, requestId: string, tokens: number, micro: number): boolean | undefined
+  tryRelease?(entity: string, requestId: string): boolean | undefined
   // O(1) in the traffic: no record per count, only the window's bucket counters.
   count(entity: string, line: QuotaLine, amount: number, now?: number): Promise<CountOutcome>
 }
