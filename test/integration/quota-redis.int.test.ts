@@ -36,6 +36,7 @@ afterAll(async () => {
 describeQuotaStore('redis', async () => ({ store: new RedisQuotaStore(single), entity: () => `user:e${++n}` }))
 // Leased per process over Redis: near a limit leases step aside, so the contract holds whole.
 describeQuotaStore('leased over redis', async () => ({ store: new LeasedQuotaStore(new RedisQuotaStore(single), { requests: 64, maxAgeMs: 1000 }), entity: () => `user:e${++n}` }))
+describeQuotaStore('leased over redis cluster', async () => ({ store: new LeasedQuotaStore(new RedisQuotaStore(clustered), { requests: 64, maxAgeMs: 1000 }), entity: () => `team:e${++n}` }))
 
 describe('budget leases across a Redis restart', () => {
   it('lose no settled usage when Redis persists every write (appendfsync always) and is killed mid-load', async () => {
@@ -77,9 +78,10 @@ describe('budget leases across a Redis restart', () => {
   }, 30_000)
 })
 
-describe('budget leases of several gateway processes on one Redis', () => {
+for (const [topology, client] of [['single node', () => single], ['cluster of 3 masters', () => clustered]] as const) {
+describe(`budget leases of several gateway processes on one Redis (${topology})`, () => {
   const line = (limit: number): QuotaLine => ({ qid: 'day', mode: 'fixed', period: 'day', token_limit: limit, micro_limit: -1 })
-  const instances = (k: number) => Array.from({ length: k }, () => new LeasedQuotaStore(new RedisQuotaStore(single), { requests: 64, maxAgeMs: 1000 }))
+  const instances = (k: number) => Array.from({ length: k }, () => new LeasedQuotaStore(new RedisQuotaStore(client()), { requests: 64, maxAgeMs: 1000 }))
   const race = (stores: LeasedQuotaStore[], entity: string, limit: number, requests: number) =>
     Promise.all(Array.from({ length: requests }, (_, i) => stores[i % stores.length]!.reserve(entity, [line(limit)], { requestId: `r${i}`, ttlMs: 300_000, tokens: 100, micro: 0 })))
 
@@ -87,7 +89,7 @@ describe('budget leases of several gateway processes on one Redis', () => {
     const e = `global:handful${++n}`
     const outcomes = await race(instances(4), e, 500, 300)
     expect(outcomes.filter((o) => o.ok)).toHaveLength(5)
-    expect((await new RedisQuotaStore(single).status(e, [line(500)]))[0]).toMatchObject({ tokens: 500 })
+    expect((await new RedisQuotaStore(client()).status(e, [line(500)]))[0]).toMatchObject({ tokens: 500 })
   })
 
   it('admit exactly what fits a larger budget, served mostly from leases, and book exactly what was used', async () => {
@@ -99,9 +101,10 @@ describe('budget leases of several gateway processes on one Redis', () => {
     // Each admitted request uses 30 of its 100; the leases are then booked.
     await Promise.all(outcomes.map((o, i) => (o.ok ? stores[i % 4]!.settle(e, `r${i}`, 30, 0) : undefined)))
     await Promise.all(stores.map((s) => s.close()))
-    expect((await new RedisQuotaStore(single).status(e, [line(20_000)]))[0]).toMatchObject({ tokens: 200 * 30, reserved_tokens: 0 })
+    expect((await new RedisQuotaStore(client()).status(e, [line(20_000)]))[0]).toMatchObject({ tokens: 200 * 30, reserved_tokens: 0 })
   })
 })
+}
 // Entities land in different slots (and nodes); every script stays within one.
 describeQuotaStore('redis cluster', async () => ({ store: new RedisQuotaStore(clustered), entity: () => `team:e${++n}` }))
 
