@@ -7,7 +7,7 @@ export interface ReportInput {
   header: string[]
   labels: Record<string, string>
   phases: readonly PhaseResult[]
-  // Gateway against direct (the DESIGN.md targets), bare proxy against direct (the floor), gateway against bare proxy.
+  // Gateway against direct (the design targets), bare proxy against direct (the floor), gateway against bare proxy.
   headline: Headline
   floor: Headline
   overFloor: Headline
@@ -38,7 +38,7 @@ export function renderReport(r: ReportInput): string {
   }
   const throughput = r.phases.filter((p) => p.phase.startsWith('throughput_'))
   if (throughput.length > 0) out.push('Throughput, closed loop, time-sliced per target over 3 rounds', renderThroughputTable(throughput, r.labels), '')
-  out.push('DESIGN.md targets (informational), gateway with default info logging', renderChecks(r.checks), '')
+  out.push('Design targets (informational), gateway with default info logging', renderChecks(r.checks), '')
   out.push(renderHeadlineLine('Bare proxy over direct (the floor: what Bun itself costs to proxy)', r.floor))
   out.push(renderHeadlineLine("Gateway over bare proxy (what the gateway's own logic costs)", r.overFloor))
   out.push(renderHeadlineLine('Gateway + Redis quotas over direct', r.quotaOverDirect))
