@@ -11,6 +11,7 @@ import { RedisQuotaStore } from '../gateway/quota/redis-store.ts'
 import type { QuotaStore } from '../gateway/quota/types.ts'
 import { startRedis } from '../test/harness/redis.ts'
 import { BENCH_QUOTAS } from './processes.ts'
+import { redisFigures } from './redis-info.ts'
 
 const REQUESTS = Number(process.env.BUDGET_REQUESTS ?? 20_000)
 // Requests in flight at once, as at c=16.
@@ -31,14 +32,6 @@ interface Row {
   leases: number | null
 }
 
-async function figures(info: () => Promise<string>): Promise<{ calls: number; cpuUs: number }> {
-  const text = await info()
-  let calls = 0
-  for (const m of text.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) calls += Number(m[1])
-  const cpu = Number(/^used_cpu_user:([\d.]+)/m.exec(text)?.[1] ?? 0) + Number(/^used_cpu_sys:([\d.]+)/m.exec(text)?.[1] ?? 0)
-  return { calls, cpuUs: cpu * 1e6 }
-}
-
 // used: what each request books (a short answer's few dozen tokens, or its whole estimate: the
 // worst case for leases, each then serving only lease_requests requests).
 // rpm: the provider called also has a rate_limit_rpm (one admission per request).
@@ -53,7 +46,7 @@ async function run(design: string, store: QuotaStore, close: () => Promise<void>
   }
   // Warm: the script loaded, the first leases taken.
   for (let i = 0; i < 200; i++) await one(-1 - i)
-  const before = await figures(info)
+  const before = await redisFigures(info)
   const cpu = process.cpuUsage()
   let next = 0
   await Promise.all(
@@ -63,7 +56,7 @@ async function run(design: string, store: QuotaStore, close: () => Promise<void>
   )
   await close()
   const spent = process.cpuUsage(cpu)
-  const after = await figures(info)
+  const after = await redisFigures(info)
   // The INFO call itself counts once.
   return {
     design,

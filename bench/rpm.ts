@@ -6,6 +6,7 @@ import { MemoryQuotaStore } from '../gateway/quota/memory-store.ts'
 import { RedisQuotaStore } from '../gateway/quota/redis-store.ts'
 import type { QuotaLine, QuotaStore } from '../gateway/quota/types.ts'
 import { startRedis } from '../test/harness/redis.ts'
+import { redisFigures } from './redis-info.ts'
 
 // Admissions per simulated second, and simulated seconds: two minutes, so the window is full for
 // the second one (where a per-admission design shows its cost).
@@ -32,14 +33,6 @@ interface Run {
   heap_mb_after: number
   redis_commands_per_admission?: number
   redis_cpu_us_per_admission?: number
-}
-
-async function redisFigures(info: () => Promise<string>): Promise<{ calls: number; cpuUs: number }> {
-  const text = await info()
-  let calls = 0
-  for (const m of text.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) calls += Number(m[1])
-  const cpu = Number(/^used_cpu_user:([\d.]+)/m.exec(text)?.[1] ?? 0) + Number(/^used_cpu_sys:([\d.]+)/m.exec(text)?.[1] ?? 0)
-  return { calls, cpuUs: cpu * 1e6 }
 }
 
 async function run(storeName: string, store: QuotaStore, design: Design, info?: () => Promise<string>): Promise<Run> {

@@ -62,8 +62,7 @@ export interface AppDeps {
 
 export function createApp(deps: AppDeps) {
   const metrics = deps.metrics ?? new GatewayMetrics(deps.store, deps.quota)
-  const fdCap = defaultRequestCap(() => readFileSync('/proc/self/limits', 'utf8'))
-  const gate = deps.gate ?? new RequestGate(() => deps.store.current.config.file.server.max_concurrent_requests ?? fdCap)
+  const gate = deps.gate ?? defaultGate(deps.store)
   metrics.registry.register(new Gauge('gateway_requests_in_progress', 'Chat requests the process holds now (streams included).', () => gate.inFlight))
   metrics.registry.register(new Gauge('gateway_requests_refused_busy', 'Chat requests refused (503 server_busy) because the process held its cap of requests in progress; only grows.', () => gate.refused))
   const pending = deps.pending ?? new PendingWork()
@@ -126,3 +125,9 @@ export function createApp(deps: AppDeps) {
 }
 
 export type App = ReturnType<typeof createApp>
+
+// Without a gate given: the config's cap, else the open-file limit's (read once).
+function defaultGate(store: ConfigStore): RequestGate {
+  const fdCap = defaultRequestCap(() => readFileSync('/proc/self/limits', 'utf8'))
+  return new RequestGate(() => store.current.config.file.server.max_concurrent_requests ?? fdCap)
+}

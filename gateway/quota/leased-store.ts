@@ -463,13 +463,7 @@ export class LeasedQuotaStore implements QuotaStore {
 
 // The least limit of the lines, per unit; -1 where none limits it.
 function limitsOf(lines: QuotaLine[]): Amount {
-  let tokens = -1
-  let micro = -1
-  for (const l of lines) {
-    if (l.token_limit >= 0) tokens = tokens < 0 ? l.token_limit : Math.min(tokens, l.token_limit)
-    if (l.micro_limit >= 0) micro = micro < 0 ? l.micro_limit : Math.min(micro, l.micro_limit)
-  }
-  return { tokens, micro }
+  return leastOf(lines.map((l) => ({ tokens: l.token_limit, micro: l.micro_limit })))
 }
 
 function fits(lease: Lease, input: ReserveInput): boolean {
@@ -478,11 +472,16 @@ function fits(lease: Lease, input: ReserveInput): boolean {
 
 // The least left on any line, per unit; -1 where no line limits it.
 function headroomOf(remaining: LineUsage[]): Amount {
+  return leastOf(remaining)
+}
+
+// The least of each unit over amounts where -1 means none; -1 when none has it.
+function leastOf(amounts: readonly Amount[]): Amount {
   let tokens = -1
   let micro = -1
-  for (const r of remaining) {
-    if (r.tokens >= 0) tokens = tokens < 0 ? r.tokens : Math.min(tokens, r.tokens)
-    if (r.micro >= 0) micro = micro < 0 ? r.micro : Math.min(micro, r.micro)
+  for (const a of amounts) {
+    if (a.tokens >= 0) tokens = tokens < 0 ? a.tokens : Math.min(tokens, a.tokens)
+    if (a.micro >= 0) micro = micro < 0 ? a.micro : Math.min(micro, a.micro)
   }
   return { tokens, micro }
 }
