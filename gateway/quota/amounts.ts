@@ -97,12 +97,13 @@ function checkInteger(argument: string, value: unknown, min: number, max: number
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) fail(argument, `an integer in [${min}, ${max}]`, value)
 }
 
+const NAME_RULE = `a non-empty string of at most ${MAX_NAME_BYTES} UTF-8 bytes without control characters`
+
 function checkName(argument: string, value: unknown): void {
-  const rule = `a non-empty string of at most ${MAX_NAME_BYTES} UTF-8 bytes without control characters`
   // A lone surrogate would reach Redis as U+FFFD, making two ids one there but not in memory.
-  // A UTF-16 unit is at least one UTF-8 byte, so the cheap length test goes first.
-  if (typeof value !== 'string' || value === '' || value.length > MAX_NAME_BYTES || !value.isWellFormed()) fail(argument, rule, value)
-  if (Buffer.byteLength(value, 'utf8') > MAX_NAME_BYTES || CONTROL.test(value)) fail(argument, rule, value)
+  // A UTF-16 unit is one to three UTF-8 bytes: the bytes are counted only when that can matter.
+  if (typeof value !== 'string' || value === '' || value.length > MAX_NAME_BYTES || !value.isWellFormed()) fail(argument, NAME_RULE, value)
+  if ((value.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(value, 'utf8') > MAX_NAME_BYTES) || CONTROL.test(value)) fail(argument, NAME_RULE, value)
 }
 
 function fail(argument: string, rule: string, value: unknown): never {

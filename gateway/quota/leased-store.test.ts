@@ -44,6 +44,36 @@ describe('LeasedQuotaStore', () => {
     expect((await shared.status('user:a', [DAY], now))[0]).toMatchObject({ tokens: used, micro: 50 * 150, reserved_tokens: 0 })
   })
 
+  it('sizes the next lease for twice the requests held open at once, so concurrency alone does not empty each lease', async () => {
+    let now = T0
+    const { calls, store } = counted(new MemoryQuotaStore(() => now))
+    const leased = new LeasedQuotaStore(store, { requests: 8, maxAgeMs: 1000 }, () => now)
+    const open = async (from: number, count: number) => {
+      for (let i = from; i < from + count; i++) expect((await leased.reserve('user:a', [DAY], input(`r${i}`), now)).ok).toBe(true)
+    }
+    const leasesTaken = () => calls.filter((c) => c === 'reserve').length
+    const round = async (from: number) => {
+      await open(from, 20)
+      for (let i = from; i < from + 20; i++) await leased.settle('user:a', `r${i}`, 10, 20, now)
+    }
+    // 20 requests in flight at once: the first lease (8 requests) fills while young, with 9 wanted
+    // at once; the next is sized for twice that (18), and the round's last 12 fit in it.
+    await round(0)
+    expect(leasesTaken()).toBe(2)
+    // Settled draws gave their room back but for what they used: 16 of the next 20 fit, and the
+    // lease after holds 34 (2 x 17 wanted at once).
+    await round(100)
+    expect(leasesTaken()).toBe(3)
+    // From then on a round of 20 in flight fits in the lease it finds.
+    await round(200)
+    await round(300)
+    expect(leasesTaken()).toBe(3)
+    now += 1000
+    leased.tick(now)
+    await leased.close()
+    expect((await leased.status('user:a', [DAY], now))[0]).toMatchObject({ tokens: 800, micro: 1600, reserved_tokens: 0, reserved_micro: 0 })
+  })
+
   it('books a request at most what it drew, and a release nothing', async () => {
     const shared = new MemoryQuotaStore(() => T0)
     const leased = new LeasedQuotaStore(shared, { requests: 10, maxAgeMs: 1000 }, () => T0)

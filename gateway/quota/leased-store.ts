@@ -51,6 +51,8 @@ interface Lease {
   drawn: Amount
   used: Amount
   open: number
+  // The most draws open at once: the next lease of its key holds twice that.
+  peakOpen: number
   retired: boolean
   createdAt: number
   // No draws from this moment: the lease is old, or a bucket it was booked into closes (what it
@@ -93,6 +95,9 @@ export class LeasedQuotaStore implements QuotaStore {
   readonly #reserving = new Set<string>()
   // The headroom the store last reported, per entity and lines: the next lease's ceiling.
   readonly #headroom = new Map<string, Amount & { at: number }>()
+  // The most requests a lease of each key had open at once, the last time one retired: more in
+  // flight than a lease holds would retire each lease as soon as it is taken.
+  readonly #inFlight = new Map<string, { open: number; at: number }>()
   // Blocks of counts taken from the store, per entity and line.
   readonly #counts = new Map<string, { left: number; served: number; demand: number; expiresAt: number }>()
   readonly #refills = new Map<string, Promise<void>>()
@@ -133,6 +138,8 @@ export class LeasedQuotaStore implements QuotaStore {
       const lease = this.#active.get(key)
       if (lease) {
         if (at < lease.drawUntil && fits(lease, input)) return this.#draw(lease, dk, input, t)
+        // Full while young: one more than it had open was wanted at once.
+        if (at < lease.drawUntil) lease.peakOpen = Math.max(lease.peakOpen, lease.open + 1)
         this.#retire(lease)
       }
       // A lease being taken: wait for it, and fail as it failed (the store unreachable), at once.
@@ -334,6 +341,7 @@ export class LeasedQuotaStore implements QuotaStore {
     // What is known of entities and lines not seen for a while (callers gone, configs replaced)
     // is forgotten, so memory follows the traffic, not its history.
     for (const [key, h] of this.#headroom) if (now - h.at > FORGET_AFTER_MS) this.#headroom.delete(key)
+    for (const [key, f] of this.#inFlight) if (now - f.at > FORGET_AFTER_MS) this.#inFlight.delete(key)
     for (const [key, pool] of this.#counts) if (now - pool.expiresAt > FORGET_AFTER_MS) this.#counts.delete(key)
   }
 
@@ -362,6 +370,7 @@ export class LeasedQuotaStore implements QuotaStore {
     lease.drawn.tokens += input.tokens
     lease.drawn.micro += input.micro
     lease.open++
+    if (lease.open > lease.peakOpen) lease.peakOpen = lease.open
     this.#draws.set(dk, { lease, tokens: input.tokens, micro: input.micro, expiresAt: t + input.ttlMs })
     this.stats.local++
     // What the store has left, plus what this lease still has after this draw.
@@ -369,7 +378,7 @@ export class LeasedQuotaStore implements QuotaStore {
     const idleMicro = lease.size.micro - lease.drawn.micro - lease.used.micro
     return {
       ok: true,
-      remaining: lease.remaining.map((r) => ({ ...r, tokens: r.tokens < 0 ? -1 : r.tokens + idleTokens, micro: r.micro < 0 ? -1 : r.micro + idleMicro })),
+      remaining: lease.remaining.map((r) => ({ qid: r.qid, tokens: r.tokens < 0 ? -1 : r.tokens + idleTokens, micro: r.micro < 0 ? -1 : r.micro + idleMicro, reset_ms: r.reset_ms, closes_ms: r.closes_ms })),
     }
   }
 
@@ -393,7 +402,10 @@ export class LeasedQuotaStore implements QuotaStore {
     const share = (left: number | undefined) => (left === undefined || left < 0 ? Infinity : Math.floor(left * HEADROOM_SHARE))
     // Whole requests of this size, so that requests alike leave no room stranded in a lease.
     const per = input.tokens > 0 && input.micro > 0 ? Math.min(Math.floor(share(room?.tokens) / input.tokens), Math.floor(share(room?.micro) / input.micro)) : input.tokens > 0 ? Math.floor(share(room?.tokens) / input.tokens) : input.micro > 0 ? Math.floor(share(room?.micro) / input.micro) : 0
-    const requests = Math.min(this.settings.requests, per, Math.floor(MAX_AMOUNT / Math.max(1, input.tokens, input.micro)))
+    // At least lease_requests, and twice what was last in flight at once, so that concurrency alone
+    // never empties a lease: its room comes back as its draws settle.
+    const wanted = Math.max(this.settings.requests, 2 * (this.#inFlight.get(key)?.open ?? 0))
+    const requests = Math.min(wanted, per, Math.floor(MAX_AMOUNT / Math.max(1, input.tokens, input.micro)))
     if (requests < 2) return undefined
     return { tokens: input.tokens * requests, micro: input.micro * requests }
   }
@@ -408,7 +420,7 @@ export class LeasedQuotaStore implements QuotaStore {
     const createdAt = now ?? this.clock()
     const closes = Math.min(...r.remaining.map((l) => l.closes_ms ?? Infinity))
     const drawUntil = Math.min(createdAt + this.settings.maxAgeMs, createdAt + closes - CLOSE_MARGIN_MS)
-    const lease: Lease = { id, entity, lines, key, size, drawn: { tokens: 0, micro: 0 }, used: { tokens: 0, micro: 0 }, open: 0, retired: false, createdAt, drawUntil, remaining: r.remaining }
+    const lease: Lease = { id, entity, lines, key, size, drawn: { tokens: 0, micro: 0 }, used: { tokens: 0, micro: 0 }, open: 0, peakOpen: 0, retired: false, createdAt, drawUntil, remaining: r.remaining }
     this.#active.set(key, lease)
     this.#held.add(lease)
     this.stats.leases++
@@ -418,6 +430,7 @@ export class LeasedQuotaStore implements QuotaStore {
   #retire(lease: Lease): void {
     if (lease.retired) return
     lease.retired = true
+    this.#inFlight.set(lease.key, { open: lease.peakOpen, at: this.clock() })
     if (this.#active.get(lease.key) === lease) this.#active.delete(lease.key)
     if (lease.open === 0) return void this.#book(lease)
     // Requests still run on it (a long stream, say): its idle part goes back to the store now, not
