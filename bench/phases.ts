@@ -166,3 +166,77 @@ function priceEmulator(ctx: BenchContext, meters: Meters, targets: readonly Targ
   const upstreamRequests = targets.reduce((n, t) => n + t.requests, 0)
   return computeMicrosPerRequest(meters.emulator.readTicks(), upstreamRequests, ctx.ticksPerSecond)
 }
+
+// One round of a paired measurement: the figures of each of the two targets in its own slice.
+export interface PairedSlice {
+  cpu_us_per_request: number
+  redis_cpu_us_per_request: number
+  throughput_rps: number
+  requests: number
+  errors: number
+}
+
+export interface PairedResult {
+  concurrency: number
+  subject: string
+  baseline: string
+  rounds: Array<{ subject: PairedSlice; baseline: PairedSlice }>
+  // Medians over the rounds of each round's ratio (subject / baseline).
+  median_total_cpu_ratio: number
+  median_throughput_ratio: number
+}
+
+// Two targets in alternating slices, each priced by its own process and redis-server CPU read around
+// its own slice only, their ratios taken per round and the median kept: what the others on the
+// machine do in between (the five other targets, their idle work) lands in neither figure.
+export async function measurePaired(ctx: BenchContext, subjectName: string, baselineName: string, concurrency: number, rounds: number, slice: Limits): Promise<PairedResult> {
+  const find = (name: string) => {
+    const s = ctx.subjects.find((x) => x.target.name === name)
+    if (!s?.proxy) throw new Error(`paired measurement: no measured target ${name}`)
+    return s
+  }
+  const subject = find(subjectName)
+  const baseline = find(baselineName)
+  const send = createSendCompletion()
+  const one = async (s: Subject): Promise<PairedSlice> => {
+    const cpu = createCpuMeter(s.proxy!.pid)
+    const redis = s.redisPid === undefined ? undefined : createCpuMeter(s.redisPid)
+    const r = await runClosedLoop(s.target, send, concurrency, slice)
+    // The slice's post-response work (usage lines, settles) lands in its own figures.
+    await Bun.sleep(SETTLE_MS)
+    const requests = r.samples.ok.length + r.samples.errors
+    return {
+      cpu_us_per_request: computeMicrosPerRequest(cpu.readTicks(), requests, ctx.ticksPerSecond),
+      redis_cpu_us_per_request: redis ? computeMicrosPerRequest(redis.readTicks(), requests, ctx.ticksPerSecond) : 0,
+      throughput_rps: r.elapsedSeconds > 0 ? requests / r.elapsedSeconds : 0,
+      requests,
+      errors: r.samples.errors,
+    }
+  }
+  const out: PairedResult['rounds'] = []
+  for (let i = 0; i < rounds; i++) {
+    // Which goes first alternates, so neither always follows the other's leftovers.
+    if (i % 2 === 0) {
+      const a = await one(subject)
+      out.push({ subject: a, baseline: await one(baseline) })
+    } else {
+      const b = await one(baseline)
+      out.push({ subject: await one(subject), baseline: b })
+    }
+  }
+  const total = (x: PairedSlice) => x.cpu_us_per_request + x.redis_cpu_us_per_request
+  return {
+    concurrency,
+    subject: subjectName,
+    baseline: baselineName,
+    rounds: out,
+    median_total_cpu_ratio: median(out.map((r) => total(r.subject) / total(r.baseline))),
+    median_throughput_ratio: median(out.map((r) => r.subject.throughput_rps / r.baseline.throughput_rps)),
+  }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 ? (s[mid] ?? Number.NaN) : ((s[mid - 1] ?? Number.NaN) + (s[mid] ?? Number.NaN)) / 2
+}

@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { TEST_KEYS } from '../test/harness/gateway-process.ts'
 import { startRedis, type RedisServer } from '../test/harness/redis.ts'
 import { readClockTicksPerSecond, waitForQuietCpu } from './cpu.ts'
-import { measureAlternating, measureIdleCpu, measureThroughput, warmUp, type BenchContext, type PhaseResult, type Subject } from './phases.ts'
+import { measureAlternating, measureIdleCpu, measurePaired, measureThroughput, warmUp, type PairedResult, type PairedSlice, type BenchContext, type PhaseResult, type Subject } from './phases.ts'
 import { BENCH_QUOTAS, setUpstreamBehavior, startBareProxy, startEmulatorProcess, startInfoGateway, startObservedGateway, startQuotaGateway, startRedisGateway, type EmulatorProcess } from './processes.ts'
 import { readQuotaLedger, type EntityLedger } from './quota-ledger.ts'
 import { renderReport } from './report.ts'
@@ -49,6 +49,9 @@ function describeMachine(ticksPerSecond: number) {
 }
 
 const IDLE_SECONDS = 3
+// Budgets on Redis are judged in paired rounds at these concurrencies (c=16: CPU; c=64: CPU and throughput).
+const PAIRED_CONCURRENCIES = [16, 64]
+const PAIRED_ROUNDS = 7
 // Before the idle baseline: a gateway is quiet once it spends at most one tick (10 ms at 100 ticks/s) in 500 ms.
 const QUIET = { windowMs: 500, maxTicks: 1, timeoutMs: 10_000 }
 
@@ -75,6 +78,13 @@ function checkQuotaMetering(ledger: readonly EntityLedger[]): void {
   if (missing.length > 0) throw new Error(`gateway + Redis quotas settled nothing on Redis for ${missing.join(', ')} after warm-up; ledger: ${JSON.stringify(ledger)}`)
 }
 
+function describePaired(p: PairedResult): string {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
+  const side = (pick: (r: PairedResult['rounds'][number]) => PairedSlice) =>
+    `gateway ${med(p.rounds.map((r) => pick(r).cpu_us_per_request)).toFixed(0)} + Redis ${med(p.rounds.map((r) => pick(r).redis_cpu_us_per_request)).toFixed(0)} µs a request, ${med(p.rounds.map((r) => pick(r).throughput_rps)).toFixed(0)} req/s`
+  return `budgets on Redis, paired at c=${p.concurrency} (medians of ${p.rounds.length} rounds): with budgets ${side((r) => r.subject)}; without ${side((r) => r.baseline)}; total CPU ratio ${p.median_total_cpu_ratio.toFixed(2)}×, throughput ratio ${p.median_throughput_ratio.toFixed(2)}×`
+}
+
 function describeLedger(ledger: readonly EntityLedger[]): string {
   const entities = ledger.map((e) => `${e.entity} ${e.used_tokens} tokens / ${(e.used_micro_usd / 1e6).toFixed(6)} USD, ${e.open_reservations} open`)
   return `Redis quota ledger after the run (settled usage in the budgets' current windows, reservations still open): ${entities.join('; ')}`
@@ -89,12 +99,13 @@ async function main(): Promise<number> {
   let emulator: EmulatorProcess | undefined
   // Kept as the promise, so a signal during start-up still stops the redis-server once it is up.
   let redisStarting: Promise<RedisServer> | undefined
+  let baselineRedisStarting: Promise<RedisServer> | undefined
   const proxies: Array<{ stop(): Promise<number> }> = []
   let collector: ReturnType<typeof Bun.serve> | undefined
   // Gateways first: the quota gateway should not see Redis vanish under it while it drains.
   const stopChildren = async () => {
     await Promise.allSettled(proxies.map((p) => p.stop()))
-    await Promise.allSettled([emulator?.stop(), redisStarting?.then((r) => r.stop())])
+    await Promise.allSettled([emulator?.stop(), redisStarting?.then((r) => r.stop()), baselineRedisStarting?.then((r) => r.stop())])
     collector?.stop(true)
   }
   const onSignal = (signal: NodeJS.Signals) => {
@@ -114,7 +125,10 @@ async function main(): Promise<number> {
     const redis = await redisStarting
     const quotaGateway = await startQuotaGateway(emulator.baseUrl, redis.url)
     proxies.push(quotaGateway)
-    const redisGateway = await startRedisGateway(emulator.baseUrl, redis.url)
+    // Its own redis-server, so that each gateway's Redis CPU is its own.
+    baselineRedisStarting = startRedis()
+    const baselineRedis = await baselineRedisStarting
+    const redisGateway = await startRedisGateway(emulator.baseUrl, baselineRedis.url)
     proxies.push(redisGateway)
     // A stand-in OTLP collector in this process: takes the spans and counts them.
     let exportedBytes = 0
@@ -139,7 +153,7 @@ async function main(): Promise<number> {
       { target: { name: DIRECT, url: upstreamUrl, model: UPSTREAM_MODEL, headers: json }, proxy: undefined },
       { target: { name: BARE_PROXY, url: `${bare.url}/v1/chat/completions`, model: UPSTREAM_MODEL, headers: json }, proxy: bare },
       { target: { name: GATEWAY, url: `${gateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: gateway },
-      { target: { name: GATEWAY_REDIS, url: `${redisGateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: redisGateway, redisPid: redis.pid },
+      { target: { name: GATEWAY_REDIS, url: `${redisGateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: redisGateway, redisPid: baselineRedis.pid },
       { target: { name: GATEWAY_QUOTA, url: `${quotaGateway.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: quotaGateway, redisPid: redis.pid },
       { target: { name: GATEWAY_NO_METRICS, url: `${noMetrics.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: noMetrics },
       { target: { name: GATEWAY_TRACED, url: `${traced.url}/v1/chat/completions`, model: 'test-model', headers: key }, proxy: traced },
@@ -154,6 +168,11 @@ async function main(): Promise<number> {
     await warmUp(ctx, { maxRequests: Math.min(500, settings.requests), maxSeconds: Math.min(5, settings.seconds) })
     checkQuotaMetering(await readQuotaLedger(redis.url))
     const phases = await runPhases(ctx, emulator, settings, say)
+    const paired: PairedResult[] = []
+    for (const c of PAIRED_CONCURRENCIES) {
+      say(`budgets on Redis against the same gateway without budgets, c=${c}: ${PAIRED_ROUNDS} paired rounds`)
+      paired.push(await measurePaired(ctx, GATEWAY_QUOTA, GATEWAY_REDIS, c, PAIRED_ROUNDS, { maxRequests: settings.requests * 4, maxSeconds: Math.max(0.5, settings.seconds / 10) }))
+    }
     const ledger = await readQuotaLedger(redis.url)
 
     const headline = computeHeadline(phases, GATEWAY, DIRECT)
@@ -165,7 +184,7 @@ async function main(): Promise<number> {
     const tracingCost = computeHeadline(phases, GATEWAY_TRACED, GATEWAY)
     if (exportedBytes === 0) throw new Error('the traced gateway exported no spans: the tracing figures would measure nothing')
     const redisCpuC1 = phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === GATEWAY_QUOTA)?.redis_cpu_us_per_request ?? null
-    const checks = [...checkDesignTargets(headline, overFloor), ...checkBudgetTargets(phases)]
+    const checks = [...checkDesignTargets(headline, overFloor), ...checkBudgetTargets(paired)]
     const seed = checkSeedBudget(headline)
     const errors = countErrors(phases)
     const logLines = (target: string) => phases.find((p) => p.phase === 'latency_c1')?.targets.find((t) => t.target === target)?.proxy_log_lines_per_request?.toFixed(2) ?? '-'
@@ -173,12 +192,14 @@ async function main(): Promise<number> {
       `gateway (info log) wrote ${logLines(GATEWAY)} stdout lines per request (consumed by the bench), the usage record among them; gateway + Redis quotas ${logLines(GATEWAY_QUOTA)}`,
       'bare proxy: bench/bare-proxy.ts, a Bun.serve fetch proxy in its own process, forwarding the direct body unchanged (no auth, routing, parsing or logging)',
       'config: test harness config (auth, routing, OpenAI passthrough, usage as a log line); gateway: no budgets; gateway + Redis, no budgets: the same with REDIS_URL (usage records also to the Redis stream); gateway + Redis quotas: that plus budgets user-day (tokens), team-month-usd (cost) and global-minute (tokens, sliding), limits far above what the run spends, on a redis-server the bench started (REDIS_URL)',
-      'quota − gateway = the quota gateway percentile minus the plain gateway percentile, and its CPU likewise; redis-server CPU is priced per request of the quota target only (the other targets do not touch it)',
+      'quota − gateway = the quota gateway percentile minus the plain gateway percentile, and its CPU likewise; each Redis target has its own redis-server, priced per request of that target only',
+      `budgets on Redis are judged in paired rounds: the quota gateway and the same gateway on Redis without budgets in alternating slices (${PAIRED_ROUNDS} rounds each at c=${PAIRED_CONCURRENCIES.join(' and c=')}), each slice priced by its own gateway and redis-server CPU, the median of the per-round ratios kept`,
       describeLedger(ledger),
       `observability: "gateway (info log)" has request metrics on and tracing off; "metrics off" sets server.metrics: false; "+ OTLP tracing" exports every request's spans (7 per request) over OTLP/HTTP in batches to a stand-in collector in the bench process (${(exportedBytes / 1e6).toFixed(1)} MB received)`,
       `added = target percentile minus direct percentile; gateway − bare proxy = gateway percentile minus bare proxy percentile, and CPU likewise; CPU from /proc/<pid>/stat at ${ticksPerSecond} ticks/s, whole phase / requests (idle time included)`,
       `idle CPU baseline over ${IDLE_SECONDS} s (µs per second): ${Object.entries(idleCpu).map(([k, v]) => `${LABELS[k] ?? k} ${v.toFixed(0)}`).join(', ')}`,
     ]
+    for (const p of paired) notes.push(describePaired(p))
     if (errors.errors > 0) notes.push(`${errors.errors} failed requests; first: ${errors.first}`)
     const header = [
       `LLM gateway bench — ${startedAt.toISOString()}`,
@@ -189,7 +210,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${renderReport({ header, labels: LABELS, phases, headline, floor, overFloor, quotaOverDirect, quotaOverGateway, metricsCost, tracingCost, checks, seed, notes })}\n`)
 
     mkdirSync(resolve(RESULT_PATH, '..'), { recursive: true })
-    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, floor_bare_proxy_vs_direct: floor, gateway_vs_bare_proxy: overFloor, quota_gateway_vs_direct: quotaOverDirect, quota_gateway_vs_gateway: quotaOverGateway, metrics_on_vs_off: metricsCost, tracing_on_vs_off: tracingCost, quota_redis_cpu_us_per_request_c1: redisCpuC1, quotas: BENCH_QUOTAS, quota_ledger_after_run: ledger, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases }
+    const result = { timestamp: startedAt.toISOString(), duration_seconds: (Date.now() - startedAt.getTime()) / 1000, machine, settings, stream_pacing: STREAM_PACING, headline, floor_bare_proxy_vs_direct: floor, gateway_vs_bare_proxy: overFloor, quota_gateway_vs_direct: quotaOverDirect, quota_gateway_vs_gateway: quotaOverGateway, metrics_on_vs_off: metricsCost, tracing_on_vs_off: tracingCost, quota_redis_cpu_us_per_request_c1: redisCpuC1, quotas: BENCH_QUOTAS, quota_ledger_after_run: ledger, idle_cpu_us_per_second: idleCpu, design_targets: checks, seed_budget: seed, errors, notes, phases, budgets_paired: paired }
     writeFileSync(RESULT_PATH, `${JSON.stringify(result, null, 2)}\n`)
     process.stdout.write(`results written to ${RESULT_PATH}\n`)
 
