@@ -8,6 +8,8 @@ import { requestContext } from './plugins/request-context.ts'
 import { handleChatCompletions } from './routes/chat-completions.ts'
 import { healthRoutes, type ReadinessDetail } from './routes/health.ts'
 import { listModels } from './routes/models.ts'
+import { countMessageTokens } from './routes/count-tokens.ts'
+import { anthropicErrorResponse, anthropicSurface } from './surfaces/anthropic/surface.ts'
 import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
 import { quotaStatus, requireAdmin, routingStatus } from './routes/admin.ts'
@@ -96,6 +98,14 @@ export function createApp(deps: AppDeps) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
       return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, connection }, chatDeps)
     })
+    .post('/v1/messages', function messages({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
+      const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
+      return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, connection, surface: anthropicSurface }, chatDeps)
+    })
+    .post('/v1/messages/count_tokens', function countTokens({ request, requestId, snapshot, startedAt, server }) {
+      const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
+      return countMessageTokens({ request, requestId, snapshot, startedAt, connection }, deps.routing, gate)
+    })
     .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
       try {
         requireAdmin(request.headers.get('authorization'), snapshot.config.adminToken, '/admin/quotas')
@@ -117,9 +127,10 @@ export function createApp(deps: AppDeps) {
     })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {
-        return listModels(request.headers.get('authorization'), snapshot, requestId)
+        const anthropic = request.headers.has('anthropic-version')
+        return listModels(anthropic ? anthropicSurface.credentials(request) : request.headers.get('authorization'), snapshot, requestId, anthropic)
       } catch (err) {
-        return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
+        return (request.headers.has('anthropic-version') ? anthropicErrorResponse : errorResponse)(toGatewayError(err), { 'x-request-id': requestId })
       }
     })
 }

@@ -112,3 +112,21 @@ export function wantsStream(req: ChatRequest): boolean {
 export function wantsUsageChunk(req: ChatRequest): boolean {
   return req.stream_options?.include_usage === true
 }
+
+// A request that came in another provider's own format (Anthropic's Messages API on /v1/messages)
+// carries that body here, beside its translation: an adapter of that kind sends it as it came (the
+// model and the output cap its own), every other adapter sends the translation. A symbol key, so
+// it is neither a parameter nor serialized, and copies of the request ({...req}) keep it.
+export const NATIVE = Symbol('native request')
+
+export interface NativeRequest {
+  kind: 'anthropic'
+  body: Record<string, unknown>
+  // Headers of that API the caller sent, forwarded to a target of its kind (anthropic-version, anthropic-beta).
+  headers: Record<string, string>
+}
+
+export function nativeOf(req: ChatRequest, kind: NativeRequest['kind']): NativeRequest | undefined {
+  const n = (req as { [NATIVE]?: NativeRequest })[NATIVE]
+  return n?.kind === kind ? n : undefined
+}

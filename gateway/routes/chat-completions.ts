@@ -1,9 +1,8 @@
-// POST /v1/chat/completions as named steps: accept (key, options, body), route, reserve, call with retries and fallback, answer once or relay a stream; the request's ledger records how it ended.
+// POST /v1/chat/completions (and /v1/messages, the same pipeline on Anthropic's surface) as named steps: accept (key, options, body), route, reserve, call with retries and fallback, answer once or relay a stream; the request's ledger records how it ended.
 import type { Caller, Route, Snapshot } from '../config-store.ts'
 import { authenticate } from '../auth.ts'
-import { parseChatRequest, wantsStream, wantsUsageChunk, type ChatRequest } from '../chat-request.ts'
-import { errorResponse, GatewayError, toGatewayError } from '../errors.ts'
-import type { Usage } from '../providers/types.ts'
+import { wantsStream, type ChatRequest } from '../chat-request.ts'
+import { GatewayError, toGatewayError } from '../errors.ts'
 import { CLIENT_CLOSED, completeChat, type CompleteResult } from '../upstream/call.ts'
 import { openChatStream, type OpenedStream } from '../upstream/relay.ts'
 import type { UsageSink } from '../usage.ts'
@@ -14,7 +13,7 @@ import type { RequestGate } from '../request-gate.ts'
 import type { PendingWork } from '../pending-work.ts'
 import type { LiveRequests } from '../live-requests.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
-import { toOpenAiUsage } from '../providers/openai-format.ts'
+import { openAiSurface, type Surface } from '../surfaces/surface.ts'
 import type { QuotaService } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
 import { dispatch, type DispatchDeps, type DispatchSettings, type Dispatched } from '../upstream/dispatch.ts'
@@ -49,6 +48,8 @@ export interface RequestContext {
   startedAt: number
   // The request's socket: deadlines while it is read, none while the gateway works on it.
   connection: Connection
+  // The API the request came on: how its key and body are read, its answers and errors written.
+  surface?: Surface
 }
 
 // Refusals after which the socket is closed rather than kept for another request: the caller is
@@ -56,11 +57,12 @@ export interface RequestContext {
 const CLOSE_AFTER = new Set(['missing_api_key', 'invalid_api_key', 'body_too_large', 'request_timeout', 'client_closed', 'server_busy'])
 
 export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
+  const surface = ctx.surface ?? openAiSurface
   const baseHeaders = requestIdHeaders(ctx)
   if (!deps.gate.enter()) {
     deps.metrics.rejected.inc(['server_busy'])
     const busy = new GatewayError('server_busy', 'The gateway holds as many requests as it can; retry shortly.', { retryAfterSeconds: 1 })
-    return errorResponse(busy, { ...baseHeaders, connection: 'close' })
+    return surface.errorResponse(busy, { ...baseHeaders, connection: 'close' })
   }
   const live = deps.live.open(ctx.request.signal)
   const place = new Place(
@@ -70,11 +72,11 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     },
     () => ctx.connection.release(),
   )
-  const tr = startRequestTrace(deps.tracer, ctx.request, 'POST /v1/chat/completions')
+  const tr = startRequestTrace(deps.tracer, ctx.request, surface.name)
   const accepted = await accept(ctx, deps, tr)
   if (accepted instanceof GatewayError) {
     place.free()
-    return errorResponse(accepted, CLOSE_AFTER.has(accepted.code) ? { ...baseHeaders, connection: 'close' } : baseHeaders)
+    return surface.errorResponse(accepted, CLOSE_AFTER.has(accepted.code) ? { ...baseHeaders, connection: 'close' } : baseHeaders)
   }
   ctx.connection.hold()
   const ledger = openLedger(ctx, deps, place, tr, accepted, baseHeaders, live.signal)
@@ -82,7 +84,7 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     return await serve(ctx, deps, ledger, accepted, tr)
   } catch (err) {
     // A fault of the gateway's own on the way: the request still ends, recorded, its place freed.
-    return failed(ledger, err)
+    return failed(surface, ledger, err)
   }
 }
 
@@ -94,13 +96,13 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
     decision = routeRequest(ctx.snapshot, caller, req, options, deps.routing)
   } catch (err) {
     routing.end(toGatewayError(err))
-    return failed(ledger, err)
+    return failed(ctx.surface ?? openAiSurface, ledger, err)
   }
   routing.setAttributes({ 'gateway.policy': decision.policy, 'gateway.chain': decision.chain.map((r) => r.key).join(',') })
   routing.end()
   ledger.routed(decision.chain[0])
 
-  const chain = await reserve(ledger, decision.chain, ctx.snapshot, tr)
+  const chain = await reserve(ctx.surface ?? openAiSurface, ledger, decision.chain, ctx.snapshot, tr)
   if (chain instanceof Response) return chain
   const plan = callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr)
   return ledger.outcome.stream ? relayStream(ctx, ledger, plan, req) : answerOnce(ctx, ledger, plan)
@@ -120,7 +122,7 @@ async function accept(ctx: RequestContext, deps: ChatDeps, tr: RequestTrace): Pr
     const auth = tr.step('auth')
     let caller: Caller
     try {
-      caller = authenticate(request.headers.get('authorization'), snapshot)
+      caller = authenticate((ctx.surface ?? openAiSurface).credentials(request), snapshot)
     } catch (err) {
       auth.end(toGatewayError(err))
       throw err
@@ -130,7 +132,7 @@ async function accept(ctx: RequestContext, deps: ChatDeps, tr: RequestTrace): Pr
     const { server } = snapshot.config.file
     const deadlineMs = bodyDeadlineMs(request.headers.get('content-length'), server.max_body_bytes, server.body_timeout_ms, server.body_timeout_ms_per_mb)
     ctx.connection.bodyDeadline(deadlineMs)
-    const req = parseChatRequest(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }))
+    const req = (ctx.surface ?? openAiSurface).parse(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }), request)
     return { caller, req, options }
   } catch (err) {
     const e = toGatewayError(err)
@@ -156,16 +158,16 @@ function openLedger(ctx: RequestContext, deps: ChatDeps, place: Place, tr: Reque
   })
 }
 
-// A failure after the request was accepted: recorded, answered in OpenAI's shape.
-function failed(ledger: RequestLedger, err: unknown): Response {
+// A failure after the request was accepted: recorded, answered in the surface's shape.
+function failed(surface: Surface, ledger: RequestLedger, err: unknown): Response {
   const error = toGatewayError(err)
   ledger.end({ kind: 'failed', error })
-  return errorResponse(error, ledger.headers)
+  return surface.errorResponse(error, ledger.headers)
 }
 
 // Budgets reserve for the dearest target the chain may reach, so a fallback cannot overspend.
 // Returns the chain the request can go to, or the answer to a request refused here.
-async function reserve(ledger: RequestLedger, chain: readonly Route[], snapshot: Snapshot, tr: RequestTrace): Promise<readonly Route[] | Response> {
+async function reserve(surface: Surface, ledger: RequestLedger, chain: readonly Route[], snapshot: Snapshot, tr: RequestTrace): Promise<readonly Route[] | Response> {
   if (!ledger.budget.budgeted) return chain
   const reserving = tr.step('quota.reserve')
   try {
@@ -175,7 +177,7 @@ async function reserve(ledger: RequestLedger, chain: readonly Route[], snapshot:
     return kept
   } catch (err) {
     reserving.end(toGatewayError(err))
-    return failed(ledger, err)
+    return failed(surface, ledger, err)
   }
 }
 
@@ -227,6 +229,7 @@ function callPlan(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, de
 
 // A non-streaming request: call until a target answers, check its usage, answer.
 async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: CallPlan): Promise<Response> {
+  const surface = ctx.surface ?? openAiSurface
   const server = ctx.snapshot.config.file.server
   const limits = { maxBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio }
   const { budget } = ledger
@@ -235,14 +238,14 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
   try {
     served = await dispatch(plan.chain, plan.settings, plan.deps, ledger.signal, ledger.attempts, (r) => {
       ledger.trying(r)
-      return plan.attempt(r, (h) => completeChat(r.adapter, r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
+      return plan.attempt(r, (h) => completeChat(surface.adapterFor(r), r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
     })
   } catch (err) {
-    if (err !== CLIENT_CLOSED) return failed(ledger, err)
+    if (err !== CLIENT_CLOSED) return failed(surface, ledger, err)
     // The provider may finish (and bill) a call whose caller left: the record says what was seen
     // (nothing), the budget books the whole estimate, the most it can cost.
     ledger.end({ kind: 'abandoned' })
-    return errorResponse(CLIENT_CLOSED, ledger.headers)
+    return surface.errorResponse(CLIENT_CLOSED, ledger.headers)
   }
   const { value, route, fellBack } = served
   ledger.serve(route, fellBack)
@@ -253,7 +256,7 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
     const usage = budget.guardFor(route).check(reported)
     // Figures that failed the check never reach the caller either, nor odd extras around sane
     // counts, nor a second usage key (JSON takes the last; the caller's parser may not).
-    if (usage !== reported || reported.rewrite || body.indexOf('"usage"') !== body.lastIndexOf('"usage"')) body = withUsage(body, usage)
+    if (usage !== reported || reported.rewrite || body.indexOf('"usage"') !== body.lastIndexOf('"usage"')) body = surface.withUsage(body, usage)
     ledger.end({ kind: 'answered', usage })
   } else {
     // No usage in the answer: recorded as counted from its text, booked as the whole estimate.
@@ -267,6 +270,7 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
 // A streaming request: fallback ends once the stream's first bytes are ready; what goes wrong after
 // that reaches the client as an SSE error frame. The target's breaker hears how the stream ended.
 async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: CallPlan, req: ChatRequest): Promise<Response> {
+  const surface = ctx.surface ?? openAiSurface
   const server = ctx.snapshot.config.file.server
   const { budget } = ledger
   ledger.dispatching()
@@ -281,9 +285,10 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       (r) => {
         const guard = ledger.trying(r)
         return plan.attempt(r, (h) =>
-          openChatStream(r.adapter, r.target, budget.requestFor(r), {
+          openChatStream(surface.adapterFor(r), r.target, budget.requestFor(r), {
             limits: { maxEventBytes: server.max_event_bytes, maxErrorBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio },
-            callerWantsUsage: wantsUsageChunk(req),
+            callerWantsUsage: surface.wantsUsageChunk(req),
+            errorFrame: surface.errorFrame,
             checkUsage: guard.check,
             providerOptions: budget.optionsFor(r),
             timeouts: { totalMs: server.stream_timeout_ms, idleMs: server.stream_idle_timeout_ms },
@@ -298,24 +303,14 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       true,
     )
   } catch (err) {
-    if (err !== CLIENT_CLOSED) return failed(ledger, err)
+    if (err !== CLIENT_CLOSED) return failed(surface, ledger, err)
     // The caller left before the first content: the provider may have been working (thinking).
     ledger.end({ kind: 'abandoned' })
-    return errorResponse(CLIENT_CLOSED, ledger.headers)
+    return surface.errorResponse(CLIENT_CLOSED, ledger.headers)
   }
   const { value: opened, route, fellBack, settle } = served
   ledger.serve(route, fellBack, settle)
   const headers: Record<string, string> = { ...ledger.headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }
   if (opened.upstreamRequestId) headers['x-upstream-request-id'] = opened.upstreamRequestId
   return new Response(opened.body, { headers })
-}
-
-// An OpenAI-format completion body with its usage replaced.
-function withUsage(body: string, usage: Usage): string {
-  try {
-    const parsed = JSON.parse(body) as Record<string, unknown>
-    return JSON.stringify({ ...parsed, usage: toOpenAiUsage(usage) })
-  } catch {
-    return body
-  }
 }

@@ -34,6 +34,8 @@ export interface RelayOptions extends UpstreamStreamOptions {
   keepaliveMs: number
   // Called exactly once, when the stream ended for any reason.
   onEnd(outcome: StreamOutcome): void
+  // How an error after the headers is written (the surface's frame; OpenAI's by default).
+  errorFrame?: (err: GatewayError) => string
 }
 
 const encoder = new TextEncoder()
@@ -175,7 +177,7 @@ function clientStream(
       const stalled = !up.reading && reason.code === 'stream_timeout'
       const error = stalled ? new GatewayError(reason.code, `${reason.message} (the caller was not reading)`, { cause: reason, upstreamStatus: reason.upstreamStatus, accepted: reason.accepted }) : reason
       try {
-        controller?.enqueue(encoder.encode(errorFrame(error)))
+        controller?.enqueue(encoder.encode((opts.errorFrame ?? errorFrame)(error)))
         controller?.close()
       } catch {
         // Already closed.
@@ -206,7 +208,7 @@ function clientStream(
         } else step = await up.next()
         if (step.kind === 'data') return send(c, step.bytes)
         if (step.bytes) c.enqueue(step.bytes)
-        if (step.error && !step.framed) c.enqueue(encoder.encode(errorFrame(step.error)))
+        if (step.error && !step.framed) c.enqueue(encoder.encode((opts.errorFrame ?? errorFrame)(step.error)))
         c.close()
         end(step.error, false)
       } catch (err) {
@@ -214,7 +216,7 @@ function clientStream(
         if (reason === CLIENT_CLOSED) return end(undefined, true)
         const error = reason.code === 'upstream_unreachable' ? new GatewayError('upstream_error', `${id}: the connection to the provider broke mid-stream`, { cause: reason }) : reason
         try {
-          c.enqueue(encoder.encode(errorFrame(error)))
+          c.enqueue(encoder.encode((opts.errorFrame ?? errorFrame)(error)))
           c.close()
         } catch {
           // The client is gone as well; nothing left to tell it.

@@ -1,5 +1,5 @@
 // What Anthropic bills for a chat request: images by pixel area, the tool-use system prompt, and which provider_options it can account for.
-import type { ChatRequest } from '../../chat-request.ts'
+import { nativeOf, type ChatRequest } from '../../chat-request.ts'
 import { measureChat, type Billable, type BillingRules } from '../billable.ts'
 import { patch28ImageTokens } from '../image-tokens.ts'
 import type { ProviderOptions, Target } from '../types.ts'
@@ -51,10 +51,39 @@ export function anthropicBillingRules(target: Target): BillingRules {
 export function measureAnthropicChat(req: ChatRequest, target: Target, options: ProviderOptions): Billable {
   // Translating refuses what Anthropic cannot do, and options that would replace a field, before
   // anything is reserved.
-  toAnthropicRequest(req, target, false, options)
+  const native = nativeOf(req, 'anthropic')
+  if (!native) toAnthropicRequest(req, target, false, options)
   const b = measureChat(req, anthropicBillingRules(target))
+  if (native) measureNativeOnly(native.body, b)
   for (const key of Object.keys(options)) {
     if (!NEUTRAL_OPTIONS.has(key)) b.unbounded.push({ param: `x-gateway-options.provider_options.${key}`, why: 'the gateway cannot tell what this option bills' })
   }
   return b
+}
+
+// A request in Anthropic's own format is measured by its translation (what every target is sent,
+// in substance), plus what only Claude gets: thinking blocks of earlier turns, left out of the
+// translation, go back as they came; a server tool (web search, code execution, ...) adds results
+// to the input that nobody can bound beforehand.
+// Top-level fields of a native request that bill nothing beyond its prompt and output cap.
+const NATIVE_NEUTRAL = new Set(['model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'stream', 'temperature', 'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'thinking'])
+
+function measureNativeOnly(body: Record<string, unknown>, b: Billable): void {
+  for (const [key, value] of Object.entries(body)) {
+    if (NATIVE_NEUTRAL.has(key) || value === undefined || value === null || (key === 'service_tier' && value === 'standard_only')) continue
+    // MCP servers, containers, priority tiers...: billed beyond what the gateway can see.
+    b.unbounded.push({ param: key, why: `'${key}' may be billed beyond the prompt and output cap, by rules the gateway cannot bound` })
+  }
+  const messages = Array.isArray(body.messages) ? (body.messages as Array<{ content?: unknown }>) : []
+  for (const m of messages) {
+    if (!Array.isArray(m.content)) continue
+    for (const block of m.content as Array<Record<string, unknown>>) {
+      if (block?.type === 'thinking') b.texts.push(String(block.thinking ?? ''), String(block.signature ?? ''))
+      else if (block?.type === 'redacted_thinking') b.texts.push(String(block.data ?? ''))
+    }
+  }
+  const tools = Array.isArray(body.tools) ? (body.tools as Array<Record<string, unknown>>) : []
+  tools.forEach((tool, i) => {
+    if (tool?.type !== undefined && tool.type !== 'custom') b.unbounded.push({ param: `tools[${i}]`, why: `the server tool '${String(tool.type)}' adds results to the input that the gateway cannot bound` })
+  })
 }

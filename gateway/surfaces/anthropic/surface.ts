@@ -1,0 +1,122 @@
+// POST /v1/messages: Anthropic's Messages API, to any target. An Anthropic target gets the body as it came and answers byte for byte; every other target gets the translation and its answers are written as Anthropic's.
+import type { Route } from '../../config-store.ts'
+import type { GatewayError } from '../../errors.ts'
+import { fromAnthropicResponse } from '../../providers/anthropic/response.ts'
+import type { Completion, ProviderAdapter, StreamOptions, StreamTranslator, Target, Usage } from '../../providers/types.ts'
+import { decodedJson } from '../../../shared/redact.ts'
+import type { SseEvent } from '../../upstream/sse.ts'
+import type { Surface } from '../surface.ts'
+import { fromMessagesRequest } from './request.ts'
+import { AnthropicEventWriter, anthropicErrorBody, anthropicErrorFrame, toAnthropicMessage, toAnthropicUsage, withAnthropicUsage } from './response.ts'
+
+export const anthropicSurface: Surface = {
+  name: 'POST /v1/messages',
+  // The Anthropic SDK sends its key as x-api-key; Authorization: Bearer works too.
+  credentials(request) {
+    const key = request.headers.get('x-api-key')
+    return key !== null && key !== '' ? `Bearer ${key}` : request.headers.get('authorization')
+  },
+  parse: (body, request) => fromMessagesRequest(body, request.headers),
+  errorResponse: anthropicErrorResponse,
+  errorFrame: anthropicErrorFrame,
+  adapterFor(route) {
+    const known = adapters.get(route.adapter)
+    if (known) return known
+    const made = route.adapter.kind === 'anthropic' ? nativeAdapter(route.adapter) : translatingAdapter(route.adapter)
+    adapters.set(route.adapter, made)
+    return made
+  },
+  withUsage: withAnthropicUsage,
+  // The usage always ends an Anthropic stream (message_delta).
+  wantsUsageChunk: () => false,
+}
+
+export function anthropicErrorResponse(err: GatewayError, headers: Record<string, string> = {}): Response {
+  const h: Record<string, string> = { 'content-type': 'application/json', ...headers, ...err.headers }
+  if (err.retryAfterSeconds !== undefined) h['retry-after'] = String(err.retryAfterSeconds)
+  return new Response(JSON.stringify(anthropicErrorBody(err, headers['x-request-id'])), { status: err.status, headers: h })
+}
+
+const adapters = new WeakMap<ProviderAdapter, ProviderAdapter>()
+
+// Anthropic's answer as it came: the body unchanged (read for its usage), the stream's events
+// byte for byte (read for usage, content and errors by the adapter's own translator).
+function nativeAdapter(inner: ProviderAdapter): ProviderAdapter {
+  return {
+    ...inner,
+    readCompletion(text: string): Completion {
+      return { body: text, usage: fromAnthropicResponse(text).usage }
+    },
+    openStream: (target, opts) => new NativeEvents(inner.openStream(target, { ...opts, callerWantsUsage: false }), target, opts),
+  }
+}
+
+// Another provider's answer, made OpenAI's by its adapter, then Anthropic's here.
+function translatingAdapter(inner: ProviderAdapter): ProviderAdapter {
+  return {
+    ...inner,
+    readCompletion(text: string, target: Target): Completion {
+      const c = inner.readCompletion(text, target)
+      return { body: toAnthropicMessage(c.body, c.usage), usage: c.usage }
+    },
+    openStream: (target, opts) => new AnthropicEventWriter(inner.openStream(target, { ...opts, callerWantsUsage: true }), target.upstreamModel, opts.checkUsage),
+  }
+}
+
+// An Anthropic stream relayed as it came. Nothing after message_stop goes out (nor is billed);
+// an error event goes out as it came unless it holds something key-like, then as the gateway's
+// own; a usage report that failed the gateway's check is replaced in its message_delta.
+class NativeEvents implements StreamTranslator {
+  #done = false
+
+  constructor(
+    private readonly inner: StreamTranslator,
+    private readonly target: Target,
+    private readonly opts: StreamOptions,
+  ) {}
+
+  get usage() {
+    return this.inner.usage
+  }
+  get finished() {
+    return this.inner.finished
+  }
+  get contentChunks() {
+    return this.inner.contentChunks
+  }
+  get outputBytes() {
+    return this.inner.outputBytes
+  }
+  get error() {
+    return this.inner.error
+  }
+
+  onEvent(event: SseEvent): Uint8Array | string | undefined {
+    if (this.#done) return undefined
+    this.inner.onEvent(event)
+    if (this.inner.error) {
+      this.#done = true
+      const data = event.event === 'error' && event.data !== undefined ? decodedJson(event.data) : undefined
+      return data !== undefined && this.target.redactor.providerText(data) === data ? event.raw : anthropicErrorFrame(this.inner.error)
+    }
+    if (this.inner.finished) this.#done = true
+    if (event.event === 'message_delta' && this.inner.usage && event.data !== undefined) return this.#checked(event.data, this.inner.usage) ?? event.raw
+    return event.raw
+  }
+
+  end(): undefined {
+    return undefined
+  }
+
+  // The message_delta with sane figures in place of a report that failed the check.
+  #checked(data: string, usage: Usage): string | undefined {
+    const shown = this.opts.checkUsage?.(usage) ?? usage
+    if (shown === usage) return undefined
+    try {
+      const parsed = JSON.parse(data) as Record<string, unknown>
+      return `event: message_delta\ndata: ${JSON.stringify({ ...parsed, usage: toAnthropicUsage(shown) })}\n\n`
+    } catch {
+      return undefined
+    }
+  }
+}
