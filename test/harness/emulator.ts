@@ -148,6 +148,7 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
         const denied = opts.apiKey === undefined ? undefined : authFor(req).checkAuth(req, opts.apiKey)
         return denied ?? Response.json({ object: 'list', data: [{ id: 'emulated', object: 'model', created: 1700000000, owned_by: 'emulator' }] })
       }
+      if (req.method === 'POST' && url.pathname === '/v1/messages/count_tokens') return countTokens(req)
       bump('requests')
       const wire = WIRES.find((w) => w.matches(req.method, url.pathname))
       if (!wire) return Response.json({ error: { message: `Unknown request URL: ${req.method} ${url.pathname}`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }, { status: 404 })
@@ -188,6 +189,19 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       return streamReply(req, b.replay ? [readFileSync(b.replay).toString('utf8')] : wire.frames(reply, body, b), b)
     },
   })
+
+  // Anthropic's count_tokens: the prompt as the emulator counts it when answering; a behavior's
+  // status fails it as it fails a call.
+  async function countTokens(req: Request): Promise<Response> {
+    const denied = opts.apiKey === undefined ? undefined : anthropicWire.checkAuth(req, opts.apiKey)
+    if (denied) return denied
+    const body = (await req.json()) as Record<string, unknown>
+    if (requests.length >= recordLimit) requests.shift()
+    requests.push({ method: req.method, path: '/v1/messages/count_tokens', headers: Object.fromEntries(req.headers), body })
+    const b = behaviorFor(body.model)
+    if (b.status !== undefined && b.status >= 400) return anthropicWire.error(b.status, b.retry_after)
+    return Response.json({ input_tokens: countPrompt(anthropicWire.promptText(body)) })
+  }
 
   // Listing models is shared: each format's clients send their own key header.
   function authFor(req: Request): WireFormat {
