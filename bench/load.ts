@@ -6,6 +6,8 @@ export interface Target {
   url: string
   model: string
   headers: Record<string, string>
+  // The request body to send instead of the chat completion built from `model` (another API's request).
+  body?: string
 }
 
 export interface Limits {
@@ -40,7 +42,7 @@ export function createSendCompletion(): Send {
   const bodies = new Map<Target, string>()
   return async function sendCompletion(target) {
     let body = bodies.get(target)
-    if (body === undefined) bodies.set(target, (body = buildBody(target, false)))
+    if (body === undefined) bodies.set(target, (body = target.body ?? buildBody(target, false)))
     const start = performance.now()
     try {
       const res = await fetch(target.url, { method: 'POST', headers: target.headers, body })
