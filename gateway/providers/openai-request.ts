@@ -48,6 +48,16 @@ export function readImageUrl(imageUrl: ContentPart['image_url'], param: string):
   throw invalid(`${param}.url`, 'expected a data: URL with base64 content or an http(s) URL')
 }
 
+// An OpenAI `file` part carrying its data ({file: {file_data: "data:<type>;base64,...", filename}}):
+// a PDF, as OpenAI takes it; a file by id lives at OpenAI only.
+export function readFileData(file: unknown, param: string): { mediaType: string; data: string; filename: string | undefined } {
+  const f = file as { file_data?: unknown; filename?: unknown; file_id?: unknown } | undefined
+  if (typeof f?.file_data !== 'string') throw unsupported(`${param}.file_id`, 'only files sent as file_data (a base64 data: URL) can go to this target')
+  const data = DATA_URL.exec(f.file_data)
+  if (!data?.[1] || data[2] === undefined) throw invalid(`${param}.file_data`, 'expected a data: URL with base64 content')
+  return { mediaType: data[1], data: data[2], filename: typeof f.filename === 'string' ? f.filename : undefined }
+}
+
 export function parseToolArguments(args: string, param: string): unknown {
   if (args.trim() === '') return {}
   try {

@@ -10,6 +10,7 @@ import { pngDataUrl } from '../harness/images.ts'
 
 const KEY = 'sk-messages-client'
 const BUDGET_KEY = 'sk-messages-budget'
+const HELD_KEY = 'sk-messages-held'
 const UPSTREAM_KEY = 'sk-upstream-messages-4f1a'
 const REPLY = 'The quick brown fox jumps over the lazy dog.'
 const FIXTURES = join(import.meta.dir, '..', 'fixtures', 'anthropic')
@@ -43,10 +44,14 @@ beforeAll(async () => {
         { provider_id: 'an-bad', name: 'an-bad', kind: 'anthropic', base_url: emulator.url, api_key_secret: 'env:UPSTREAM_KEY', models: [{ name: 'an-failing', upstream_model: 'an-failing-upstream', ...price }] },
       ],
       routes: [{ name: 'chain-model', targets: [{ provider: 'an-bad', model: 'an-failing' }, { provider: 'oa', model: 'oa-model' }] }],
-      quotas: [{ quota_id: 'tiny', entity_type: 'user', entity_id: 'budgeted', period: 'day', token_limit: 50 }],
+      quotas: [
+        { quota_id: 'tiny', entity_type: 'user', entity_id: 'budgeted', period: 'day', token_limit: 50 },
+        { quota_id: 'held', entity_type: 'user', entity_id: 'held', period: 'day', token_limit: 600 },
+      ],
       clients: [
         { client_id: 'messages', team_id: 'qa', keys: [{ name: 'k', sha256: hashKey(KEY) }] },
         { client_id: 'budgeted', team_id: 'qa', keys: [{ name: 'k', sha256: hashKey(BUDGET_KEY) }] },
+        { client_id: 'held', team_id: 'qa', keys: [{ name: 'k', sha256: hashKey(HELD_KEY) }] },
       ],
     },
     env: { UPSTREAM_KEY },
@@ -164,6 +169,20 @@ describe.each(TARGETS)('POST /v1/messages to a $kind target', (t) => {
     if (t.kind === 'openai-compatible') expect(sent).toContain('data:image/png;base64,')
   })
 
+  it('sends a PDF document to the provider in its own format', async () => {
+    const pdf = Buffer.from('%PDF-1.4 emulated').toString('base64')
+    const msg = await client.messages.create({ model: t.model, max_tokens: 64, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: pdf } }, { type: 'text', text: 'Summarize.' }] }] })
+    expect(msg.content[0]).toMatchObject({ type: 'text', text: REPLY })
+    const content = (upstreamCall().body as { messages?: Array<{ content: unknown }>; contents?: Array<{ parts: unknown }> })
+    const expected = {
+      anthropic: { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: pdf } },
+      'openai-compatible': { type: 'file', file: { filename: 'document.pdf', file_data: `data:application/pdf;base64,${pdf}` } },
+      gemini: { inlineData: { mimeType: 'application/pdf', data: pdf } },
+    }[t.kind]
+    const parts = t.kind === 'gemini' ? content.contents?.[0]?.parts : content.messages?.[0]?.content
+    expect(parts).toContainEqual(expected)
+  })
+
   it('counts tokens: the provider\'s own count for Anthropic, the estimate elsewhere, said in a header', async () => {
     const { data, response } = await client.messages.countTokens({ model: t.model, system: 'Be brief.', messages: [{ role: 'user', content: 'How many tokens is this?' }] }).withResponse()
     expect(data.input_tokens).toBeGreaterThan(0)
@@ -193,6 +212,22 @@ describe('POST /v1/messages errors, as the Anthropic SDK types them', () => {
     expect(err).toBeInstanceOf(Anthropic.BadRequestError)
     expect((err as InstanceType<typeof Anthropic.BadRequestError>).error).toMatchObject({ error: { type: 'invalid_request_error', message: expect.stringContaining("Budget 'tiny'") } })
     expect(emulator.requests).toHaveLength(0)
+  })
+
+  it('a budget spent by requests in flight is a RateLimitError with retry-after, and nothing is sent for it', async () => {
+    // 'tiny-held' holds one request's reservation at a time: a second one while the first runs is refused.
+    const held = new Anthropic({ baseURL: gateway.url, apiKey: HELD_KEY, maxRetries: 0 })
+    emulator.setBehavior('*', { reply: REPLY, latency_ms: 300 })
+    const ask = () => held.messages.create({ model: 'oa-model', max_tokens: 300, messages: [{ role: 'user', content: 'hi' }] })
+    const first = ask()
+    await emulator.waitFor('requests', emulator.stats.requests + 1)
+    const err = await ask().catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(Anthropic.RateLimitError)
+    const rate = err as InstanceType<typeof Anthropic.RateLimitError>
+    expect(rate.error).toMatchObject({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringContaining("Budget 'held'") } })
+    expect(Number(rate.headers?.get('retry-after'))).toBeGreaterThan(0)
+    expect((await first).content[0]).toMatchObject({ type: 'text', text: REPLY })
+    expect(emulator.requests).toHaveLength(1)
   })
 
   it('a provider\'s overload is an InternalServerError subclass with overloaded_error, and retry-after passes on', async () => {

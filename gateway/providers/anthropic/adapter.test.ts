@@ -105,6 +105,12 @@ describe('anthropic request translation', () => {
     ])
   })
 
+  it('maps a file part with file_data (a PDF) to a document block; a file by id is refused by name', () => {
+    const out = body({ messages: [{ role: 'user', content: [{ type: 'file', file: { filename: 'spec.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } }] } as never] })
+    expect(out.messages[0].content).toEqual([{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' }, title: 'spec.pdf' }])
+    expect(() => body({ messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'file-1' } }] } as never] })).toThrow('messages[0].content[0].file.file_id')
+  })
+
   it('always sends max_tokens: the caller value, else the model cap, else the default', () => {
     expect(body({ max_completion_tokens: 77, max_tokens: 10 }).max_tokens).toBe(77)
     expect(body({ max_tokens: 10 }).max_tokens).toBe(10)

@@ -6,6 +6,7 @@ import {
   type ContentPart,
   invalid,
   parseToolArguments,
+  readFileData,
   readFunctionTools,
   readImageUrl,
   readToolChoice,
@@ -94,6 +95,11 @@ function toUserBlocks(content: unknown, param: string): AnthropicBlock[] {
   return content.map((p: ContentPart, j) => {
     if (p.type === 'text' && typeof p.text === 'string') return { type: 'text', text: p.text }
     if (p.type === 'image_url') return toImage(p.image_url, `${param}[${j}].image_url`)
+    if (p.type === 'file') {
+      const file = readFileData((p as { file?: unknown }).file, `${param}[${j}].file`)
+      const doc: AnthropicBlock = { type: 'document', source: { type: 'base64', media_type: file.mediaType, data: file.data } }
+      return file.filename === undefined ? doc : { ...doc, title: file.filename }
+    }
     if (p.type === 'text') throw invalid(`${param}[${j}].text`, 'a text part needs a string')
     throw unsupported(`${param}[${j}].type`, `content part '${String(p.type)}' is not supported by Anthropic targets`)
   })

@@ -13,7 +13,8 @@ export type AnthropicToolResultBlock = {
   tool_use_id: string
   content: string | AnthropicTextBlock[]
 }
-export type AnthropicBlock = AnthropicTextBlock | AnthropicImageBlock | AnthropicToolUseBlock | AnthropicToolResultBlock
+export type AnthropicDocumentBlock = { type: 'document'; source: { type: 'base64'; media_type: string; data: string }; title?: string }
+export type AnthropicBlock = AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolUseBlock | AnthropicToolResultBlock
 
 export interface AnthropicMessage {
   role: 'user' | 'assistant'

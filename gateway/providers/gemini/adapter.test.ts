@@ -73,6 +73,11 @@ describe('gemini request translation', () => {
     expect(out.contents[0].parts).toEqual([{ inlineData: { mimeType: 'image/webp', data: 'UklGR' } }, { fileData: { mimeType: 'image/png', fileUri: 'https://x.test/a.png?s=1' } }])
   })
 
+  it('maps a file part with file_data (a PDF) to inlineData', () => {
+    const out = body({ messages: [{ role: 'user', content: [{ type: 'file', file: { filename: 'spec.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } }] } as never] })
+    expect(out.contents[0].parts).toEqual([{ inlineData: { mimeType: 'application/pdf', data: 'JVBERi0=' } }])
+  })
+
   it('rejects what Gemini cannot do, naming the parameter', () => {
     for (const [extra, param] of [
       [{ logprobs: true }, 'logprobs'],

@@ -7,6 +7,7 @@ import {
   invalid,
   parseToolArguments,
   readFunctionTools,
+  readFileData,
   readImageUrl,
   readToolChoice,
   rejectUnhandled,
@@ -120,6 +121,10 @@ function toUserParts(content: unknown, param: string): GeminiPart[] {
     if (p.type === 'image_url') {
       const img = readImageUrl(p.image_url, `${param}[${j}].image_url`)
       return img.kind === 'base64' ? { inlineData: { mimeType: img.mediaType, data: img.data } } : { fileData: { mimeType: mimeFromUrl(img.url), fileUri: img.url } }
+    }
+    if (p.type === 'file') {
+      const file = readFileData((p as { file?: unknown }).file, `${param}[${j}].file`)
+      return { inlineData: { mimeType: file.mediaType, data: file.data } }
     }
     if (p.type === 'text') throw invalid(`${param}[${j}].text`, 'a text part needs a string')
     throw unsupported(`${param}[${j}].type`, `content part '${String(p.type)}' is not supported by Gemini targets`)

@@ -68,7 +68,7 @@ describe('fromMessagesRequest', () => {
     expect(req.parallel_tool_calls).toBe(false)
   })
 
-  it('maps images to image_url parts and text documents to text; other blocks stay for the target to refuse', () => {
+  it('maps images to image_url parts, text documents to text, PDFs to file parts; other blocks stay for the target to refuse', () => {
     const req = fromMessagesRequest(
       {
         ...base,
@@ -80,6 +80,7 @@ describe('fromMessagesRequest', () => {
               { type: 'image', source: { type: 'url', url: 'https://example.com/a.png' } },
               { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'notes' } },
               { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBER' } },
+              { type: 'document', source: { type: 'url', url: 'https://example.com/a.pdf' } },
             ],
           },
         ],
@@ -90,7 +91,8 @@ describe('fromMessagesRequest', () => {
       { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
       { type: 'image_url', image_url: { url: 'https://example.com/a.png' } },
       { type: 'text', text: 'notes' },
-      { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBER' } },
+      { type: 'file', file: { filename: 'document.pdf', file_data: 'data:application/pdf;base64,JVBER' } },
+      { type: 'document', source: { type: 'url', url: 'https://example.com/a.pdf' } },
     ])
   })
 

@@ -134,8 +134,12 @@ function toPart(block: Json, param: string): { type: string } & Json {
     return { ...block, type: 'image_source' }
   }
   if (block.type === 'document') {
-    const source = block.source as { type?: unknown; data?: unknown } | undefined
+    const source = block.source as { type?: unknown; data?: unknown; media_type?: unknown } | undefined
     if (source?.type === 'text' && typeof source.data === 'string') return { type: 'text', text: source.data }
+    // A PDF as OpenAI's file part (OpenAI takes it as it is, Gemini as inline data).
+    if (source?.type === 'base64' && typeof source.data === 'string' && typeof source.media_type === 'string') {
+      return { type: 'file', file: { filename: typeof block.title === 'string' ? block.title : 'document.pdf', file_data: `data:${source.media_type};base64,${source.data}` } }
+    }
   }
   return block as { type: string } & Json
 }
