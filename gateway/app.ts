@@ -7,7 +7,7 @@ import { errorHandler } from './plugins/error-handler.ts'
 import { requestContext } from './plugins/request-context.ts'
 import { handleChatCompletions } from './routes/chat-completions.ts'
 import { healthRoutes, type ReadinessDetail } from './routes/health.ts'
-import { listModels } from './routes/models.ts'
+import { listModels, retrieveModel } from './routes/models.ts'
 import { countMessageTokens } from './routes/count-tokens.ts'
 import { anthropicErrorResponse, anthropicSurface } from './surfaces/anthropic/surface.ts'
 import type { QuotaService } from './quota/quota.ts'
@@ -125,6 +125,15 @@ export function createApp(deps: AppDeps) {
     .get('/metrics', async function prometheusMetrics({ snapshot }) {
       return renderMetrics(snapshot, deps.routing, deps.usageStats?.(), [...metrics.registry.render(), ...(await quotaUtilization(snapshot, deps.quotaStore)), ...(await runtime.lines())])
     })
+    // A model id may hold a slash (sent raw or as %2F): the whole rest of the path is the id.
+    .get('/v1/models/*', function model({ request, requestId, snapshot, params }) {
+      const anthropic = request.headers.has('anthropic-version')
+      try {
+        return retrieveModel(anthropic ? anthropicSurface.credentials(request) : request.headers.get('authorization'), snapshot, requestId, decodePath(params['*']), anthropic)
+      } catch (err) {
+        return (anthropic ? anthropicErrorResponse : errorResponse)(toGatewayError(err), { 'x-request-id': requestId })
+      }
+    })
     .get('/v1/models', function models({ request, requestId, snapshot }) {
       try {
         const anthropic = request.headers.has('anthropic-version')
@@ -136,6 +145,15 @@ export function createApp(deps: AppDeps) {
 }
 
 export type App = ReturnType<typeof createApp>
+
+// A path segment as sent when it is not valid percent-encoding.
+function decodePath(raw: string): string {
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
+}
 
 // Without a gate given: the config's cap, else the open-file limit's (read once).
 function defaultGate(store: ConfigStore): RequestGate {

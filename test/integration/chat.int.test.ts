@@ -92,6 +92,18 @@ describe('chat completions through the gateway', () => {
     const limited = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: TEST_KEYS.limited, maxRetries: 0 })
     expect((await limited.models.list()).data.map((m) => m.id)).toEqual(['test-model'])
   })
+
+  it('retrieves one model; one the key may not use is a 404 like one that does not exist', async () => {
+    expect(await client.models.retrieve('other-model')).toMatchObject({ id: 'other-model', object: 'model', owned_by: 'emu' })
+    const limited = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: TEST_KEYS.limited, maxRetries: 0 })
+    for (const id of ['other-model', 'no-such-model', 'a/b%zz']) {
+      const err = await limited.models.retrieve(id).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(OpenAI.NotFoundError)
+      expect((err as APIError).code).toBe('model_not_found')
+    }
+    const bad = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'sk-not-a-key', maxRetries: 0 })
+    expect(await bad.models.retrieve('test-model').catch((e: unknown) => e)).toBeInstanceOf(OpenAI.AuthenticationError)
+  })
 })
 
 describe('errors the SDK raises as its typed errors', () => {
