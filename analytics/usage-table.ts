@@ -34,6 +34,8 @@ export function toRow(r: UsageRecord): Record<string, unknown> {
     attempts: r.attempts,
     attempt_log: JSON.stringify(r.attempt_log),
     created_at: toDateTime(r.created_at, r.request_id),
+    // Records written before there was more than chat.
+    endpoint: r.endpoint ?? 'chat.completions',
   }
 }
 

@@ -9,6 +9,7 @@ import { handleChatCompletions } from './routes/chat-completions.ts'
 import { healthRoutes, type ReadinessDetail } from './routes/health.ts'
 import { listModels, retrieveModel } from './routes/models.ts'
 import { countMessageTokens } from './routes/count-tokens.ts'
+import { handleEmbeddings } from './routes/embeddings.ts'
 import { anthropicErrorResponse, anthropicSurface } from './surfaces/anthropic/surface.ts'
 import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
@@ -101,6 +102,10 @@ export function createApp(deps: AppDeps) {
     .post('/v1/messages', function messages({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
       return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, connection, surface: anthropicSurface }, chatDeps)
+    })
+    .post('/v1/embeddings', function embeddings({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
+      const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
+      return handleEmbeddings({ request, requestId, clientRequestId, snapshot, startedAt, connection }, chatDeps)
     })
     .post('/v1/messages/count_tokens', function countTokens({ request, requestId, snapshot, startedAt, server }) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)

@@ -37,6 +37,8 @@ export class RequestBudget {
     quotas: readonly QuotaRecord[],
     // The caller's provider-specific fields (x-gateway-options' provider_options).
     private readonly providerOptions: ProviderOptions,
+    // What a request other than a chat (embeddings) may cost on a target; a chat's by default.
+    private readonly estimateFor?: (route: Route, counter: RequestCounter) => Promise<Estimate>,
   ) {
     this.#plan = planFor(quotas, caller)
   }
@@ -73,7 +75,7 @@ export class RequestBudget {
     for (const route of chain) {
       try {
         const started = performance.now()
-        this.#estimates.set(route, await estimateRequest(route, this.req, this.optionsFor(route), settings, this.#counter))
+        this.#estimates.set(route, await (this.estimateFor ? this.estimateFor(route, this.#counter) : estimateRequest(route, this.req, this.optionsFor(route), settings, this.#counter)))
         kept.push(route)
         // Measuring a huge request for each target of a long chain: others get a turn between.
         if (performance.now() - started > 1) await new Promise((resolve) => setImmediate(resolve))

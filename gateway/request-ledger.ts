@@ -4,7 +4,7 @@ import type { ChatRequest } from './chat-request.ts'
 import { GatewayError } from './errors.ts'
 import type { Usage } from './providers/types.ts'
 import { buildUsageRecord, sentAttempts, type RequestOutcome, type UsageSink } from './usage.ts'
-import type { Attempt, UsageRecord } from '../shared/usage-event.ts'
+import type { Attempt, Endpoint, UsageRecord } from '../shared/usage-event.ts'
 import type { RequestBudget, AnswerSeen } from './request-budget.ts'
 import type { UsageGuard } from './usage-check.ts'
 import type { Verdict } from './upstream/dispatch.ts'
@@ -86,6 +86,8 @@ export class RequestLedger {
       caller: Caller
       req: ChatRequest
       stream: boolean
+      // The API the request came on (chat completions when not said).
+      endpoint?: Endpoint
       startedAt: number
       headers: Record<string, string>
       // A target by its key, in the config the request runs under.
@@ -113,6 +115,7 @@ export class RequestLedger {
       clientClosed: false,
       attempts: this.attempts,
       fellBack: false,
+      endpoint: init.endpoint ?? 'chat.completions',
     }
     this.#done = new Promise((resolve) => {
       this.#markDone = resolve

@@ -1,7 +1,7 @@
 // Builds each request's UsageRecord and hands it to a sink off the response path.
 import { costPico, picoToUsd } from '../shared/money.ts'
 import type { Logger } from '../shared/log.ts'
-import type { Attempt, UsageRecord } from '../shared/usage-event.ts'
+import type { Attempt, Endpoint, UsageRecord } from '../shared/usage-event.ts'
 import type { Caller } from './config-store.ts'
 import { ERROR_CODES, type GatewayError } from './errors.ts'
 import type { Target, Usage } from './providers/types.ts'
@@ -26,6 +26,8 @@ export interface RequestOutcome {
   attempts: Attempt[]
   // Served by a target after the first one tried.
   fellBack: boolean
+  // The API the request came on.
+  endpoint: Endpoint
 }
 
 export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecord {
@@ -60,6 +62,7 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     attempts: sentAttempts(o.attempts),
     attempt_log: o.attempts,
     created_at: o.createdAt.toISOString(),
+    endpoint: o.endpoint,
   }
 }
 

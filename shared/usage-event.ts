@@ -1,6 +1,10 @@
 // The UsageRecord: one per request, whatever its outcome; the seed's fields plus what debugging needs.
 import { Type as t, type Static } from '@sinclair/typebox'
 
+// The API a request came on.
+export const Endpoint = t.Union([t.Literal('chat.completions'), t.Literal('messages'), t.Literal('embeddings'), t.Literal('responses')])
+export type Endpoint = Static<typeof Endpoint>
+
 export const UsageStatus = t.Union([t.Literal('success'), t.Literal('error'), t.Literal('fallback')])
 
 // One try against one target.
@@ -53,5 +57,7 @@ export const UsageRecord = t.Object({
   attempts: t.Integer({ minimum: 0 }),
   attempt_log: t.Array(Attempt),
   created_at: t.String(),
+  // The API the request came on; absent in records written before there was more than chat.
+  endpoint: t.Optional(Endpoint),
 })
 export type UsageRecord = Static<typeof UsageRecord>

@@ -80,8 +80,37 @@ export interface StreamOptions {
   checkUsage?: (usage: Usage) => Usage
 }
 
+// An OpenAI embeddings request as the gateway accepts it (POST /v1/embeddings).
+export interface EmbeddingsRequest {
+  model: string
+  // Texts, or token ids (arrays of integers), one embedding each.
+  input: string[] | number[][]
+  encoding_format?: 'float' | 'base64'
+  dimensions?: number
+  user?: string
+  // The body as the caller sent it (an OpenAI-format target gets it so, its model replaced).
+  raw: Record<string, unknown>
+  // Fields the gateway does not read, for a target that would have to drop them to refuse by name.
+  extra: string[]
+}
+
+export interface EmbeddingsAnswer {
+  // OpenAI's body for the client ({object: "list", data, model, usage}).
+  body: string
+  // Undefined when the provider reports none (Gemini): the gateway's count stands in.
+  usage: Usage | undefined
+}
+
+// A provider's embeddings endpoint, in OpenAI's terms; absent for a provider without one.
+export interface EmbeddingsAdapter {
+  // Throws a 400 GatewayError for what this provider cannot embed (token ids, a dimension count).
+  buildRequest(req: EmbeddingsRequest, target: Target): UpstreamRequest
+  readAnswer(text: string, target: Target, req: EmbeddingsRequest): EmbeddingsAnswer
+}
+
 export interface ProviderAdapter {
   readonly kind: ProviderKind
+  readonly embeddings?: EmbeddingsAdapter
   // Throws a 400 GatewayError for what this provider cannot do; never drops a parameter silently.
   buildRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): UpstreamRequest
   readCompletion(text: string, target: Target): Completion

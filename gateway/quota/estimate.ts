@@ -6,7 +6,7 @@ import type { Route } from '../config-store.ts'
 import { GatewayError } from '../errors.ts'
 import { inputBound, type Billable } from '../providers/billable.ts'
 import { countTokens, type Encoding } from '../providers/tokenize.ts'
-import type { ProviderOptions } from '../providers/types.ts'
+import type { EmbeddingsRequest, ProviderOptions } from '../providers/types.ts'
 
 export interface Estimate {
   // Input tokens reserved: counted text with its margin, plus what is priced without a tokenizer
@@ -96,4 +96,40 @@ export function withOutputCap(req: ChatRequest, maxOutput: number, providerKind:
   // OpenAI's own API takes max_completion_tokens (reasoning models refuse max_tokens); the other
   // adapters read either, and OpenAI-compatible servers know max_tokens.
   return providerKind === 'openai' ? { ...req, max_completion_tokens: maxOutput } : { ...req, max_tokens: maxOutput }
+}
+
+// An embeddings request: its input is all it bills (no output). Token ids count as themselves;
+// texts as counted, with the provider's margin.
+export async function estimateEmbeddings(route: Route, req: EmbeddingsRequest, counter: RequestCounter): Promise<Estimate> {
+  const { texts, ids } = embeddingInputs(req)
+  const counted = texts.length > 0 ? await counter.count(texts, route.adapter.encoding(route.target)) : 0
+  const margin = INPUT_MARGIN[route.target.provider.kind] ?? 1.4
+  const input = Math.ceil(counted * margin) + ids + INPUT_SLACK
+  return {
+    input,
+    inputGuess: counted + ids,
+    maxOutput: 0,
+    outputs: 1,
+    extraOutput: 0,
+    tokens: input,
+    micro: picoToMicroCeil(costPico(route.target.price, input, 0)),
+    capApplied: false,
+    inputBound: Math.max(inputBound({ texts, fixedTokens: ids, outputTexts: [], outputs: 1, images: 0, unbounded: [] }), input),
+  }
+}
+
+// The best guess of an embeddings request's input tokens, for a provider that reports none.
+export async function guessEmbeddingTokens(route: Route, req: EmbeddingsRequest, counter: RequestCounter): Promise<number> {
+  const { texts, ids } = embeddingInputs(req)
+  return (texts.length > 0 ? await counter.count(texts, route.adapter.encoding(route.target)) : 0) + ids
+}
+
+function embeddingInputs(req: EmbeddingsRequest): { texts: string[]; ids: number } {
+  const texts: string[] = []
+  let ids = 0
+  for (const item of req.input) {
+    if (typeof item === 'string') texts.push(item)
+    else ids += item.length
+  }
+  return { texts, ids }
 }

@@ -54,7 +54,7 @@ export interface RequestContext {
 
 // Refusals after which the socket is closed rather than kept for another request: the caller is
 // unknown, or sent too much or too slowly, or the process is full.
-const CLOSE_AFTER = new Set(['missing_api_key', 'invalid_api_key', 'body_too_large', 'request_timeout', 'client_closed', 'server_busy'])
+export const CLOSE_AFTER = new Set(['missing_api_key', 'invalid_api_key', 'body_too_large', 'request_timeout', 'client_closed', 'server_busy'])
 
 export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
   const surface = ctx.surface ?? openAiSurface
@@ -151,6 +151,7 @@ function openLedger(ctx: RequestContext, deps: ChatDeps, place: Place, tr: Reque
     caller: a.caller,
     req: a.req,
     stream: wantsStream(a.req),
+    endpoint: (ctx.surface ?? openAiSurface).endpoint,
     startedAt: ctx.startedAt,
     headers,
     routeOf: (key) => ctx.snapshot.targets.get(key),
@@ -183,7 +184,7 @@ async function reserve(surface: Surface, ledger: RequestLedger, chain: readonly 
 
 // How the request's calls are made: the chain, the settings, admission (with a top-up reservation
 // after a call that may have been billed), a span per call.
-interface CallPlan {
+export interface CallPlan {
   chain: readonly Route[]
   settings: DispatchSettings
   deps: DispatchDeps
@@ -191,7 +192,7 @@ interface CallPlan {
   attempt<T>(route: Route, call: (traceHeaders: Record<string, string> | undefined) => Promise<T>): Promise<T>
 }
 
-function callPlan(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, decision: RoutingDecision, tr: RequestTrace): CallPlan {
+export function callPlan(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, decision: RoutingDecision, tr: RequestTrace): CallPlan {
   const routing = ctx.snapshot.config.file.routing
   const { budget } = ledger
   return {

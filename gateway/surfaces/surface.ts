@@ -4,10 +4,13 @@ import type { Route } from '../config-store.ts'
 import { errorFrame, errorResponse, type GatewayError } from '../errors.ts'
 import { toOpenAiUsage } from '../providers/openai-format.ts'
 import type { ProviderAdapter, Usage } from '../providers/types.ts'
+import type { Endpoint } from '../../shared/usage-event.ts'
 
 export interface Surface {
   // The route, as spans and logs name it.
   readonly name: string
+  // As usage records name it.
+  readonly endpoint: Endpoint
   // The caller's key as an Authorization header value (null when it sent none).
   credentials(request: Request): string | null
   // The body as the internal request; a 400 GatewayError for what this surface refuses.
@@ -25,6 +28,7 @@ export interface Surface {
 
 export const openAiSurface: Surface = {
   name: 'POST /v1/chat/completions',
+  endpoint: 'chat.completions',
   credentials: (request) => request.headers.get('authorization'),
   parse: (body) => parseChatRequest(body),
   errorResponse,

@@ -98,6 +98,15 @@ export interface EmulatorOptions {
   recordLimit?: number
 }
 
+const GEMINI_EMBED = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/
+
+// A deterministic unit-ish vector for a text: its characters folded into `dims` slots.
+function vectorOf(text: string, dims: number): number[] {
+  const v = Array.from({ length: dims }, (_, i) => (i + 1) / 100)
+  for (let i = 0; i < text.length; i++) v[i % dims] = (v[i % dims]! + text.charCodeAt(i) / 1000) % 1
+  return v.map((x) => Math.round(x * 1e6) / 1e6)
+}
+
 const DEFAULT_REPLY = 'Hello from the emulator. This is a streamed answer.'
 const enc = new TextEncoder()
 
@@ -149,6 +158,8 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
         return denied ?? Response.json({ object: 'list', data: [{ id: 'emulated', object: 'model', created: 1700000000, owned_by: 'emulator' }] })
       }
       if (req.method === 'POST' && url.pathname === '/v1/messages/count_tokens') return countTokens(req)
+      const gemini = GEMINI_EMBED.exec(url.pathname)
+      if (req.method === 'POST' && (url.pathname === '/v1/embeddings' || gemini)) return embed(req, url.pathname, gemini?.[1])
       bump('requests')
       const wire = WIRES.find((w) => w.matches(req.method, url.pathname))
       if (!wire) return Response.json({ error: { message: `Unknown request URL: ${req.method} ${url.pathname}`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }, { status: 404 })
@@ -201,6 +212,38 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
     const b = behaviorFor(body.model)
     if (b.status !== undefined && b.status >= 400) return anthropicWire.error(b.status, b.retry_after)
     return Response.json({ input_tokens: countPrompt(anthropicWire.promptText(body)) })
+  }
+
+  // Embeddings, OpenAI's (/v1/embeddings: float or base64, usage reported) and Gemini's
+  // (batchEmbedContents: values only, no token counts). Each vector is made from its input, so a
+  // test can tell them apart; a behavior's status fails the call as it fails a chat.
+  async function embed(req: Request, path: string, geminiModel: string | undefined): Promise<Response> {
+    const wire = geminiModel ? geminiWire : openAiWire
+    bump('requests')
+    const denied = opts.apiKey === undefined ? undefined : wire.checkAuth(req, opts.apiKey)
+    if (denied) return denied
+    const body = (await req.json()) as Record<string, unknown>
+    if (requests.length >= recordLimit) requests.shift()
+    requests.push({ method: req.method, path, headers: Object.fromEntries(req.headers), body })
+    const model = geminiModel ? decodeURIComponent(geminiModel) : String(body.model)
+    byModel.set(model, (byModel.get(model) ?? 0) + 1)
+    const b = behaviorFor(model)
+    if (b.latency_ms) await Bun.sleep(b.latency_ms)
+    if (failsNow(model, b) && b.status !== undefined) return wire.error(b.status, b.retry_after)
+    if (geminiModel) {
+      const reqs = (body.requests as Array<{ content?: { parts?: Array<{ text?: string }> }; outputDimensionality?: number }> | undefined) ?? []
+      return Response.json({ embeddings: reqs.map((r) => ({ values: vectorOf(r.content?.parts?.map((p) => p.text ?? '').join('') ?? '', r.outputDimensionality ?? 8) })) })
+    }
+    const raw = body.input
+    const inputs: Array<string | number[]> = typeof raw === 'string' ? [raw] : Array.isArray(raw) && raw.every((v) => typeof v === 'number') ? [raw as number[]] : ((raw as Array<string | number[]>) ?? [])
+    const dims = typeof body.dimensions === 'number' ? body.dimensions : 8
+    const data = inputs.map((x, index) => {
+      const v = vectorOf(typeof x === 'string' ? x : x.join(','), dims)
+      return { object: 'embedding', index, embedding: body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v }
+    })
+    const tokens = countPrompt(inputs.filter((x): x is string => typeof x === 'string')) + inputs.filter((x) => typeof x !== 'string').reduce((n, x) => n + (x as number[]).length, 0)
+    stats.billed_tokens += tokens
+    return Response.json({ object: 'list', data, model, usage: { prompt_tokens: tokens, total_tokens: tokens, ...b.usage_patch } }, { headers: { 'x-request-id': `req_emu${++seq}` } })
   }
 
   // Listing models is shared: each format's clients send their own key header.

@@ -10,9 +10,12 @@ import { toGeminiRequest } from './request.ts'
 import { fromGeminiResponse } from './response.ts'
 import { GeminiStreamTranslator } from './stream.ts'
 import { readErrorBody } from './wire.ts'
+import { geminiEmbeddings } from '../embeddings.ts'
 
 export const geminiAdapter: ProviderAdapter = {
   kind: 'gemini',
+
+  embeddings: geminiEmbeddings((target) => headersFor(target.apiKey, true)),
 
   buildRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): UpstreamRequest {
     const method = stream ? 'streamGenerateContent?alt=sse' : 'generateContent'

@@ -12,6 +12,7 @@ import { joinUrl } from '../url.ts'
 import { mergeProviderOptions } from '../provider-options.ts'
 import { toOpenAiUsage } from '../openai-format.ts'
 import { measureOpenAiChat } from './billing.ts'
+import { openAiEmbeddings } from '../embeddings.ts'
 
 // Body fields only the request sets: the output cap and the number of completions are what a
 // budget reserves for, so an option may not bring them in.
@@ -19,6 +20,8 @@ const OWNED = new Set(['model', 'messages', 'stream', 'stream_options', 'max_tok
 
 export const openAiAdapter: ProviderAdapter = {
   kind: 'openai',
+
+  embeddings: openAiEmbeddings((target) => headersFor(target.apiKey, true)),
 
   buildRequest(req: ChatRequest, target: Target, stream: boolean, options: ProviderOptions): UpstreamRequest {
     const body: Record<string, unknown> = { ...mergeProviderOptions(req, options, OWNED), model: target.upstreamModel }

@@ -11,6 +11,7 @@ import { AnthropicEventWriter, anthropicErrorBody, anthropicErrorFrame, toAnthro
 
 export const anthropicSurface: Surface = {
   name: 'POST /v1/messages',
+  endpoint: 'messages',
   // The Anthropic SDK sends its key as x-api-key; Authorization: Bearer works too.
   credentials(request) {
     const key = request.headers.get('x-api-key')
