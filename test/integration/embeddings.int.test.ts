@@ -1,6 +1,9 @@
 // POST /v1/embeddings through the real gateway with the official openai SDK: OpenAI-format targets passed through, Gemini translated; budgets, records, routing.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'bun:test'
 import OpenAI, { APIError } from 'openai'
+import { embed, embedMany } from 'ai'
+import { createOpenAI } from '@ai-sdk/openai'
+import { OpenAIEmbeddings } from '@langchain/openai'
 import { hashKey } from '../../gateway/auth.ts'
 import { startEmulator, type Emulator } from '../harness/emulator.ts'
 import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts'
@@ -83,6 +86,29 @@ describe.each(TARGETS)('POST /v1/embeddings to a $kind target', (t) => {
     expect(res.data[0]?.embedding).toHaveLength(4)
     const sent = emulator.requests.at(-1)?.body as { dimensions?: number; requests?: Array<{ outputDimensionality?: number }> }
     expect(t.kind === 'gemini' ? sent.requests?.[0]?.outputDimensionality : sent.dimensions).toBe(4)
+  })
+})
+
+describe('POST /v1/embeddings from the Vercel AI SDK and LangChain, on their default paths', () => {
+  it('serves the AI SDK\'s embed and embedMany for both kinds', async () => {
+    const provider = createOpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY })
+    for (const t of TARGETS) {
+      const one = await embed({ model: provider.embedding(t.model), value: 'sunny day at the beach', maxRetries: 0 })
+      expect(one.embedding).toHaveLength(8)
+      expect(one.usage.tokens).toBeGreaterThan(0)
+      const many = await embedMany({ model: provider.embedding(t.model), values: ['first', 'second', 'third'], maxRetries: 0 })
+      expect(many.embeddings).toHaveLength(3)
+      expect(many.embeddings[0]).not.toEqual(many.embeddings[1])
+    }
+  })
+
+  it('serves LangChain\'s OpenAIEmbeddings for both kinds', async () => {
+    for (const t of TARGETS) {
+      const lc = new OpenAIEmbeddings({ model: t.model, apiKey: KEY, configuration: { baseURL: `${gateway.url}/v1` }, maxRetries: 0 })
+      const docs = await lc.embedDocuments(['alpha', 'beta'])
+      expect(docs).toHaveLength(2)
+      expect(await lc.embedQuery('alpha')).toEqual(docs[0]!)
+    }
   })
 })
 
