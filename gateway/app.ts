@@ -11,6 +11,8 @@ import { listModels, retrieveModel } from './routes/models.ts'
 import { countMessageTokens } from './routes/count-tokens.ts'
 import { handleEmbeddings } from './routes/embeddings.ts'
 import { anthropicErrorResponse, anthropicSurface } from './surfaces/anthropic/surface.ts'
+import { responsesSurface } from './surfaces/responses/surface.ts'
+import { MemoryResponseStore, type ResponseStore } from './surfaces/responses/store.ts'
 import type { QuotaService } from './quota/quota.ts'
 import type { QuotaStore } from './quota/types.ts'
 import { quotaStatus, requireAdmin, routingStatus } from './routes/admin.ts'
@@ -61,6 +63,9 @@ export interface AppDeps {
   // Process figures for /metrics (memory, descriptors, sockets; event-loop lag when the process
   // samples it); absent: the same without the lag.
   runtime?: ProcessMetrics
+  // Responses served on /v1/responses with `store`, for previous_response_id (Redis when
+  // configured); absent: kept in this process's memory.
+  responses?: ResponseStore
 }
 
 export function createApp(deps: AppDeps) {
@@ -91,6 +96,7 @@ export function createApp(deps: AppDeps) {
     routing: deps.routing,
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
   }
+  const responsesApi = responsesSurface(deps.responses ?? new MemoryResponseStore())
   return new Elysia({ name: 'gateway' })
     .use(errorHandler(deps.log))
     .use(healthRoutes(deps.store, deps.ready, deps.readiness, deps.draining))
@@ -102,6 +108,10 @@ export function createApp(deps: AppDeps) {
     .post('/v1/messages', function messages({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
       return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, connection, surface: anthropicSurface }, chatDeps)
+    })
+    .post('/v1/responses', function responses({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
+      const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
+      return handleChatCompletions({ request, requestId, clientRequestId, snapshot, startedAt, connection, surface: responsesApi }, chatDeps)
     })
     .post('/v1/embeddings', function embeddings({ request, requestId, clientRequestId, snapshot, startedAt, server }) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)

@@ -120,10 +120,14 @@ export function wantsUsageChunk(req: ChatRequest): boolean {
 export const NATIVE = Symbol('native request')
 
 export interface NativeRequest {
-  kind: 'anthropic'
+  // Anthropic's Messages API, or OpenAI's Responses API.
+  kind: 'anthropic' | 'openai-responses'
   body: Record<string, unknown>
   // Headers of that API the caller sent, forwarded to a target of its kind (anthropic-version, anthropic-beta).
   headers: Record<string, string>
+  // What the translation could not carry (built-in tools, references only that provider can
+  // resolve), by parameter: a target of another kind refuses the request naming the first.
+  untranslated?: string[]
 }
 
 export function nativeOf(req: ChatRequest, kind: NativeRequest['kind']): NativeRequest | undefined {

@@ -20,6 +20,7 @@ import { QuotaService } from './quota/quota.ts'
 import { loadEncoding, type Encoding } from './providers/tokenize.ts'
 import type { Snapshot } from './config-store.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
+import { MemoryResponseStore, RedisResponseStore } from './surfaces/responses/store.ts'
 import { LeasedQuotaStore } from './quota/leased-store.ts'
 import { createRoutingState } from './routing/state.ts'
 import { startHealthMonitor } from './routing/health-monitor.ts'
@@ -162,6 +163,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     leases: leased ? () => leased.stats : undefined,
     routing,
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
+    responses: redis ? new RedisResponseStore(redis) : new MemoryResponseStore(),
     readiness: () => (persistence ? { quota_store: 'redis', ...persistence.detail() } : { quota_store: 'memory' }),
   })
   try {

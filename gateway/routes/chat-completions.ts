@@ -132,7 +132,7 @@ async function accept(ctx: RequestContext, deps: ChatDeps, tr: RequestTrace): Pr
     const { server } = snapshot.config.file
     const deadlineMs = bodyDeadlineMs(request.headers.get('content-length'), server.max_body_bytes, server.body_timeout_ms, server.body_timeout_ms_per_mb)
     ctx.connection.bodyDeadline(deadlineMs)
-    const req = (ctx.surface ?? openAiSurface).parse(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }), request)
+    const req = await (ctx.surface ?? openAiSurface).parse(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }), request, caller)
     return { caller, req, options }
   } catch (err) {
     const e = toGatewayError(err)
@@ -239,7 +239,7 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
   try {
     served = await dispatch(plan.chain, plan.settings, plan.deps, ledger.signal, ledger.attempts, (r) => {
       ledger.trying(r)
-      return plan.attempt(r, (h) => completeChat(surface.adapterFor(r), r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
+      return plan.attempt(r, (h) => completeChat(surface.adapterFor(r, budget.requestFor(r)), r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
     })
   } catch (err) {
     if (err !== CLIENT_CLOSED) return failed(surface, ledger, err)
@@ -286,7 +286,7 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       (r) => {
         const guard = ledger.trying(r)
         return plan.attempt(r, (h) =>
-          openChatStream(surface.adapterFor(r), r.target, budget.requestFor(r), {
+          openChatStream(surface.adapterFor(r, budget.requestFor(r)), r.target, budget.requestFor(r), {
             limits: { maxEventBytes: server.max_event_bytes, maxErrorBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio },
             callerWantsUsage: surface.wantsUsageChunk(req),
             errorFrame: surface.errorFrame,

@@ -3,10 +3,11 @@ import { readFileSync } from 'node:fs'
 import { anthropicWire } from './emulator-anthropic.ts'
 import { geminiWire } from './emulator-gemini.ts'
 import { openAiWire } from './emulator-openai.ts'
+import { responsesWire } from './emulator-responses.ts'
 import { BREAK, completionTokens, countPrompt, splitReply, type WireFormat } from './emulator-wire.ts'
 import { billedPrompt } from './emulator-billing.ts'
 
-const WIRES: WireFormat[] = [openAiWire, anthropicWire, geminiWire]
+const WIRES: WireFormat[] = [openAiWire, responsesWire, anthropicWire, geminiWire]
 
 export interface Behavior {
   // Answer with this HTTP status and an OpenAI error body (error_body overrides the body).

@@ -246,7 +246,7 @@ function parseUsageChunk(data: string): { usage: Usage; choicesEmpty: boolean; c
   }
 }
 
-function headersFor(apiKey: Secret | undefined, json: boolean): Record<string, string> {
+export function headersFor(apiKey: Secret | undefined, json: boolean): Record<string, string> {
   const h: Record<string, string> = {}
   if (json) h['content-type'] = 'application/json'
   if (apiKey) h.authorization = `Bearer ${apiKey.reveal()}`

@@ -1,5 +1,5 @@
 // What OpenAI (and OpenAI-compatible servers) bill for a chat request: image rules by model family, and which body parameters change the bill.
-import type { ChatRequest } from '../../chat-request.ts'
+import { nativeOf, type ChatRequest } from '../../chat-request.ts'
 import { measureChat, type Billable, type BillingRules } from '../billable.ts'
 import { patchImageTokens, tileImageTokens } from '../image-tokens.ts'
 import type { ProviderOptions, Target } from '../types.ts'
@@ -46,6 +46,12 @@ export function measureOpenAiChat(req: ChatRequest, target: Target, options: Pro
   // Options only add fields (tools, say, when the request has none): what is sent is the union.
   const sent = { ...req, ...options } as ChatRequest
   const b = measureChat(sent, openAiBillingRules(target))
+  // A Responses request's built-in tools (web search, file search, ...) add results to the input.
+  if (nativeOf(req, 'openai-responses')) {
+    ;(Array.isArray(req.tools) ? req.tools : []).forEach((tool, i) => {
+      if (tool.type !== 'function') b.unbounded.push({ param: `tools[${i}]`, why: `the built-in tool '${tool.type}' adds results to the input that the gateway cannot bound` })
+    })
+  }
   for (const [key, value] of Object.entries(sent)) {
     if (value === null || value === undefined || NEUTRAL.has(key)) continue
     const param = key in options ? `x-gateway-options.provider_options.${key}` : key

@@ -1,0 +1,255 @@
+// The gateway's OpenAI chat answers (what every adapter produces) as Responses API answers: a Response object, the whole Responses event sequence with sequence numbers, an error event.
+import { randomBytes } from 'node:crypto'
+import type { GatewayError } from '../../errors.ts'
+import type { StreamTranslator, Usage } from '../../providers/types.ts'
+import type { SseEvent } from '../../upstream/sse.ts'
+
+type Json = Record<string, unknown>
+
+export const newId = (prefix: string) => `${prefix}_${randomBytes(16).toString('hex')}`
+
+export function toResponsesUsage(u: Usage): Json {
+  return {
+    input_tokens: u.input_tokens,
+    input_tokens_details: { cached_tokens: u.cached_input_tokens },
+    output_tokens: u.output_tokens,
+    output_tokens_details: { reasoning_tokens: u.reasoning_tokens },
+    total_tokens: u.input_tokens + u.output_tokens,
+  }
+}
+
+// What a Response echoes of its request, and its frame around the output.
+export interface ResponseFrame {
+  id: string
+  model: string
+  createdAt: number
+  request: Json
+}
+
+export function frameFor(request: Json, model: string): ResponseFrame {
+  return { id: newId('resp'), model, createdAt: Math.floor(Date.now() / 1000), request }
+}
+
+export function responseObject(f: ResponseFrame, status: string, output: Json[], usage: Usage | undefined, incomplete?: string, error?: Json): Json {
+  const r = f.request
+  return {
+    id: f.id,
+    object: 'response',
+    created_at: f.createdAt,
+    status,
+    error: error ?? null,
+    incomplete_details: incomplete ? { reason: incomplete } : null,
+    instructions: r.instructions ?? null,
+    max_output_tokens: r.max_output_tokens ?? null,
+    model: f.model,
+    output,
+    parallel_tool_calls: r.parallel_tool_calls ?? true,
+    previous_response_id: r.previous_response_id ?? null,
+    reasoning: { effort: null, summary: null },
+    store: r.store !== false,
+    temperature: r.temperature ?? 1,
+    text: r.text ?? { format: { type: 'text' } },
+    tool_choice: r.tool_choice ?? 'auto',
+    tools: r.tools ?? [],
+    top_p: r.top_p ?? 1,
+    truncation: r.truncation ?? 'disabled',
+    usage: usage ? toResponsesUsage(usage) : null,
+    user: r.user ?? null,
+    metadata: r.metadata ?? {},
+  }
+}
+
+// finish_reason → a Response's status and why it is incomplete.
+function statusOf(finish: unknown): { status: string; incomplete?: string } {
+  if (finish === 'length') return { status: 'incomplete', incomplete: 'max_output_tokens' }
+  if (finish === 'content_filter') return { status: 'incomplete', incomplete: 'content_filter' }
+  return { status: 'completed' }
+}
+
+function messageItem(id: string, text: string, status = 'completed'): Json {
+  return { type: 'message', id, status, role: 'assistant', content: [{ type: 'output_text', text, annotations: [], logprobs: [] }] }
+}
+
+function functionCallItem(id: string, callId: string, name: string, args: string, status = 'completed'): Json {
+  return { type: 'function_call', id, call_id: callId, name, arguments: args, status }
+}
+
+// An OpenAI chat completion body as a Response object.
+export function toResponseObject(f: ResponseFrame, chatBody: string, usage: Usage | undefined): Json {
+  const body = JSON.parse(chatBody) as { choices?: Array<{ message?: Json; finish_reason?: unknown }> }
+  const choice = body.choices?.[0]
+  const message = choice?.message ?? {}
+  const output: Json[] = []
+  const text = typeof message.content === 'string' ? message.content : ''
+  if (text !== '') output.push(messageItem(newId('msg'), text))
+  for (const call of (message.tool_calls as Array<{ id?: string; function?: { name?: string; arguments?: string } }> | undefined) ?? []) {
+    output.push(functionCallItem(newId('fc'), call.id ?? newId('call'), call.function?.name ?? '', call.function?.arguments ?? '{}'))
+  }
+  const { status, incomplete } = statusOf(choice?.finish_reason)
+  return responseObject(f, status, output, usage, incomplete)
+}
+
+export function responsesErrorFrame(err: GatewayError): string {
+  return `event: error\ndata: ${JSON.stringify({ type: 'error', sequence_number: 0, error: { type: err.type, code: err.code, message: err.message, param: err.param } })}\n\n`
+}
+
+const decoder = new TextDecoder()
+
+// Wraps an adapter's stream translator (OpenAI chunks out) and writes the Responses event sequence
+// instead: response.created, response.in_progress, then per text run a message item (added, a
+// content part added, text deltas, text done, part done, item done) and per tool call a
+// function_call item (added, argument deltas, arguments done, item done), then response.completed
+// (or .incomplete) with the usage. Every event has its sequence_number. `onDone` gets the final
+// Response (to keep it for previous_response_id).
+export class ResponsesEventWriter implements StreamTranslator {
+  #seq = 0
+  #started = false
+  #ended = false
+  #errorSent = false
+  readonly #output: Json[] = []
+  // The message or function call being written now.
+  #open: { kind: 'text'; index: number; id: string; text: string } | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string; tool: number } | undefined
+  #finish: unknown
+
+  constructor(
+    private readonly inner: StreamTranslator,
+    private readonly frame: ResponseFrame,
+    private readonly check: ((usage: Usage) => Usage) | undefined,
+    private readonly onDone: (response: Json) => void,
+  ) {}
+
+  get usage() {
+    return this.inner.usage
+  }
+  get finished() {
+    return this.inner.finished
+  }
+  get contentChunks() {
+    return this.inner.contentChunks
+  }
+  get outputBytes() {
+    return this.inner.outputBytes
+  }
+  get error() {
+    return this.inner.error
+  }
+
+  onEvent(event: SseEvent): string | undefined {
+    return this.#convert(this.inner.onEvent(event))
+  }
+
+  end(): string | undefined {
+    return this.#convert(this.inner.end())
+  }
+
+  #event(type: string, data: Json): string {
+    return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.#seq++, ...data })}\n\n`
+  }
+
+  #convert(out: Uint8Array | string | undefined): string | undefined {
+    if (this.inner.error) {
+      if (this.#errorSent) return undefined
+      this.#errorSent = true
+      const err = this.inner.error
+      return this.#event('error', { error: { type: err.type, code: err.code, message: err.message, param: err.param } })
+    }
+    if (out === undefined || this.#ended) return undefined
+    const text = typeof out === 'string' ? out : decoder.decode(out)
+    let written = ''
+    for (const frame of text.split(/\r?\n\r?\n/)) {
+      const lines = frame.split(/\r?\n/).filter((l) => l.startsWith('data:'))
+      if (lines.length === 0) continue
+      const data = lines.map((l) => l.slice(l.startsWith('data: ') ? 6 : 5)).join('\n').trim()
+      if (data === '[DONE]') written += this.#end()
+      else if (data !== '') {
+        try {
+          written += this.#chunk(JSON.parse(data) as Json)
+        } catch {
+          // The inner translator judged the event already.
+        }
+      }
+    }
+    return written === '' ? undefined : written
+  }
+
+  #start(): string {
+    if (this.#started) return ''
+    this.#started = true
+    const response = responseObject(this.frame, 'in_progress', [], undefined)
+    return this.#event('response.created', { response }) + this.#event('response.in_progress', { response })
+  }
+
+  #chunk(chunk: Json): string {
+    let out = this.#start()
+    const choice = (chunk.choices as Array<{ delta?: Json; finish_reason?: unknown }> | undefined)?.[0]
+    const delta = choice?.delta
+    if (typeof delta?.content === 'string' && delta.content !== '') {
+      if (this.#open?.kind !== 'text') {
+        out += this.#close()
+        const index = this.#output.length
+        const id = newId('msg')
+        this.#output.push(messageItem(id, '', 'in_progress'))
+        this.#open = { kind: 'text', index, id, text: '' }
+        out += this.#event('response.output_item.added', { output_index: index, item: { type: 'message', id, status: 'in_progress', role: 'assistant', content: [] } })
+        out += this.#event('response.content_part.added', { item_id: id, output_index: index, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } })
+      }
+      const open = this.#open!
+      if (open.kind === 'text') {
+        open.text += delta.content
+        out += this.#event('response.output_text.delta', { item_id: open.id, output_index: open.index, content_index: 0, delta: delta.content, logprobs: [] })
+      }
+    }
+    for (const call of (delta?.tool_calls as Array<{ index?: number; id?: string; function?: { name?: string; arguments?: string } }> | undefined) ?? []) {
+      const tool = call.index ?? 0
+      if (this.#open?.kind !== 'call' || this.#open.tool !== tool) {
+        out += this.#close()
+        const index = this.#output.length
+        const id = newId('fc')
+        const callId = call.id ?? newId('call')
+        const name = call.function?.name ?? ''
+        this.#output.push(functionCallItem(id, callId, name, '', 'in_progress'))
+        this.#open = { kind: 'call', index, id, callId, name, args: '', tool }
+        out += this.#event('response.output_item.added', { output_index: index, item: functionCallItem(id, callId, name, '', 'in_progress') })
+      }
+      const open = this.#open!
+      const args = call.function?.arguments
+      if (open.kind === 'call' && typeof args === 'string' && args !== '') {
+        open.args += args
+        out += this.#event('response.function_call_arguments.delta', { item_id: open.id, output_index: open.index, delta: args })
+      }
+    }
+    if (choice?.finish_reason) this.#finish = choice.finish_reason
+    return out
+  }
+
+  #close(): string {
+    const open = this.#open
+    if (!open) return ''
+    this.#open = undefined
+    if (open.kind === 'text') {
+      const item = messageItem(open.id, open.text)
+      this.#output[open.index] = item
+      return (
+        this.#event('response.output_text.done', { item_id: open.id, output_index: open.index, content_index: 0, text: open.text, logprobs: [] }) +
+        this.#event('response.content_part.done', { item_id: open.id, output_index: open.index, content_index: 0, part: { type: 'output_text', text: open.text, annotations: [], logprobs: [] } }) +
+        this.#event('response.output_item.done', { output_index: open.index, item })
+      )
+    }
+    const args = open.args === '' ? '{}' : open.args
+    const item = functionCallItem(open.id, open.callId, open.name, args)
+    this.#output[open.index] = item
+    return this.#event('response.function_call_arguments.done', { item_id: open.id, output_index: open.index, arguments: args }) + this.#event('response.output_item.done', { output_index: open.index, item })
+  }
+
+  #end(): string {
+    this.#ended = true
+    const reported = this.inner.usage
+    const usage = reported && (this.check?.(reported) ?? reported)
+    const { status, incomplete } = statusOf(this.#finish)
+    let out = this.#start() + this.#close()
+    const response = responseObject(this.frame, status, this.#output, usage, incomplete)
+    this.onDone(response)
+    out += this.#event(status === 'completed' ? 'response.completed' : 'response.incomplete', { response })
+    return out
+  }
+}
