@@ -22,7 +22,7 @@ import type { AnthropicBlock, AnthropicMessage, AnthropicRequest, AnthropicTextB
 export const DEFAULT_MAX_TOKENS = 4096
 
 // Parameters translated below; anything else the caller set is refused rather than dropped.
-const HANDLED = new Set([...COMMON_PARAMETERS, 'parallel_tool_calls', 'user'])
+const HANDLED = new Set([...COMMON_PARAMETERS, 'parallel_tool_calls', 'user', 'response_format'])
 // Fields an option may never bring in: the output cap a budget reserves for, and the prompt.
 const OWNED = new Set(['model', 'max_tokens', 'messages', 'system', 'stream'])
 
@@ -55,15 +55,36 @@ export function toAnthropicRequest(req: ChatRequest, target: Target, stream: boo
   if (tools) body.tools = tools
   const choice = toToolChoice(req.tool_choice, req.parallel_tool_calls)
   if (choice) body.tool_choice = choice
+  const schema = jsonSchemaOf(req)
+  if (schema) {
+    // Structured output as Claude does it: one tool it must call, whose input is the JSON; the
+    // answer's reader turns that call back into the message's content.
+    body.tools = [{ name: JSON_RESPONSE_TOOL, description: schema.description ?? `Respond with the ${schema.name} JSON object.`, input_schema: schema.schema }]
+    body.tool_choice = { type: 'tool', name: JSON_RESPONSE_TOOL }
+  }
   if (typeof req.user === 'string' && req.user) body.metadata = { user_id: req.user }
   if (stream) body.stream = true
   return mergeProviderOptions(body, options, OWNED)
 }
 
+// The tool a json_schema response_format becomes; its call is the answer's content.
+export const JSON_RESPONSE_TOOL = 'gateway_json_response'
+
+function jsonSchemaOf(req: ChatRequest): { name: string; schema: unknown; description?: string } | undefined {
+  const format = req.response_format as { type?: unknown; json_schema?: { name?: unknown; schema?: unknown; description?: unknown } } | undefined
+  if (format?.type !== 'json_schema') return undefined
+  const js = format.json_schema
+  return { name: typeof js?.name === 'string' ? js.name : 'response', schema: js?.schema ?? { type: 'object' }, ...(typeof js?.description === 'string' ? { description: js.description } : {}) }
+}
+
 function rejectUnsupported(req: ChatRequest): void {
-  const format = (req.response_format as { type?: unknown } | undefined)?.type
-  if (format !== undefined && format !== 'text') {
-    throw unsupported('response_format', 'JSON mode is not available for Anthropic targets; describe the JSON in the prompt or use a tool')
+  const format = req.response_format as { type?: unknown; json_schema?: { schema?: unknown } } | undefined
+  if (format?.type === 'json_schema') {
+    if (typeof format.json_schema?.schema !== 'object' || format.json_schema.schema === null) throw invalid('response_format.json_schema.schema', 'expected a JSON schema object')
+    // The schema is answered by a forced tool call: the request's own tools could not be called.
+    if (Array.isArray(req.tools) && req.tools.length > 0) throw unsupported('response_format', "json_schema together with tools is not available for Anthropic targets; send one or the other")
+  } else if (format?.type !== undefined && format.type !== 'text') {
+    throw unsupported('response_format', 'JSON mode (json_object) is not available for Anthropic targets; use json_schema, describe the JSON in the prompt, or use a tool')
   }
   rejectUnhandled(req, HANDLED, 'Anthropic')
 }

@@ -4,6 +4,7 @@ import type { SseEvent } from '../../upstream/sse.ts'
 import { ChunkWriter, DONE_FRAME } from '../openai-format.ts'
 import type { StreamOptions, StreamTranslator, Usage } from '../types.ts'
 import { toFinishReason, toUsage, type AnthropicErrorWire, type AnthropicUsageWire } from './wire.ts'
+import { JSON_RESPONSE_TOOL } from './request.ts'
 
 interface ToolSlot {
   index: number
@@ -30,6 +31,8 @@ export class AnthropicStreamTranslator implements StreamTranslator {
   private usageSoFar: AnthropicUsageWire = {}
   // OpenAI numbers tool calls 0, 1, ...; Anthropic numbers every content block.
   private readonly tools = new Map<number, ToolSlot>()
+  // The block of the structured-output call (response_format json_schema), whose input is text.
+  private jsonBlock: number | undefined
 
   constructor(
     private readonly opts: StreamOptions,
@@ -65,7 +68,7 @@ export class AnthropicStreamTranslator implements StreamTranslator {
         // output_tokens here is cumulative; newer servers repeat input figures too.
         this.usageSoFar = { ...this.usageSoFar, ...definedOnly(e.usage) }
         this.usage = toUsage(this.usageSoFar)
-        return this.out().delta({}, toFinishReason(e.delta?.stop_reason))
+        return this.out().delta({}, this.jsonBlock !== undefined && e.delta?.stop_reason === 'tool_use' ? 'stop' : toFinishReason(e.delta?.stop_reason))
       case 'message_stop':
         this.finished = true
         return (this.opts.callerWantsUsage && this.usage ? this.out().usage(this.opts.checkUsage?.(this.usage) ?? this.usage) : '') + DONE_FRAME
@@ -83,6 +86,11 @@ export class AnthropicStreamTranslator implements StreamTranslator {
 
   private startBlock(e: Event): string | undefined {
     const block = e.content_block
+    if (block?.type === 'tool_use' && block.name === JSON_RESPONSE_TOOL) {
+      // Structured output: the call's input is the message's text.
+      this.jsonBlock = e.index ?? -1
+      return undefined
+    }
     if (block?.type === 'tool_use') {
       const slot = { index: this.tools.size, sawArguments: false }
       this.tools.set(e.index ?? -1, slot)
@@ -103,6 +111,11 @@ export class AnthropicStreamTranslator implements StreamTranslator {
       this.contentChunks++
       this.outputBytes += Buffer.byteLength(d.text)
       return this.out().delta({ content: d.text })
+    }
+    if (d?.type === 'input_json_delta' && d.partial_json && e.index === this.jsonBlock) {
+      this.contentChunks++
+      this.outputBytes += Buffer.byteLength(d.partial_json)
+      return this.out().delta({ content: d.partial_json })
     }
     if (d?.type === 'input_json_delta' && d.partial_json) {
       this.outputBytes += Buffer.byteLength(d.partial_json)
