@@ -117,7 +117,7 @@ describe('POST /v1/chat/completions', () => {
 
   it('answers unknown routes with a 404 in OpenAI shape', async () => {
     const { app } = makeApp()
-    const res = await app.handle(new Request('http://localhost/v1/embeddings', { method: 'POST' }))
+    const res = await app.handle(new Request('http://localhost/v1/assistants', { method: 'POST' }))
     expect(res.status).toBe(404)
     expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request')
   })

@@ -119,7 +119,7 @@ export function createApp(deps: AppDeps) {
     })
     .post('/v1/messages/count_tokens', function countTokens({ request, requestId, snapshot, startedAt, server }) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
-      return countMessageTokens({ request, requestId, snapshot, startedAt, connection }, deps.routing, gate)
+      return countMessageTokens({ request, requestId, snapshot, startedAt, connection }, deps.routing, gate, deps.quota)
     })
     .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
       try {

@@ -9,7 +9,7 @@ export function hashKey(key: string): string {
 
 export function authenticate(authorization: string | null, snapshot: Snapshot): Caller {
   if (!authorization) {
-    throw new GatewayError('missing_api_key', "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
+    throw new GatewayError('missing_api_key', "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or 'x-api-key: <key>' on /v1/messages).")
   }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
   if (!match?.[1]) throw new GatewayError('missing_api_key', "Malformed Authorization header: expected 'Bearer <key>'.")

@@ -134,3 +134,24 @@ export function nativeOf(req: ChatRequest, kind: NativeRequest['kind']): NativeR
   const n = (req as { [NATIVE]?: NativeRequest })[NATIVE]
   return n?.kind === kind ? n : undefined
 }
+
+// Parameters of the internal (OpenAI chat) request the pipeline and the adapters read: the output
+// cap, the completions, the prompt, sampling, tools. Another surface's body may not bring one of
+// them in as a field of its own (a max_completion_tokens in an Anthropic body would set the
+// budget's reservation while the target got the body's own cap): such a field is refused.
+export const INTERNAL_PARAMETERS = new Set([
+  'model', 'messages', 'max_tokens', 'max_completion_tokens', 'n', 'best_of', 'stop', 'stream', 'stream_options', 'temperature', 'top_p',
+  'tools', 'tool_choice', 'parallel_tool_calls', 'functions', 'function_call', 'user', 'metadata', 'seed', 'response_format', 'logprobs',
+  'top_logprobs', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'prediction', 'modalities', 'audio', 'reasoning_effort',
+  'web_search_options', 'store', 'verbosity', 'prompt_cache_key', 'safety_identifier',
+])
+
+// Fields of another surface's body the translation does not read, onto the internal request (a
+// target of that surface's provider gets the body anyway; others take or refuse them by name).
+export function copyExtras(body: Record<string, unknown>, into: ChatRequest, read: ReadonlySet<string>, skip: ReadonlySet<string> = new Set()): void {
+  for (const [key, value] of Object.entries(body)) {
+    if (read.has(key) || skip.has(key) || value === undefined || value === null) continue
+    if (INTERNAL_PARAMETERS.has(key)) throw new GatewayError('invalid_parameter', `${key}: Extra inputs are not permitted`, { param: key })
+    into[key] = value
+  }
+}

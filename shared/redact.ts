@@ -325,3 +325,15 @@ export function decodedJson(text: string): string {
     return text
   }
 }
+
+const sseEncoder = new TextEncoder()
+
+// An SSE event whose data hides a key behind \u escapes (a key once the caller parses the JSON):
+// the event as a parser reads it, keys removed; undefined when it hides none. Rare: providers send
+// UTF-8 as it is, so only data with an escape is read as JSON to look.
+export function withoutEscapedKeys(data: string, eventName: string | undefined, r: Redactor): Uint8Array | undefined {
+  if (!data.includes('\\u')) return undefined
+  const decoded = decodedJson(data)
+  if (decoded === data || !r.has(decoded)) return undefined
+  return r.bytes(sseEncoder.encode(`${eventName === undefined ? '' : `event: ${eventName}\n`}data: ${decoded}\n\n`))
+}

@@ -13,8 +13,9 @@ import { fetchUpstream } from '../upstream/call.ts'
 import { readBodyText } from '../upstream/bounded-body.ts'
 import type { RequestContext } from './chat-completions.ts'
 import type { RequestGate } from '../request-gate.ts'
+import type { QuotaService } from '../quota/quota.ts'
 
-export async function countMessageTokens(ctx: RequestContext, routing: RoutingState, gate: RequestGate): Promise<Response> {
+export async function countMessageTokens(ctx: RequestContext, routing: RoutingState, gate: RequestGate, quota: QuotaService): Promise<Response> {
   const headers: Record<string, string> = { 'x-request-id': ctx.requestId }
   // Counting a large prompt is work like a request's: it takes a place among them.
   if (!gate.enter()) return anthropicErrorResponse(new GatewayError('server_busy', 'The gateway holds as many requests as it can; retry shortly.', { retryAfterSeconds: 1 }), { ...headers, connection: 'close' })
@@ -27,7 +28,9 @@ export async function countMessageTokens(ctx: RequestContext, routing: RoutingSt
     const req = fromMessagesRequest(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }), request.headers, true)
     const route = routeRequest(snapshot, caller, req, options, routing).chain[0]
     if (!route) throw new GatewayError('provider_unavailable', `No target can serve '${req.model}' now.`)
-    const counted = route.adapter.kind === 'anthropic' ? await providerCount(route, req, ctx.request.signal) : undefined
+    // Anthropic's count is a call with the gateway's key: it counts against the provider's
+    // rate_limit_rpm like any other, and at the limit the estimate answers instead.
+    const counted = route.adapter.kind === 'anthropic' && (await quota.admitProvider(route.target.provider).catch(() => 0)) === undefined ? await providerCount(route, req, ctx.request.signal) : undefined
     if (counted !== undefined) return Response.json({ input_tokens: counted }, { headers: { ...headers, 'x-gateway-token-count': 'provider' } })
     const estimate = await guessInputTokens(route, req, options.provider_options ?? {}, new RequestCounter())
     return Response.json({ input_tokens: estimate }, { headers: { ...headers, 'x-gateway-token-count': 'estimate' } })

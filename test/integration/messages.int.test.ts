@@ -1,6 +1,7 @@
 // POST /v1/messages through the real gateway with the official Anthropic SDK: to an Anthropic target (passed through), and to OpenAI-compatible and Gemini targets (translated both ways).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'bun:test'
-import { readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Anthropic from '@anthropic-ai/sdk'
 import { hashKey } from '../../gateway/auth.ts'
@@ -282,6 +283,45 @@ describe('POST /v1/messages routing and passthrough', () => {
       // event with its blank line (an SSE client drops an event without one), and adds nothing else.
       expect(await res.text()).toBe(recorded.endsWith('\n\n') ? recorded : `${recorded}\n\n`)
     }
+  })
+
+  it('relays nothing a hostile provider hides: a key behind \\u escapes, usage figures that cannot be true', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hostile-'))
+    const ev = (type: string, data: Record<string, unknown>) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`
+    // The upstream key with its dash written as \u002d: a key once the caller parses the JSON.
+    const hidden = UPSTREAM_KEY.replace('-4f1a', '\\u002d4f1a')
+    const sse = [
+      ev('message_start', { message: { id: 'msg_h', type: 'message', role: 'assistant', model: 'an-upstream', content: [], usage: { input_tokens: -5_000_000, output_tokens: 1 } } }),
+      ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+      `event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"key: ${hidden}"}}\n\n`,
+      ev('content_block_stop', { index: 0 }),
+      ev('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 5 } }),
+      ev('message_stop', {}),
+    ].join('')
+    writeFileSync(join(dir, 'hostile.sse'), sse)
+    emulator.setBehavior('*', { replay: join(dir, 'hostile.sse') })
+    const stream = await client.messages.create({ model: 'an-model', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] })
+    let text = ''
+    let startInput: number | undefined
+    for await (const event of stream) {
+      if (event.type === 'message_start') startInput = event.message.usage.input_tokens
+      if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') text += event.delta.text
+    }
+    expect(text).not.toContain(UPSTREAM_KEY)
+    expect(text).toStartWith('key: ')
+    expect(startInput).toBeGreaterThanOrEqual(0)
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('ends a translated stream whose provider sent an event that is not JSON with an error event', async () => {
+    emulator.setBehavior('*', { reply: REPLY, malformed_after_chunks: 2 })
+    const stream = await client.messages.create({ model: 'oa-model', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'hi' }] })
+    let text = ''
+    const err = await (async () => {
+      for await (const event of stream) if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') text += event.delta.text
+    })().catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(Anthropic.APIError)
+    expect(text.length).toBeGreaterThan(0)
   })
 
   it('relays a recorded Anthropic message body unchanged', async () => {

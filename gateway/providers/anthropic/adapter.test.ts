@@ -269,3 +269,55 @@ describe('anthropic bodies that are not JSON', () => {
     expect(t.error?.cause).toBeInstanceOf(SyntaxError)
   })
 })
+
+describe('structured output (response_format json_schema) on Anthropic', () => {
+  const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }
+  const format = { type: 'json_schema', json_schema: { name: 'place', schema } }
+
+  it('asks for one forced tool whose input is the JSON, and refuses it beside tools of the request', () => {
+    const out = body({ response_format: format })
+    expect(out.tools).toEqual([{ name: 'gateway_json_response', description: 'Respond with the place JSON object.', input_schema: schema }])
+    expect(out.tool_choice).toEqual({ type: 'tool', name: 'gateway_json_response' })
+    expect(errorOf(() => body({ response_format: format, tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] as never }))).toMatchObject({ status: 400, param: 'response_format' })
+    expect(errorOf(() => body({ response_format: { type: 'json_object' } }))).toMatchObject({ status: 400, param: 'response_format' })
+  })
+
+  it('answers the forced call as the message content, finished as stop', () => {
+    const text = JSON.stringify({ id: 'msg_1', model: 'claude-haiku-4-5', stop_reason: 'tool_use', content: [{ type: 'tool_use', id: 'toolu_1', name: 'gateway_json_response', input: { city: 'Paris' } }], usage: { input_tokens: 10, output_tokens: 5 } })
+    const choice = JSON.parse(anthropicAdapter.readCompletion(text, target).body).choices[0]
+    expect(choice.message.content).toBe('{"city":"Paris"}')
+    expect(choice.message.tool_calls).toBeUndefined()
+    expect(choice.finish_reason).toBe('stop')
+  })
+
+  it('streams the forced call\'s input as content deltas', () => {
+    const ev = (type: string, data: Record<string, unknown>) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`
+    const sse = [
+      ev('message_start', { message: { id: 'msg_1', model: 'claude-haiku-4-5', usage: { input_tokens: 10, output_tokens: 1 } } }),
+      ev('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'toolu_1', name: 'gateway_json_response', input: {} } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '{"city": ' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: '"Oslo"}' } }),
+      ev('content_block_stop', { index: 0 }),
+      ev('message_delta', { delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 7 } }),
+      ev('message_stop', {}),
+    ].join('')
+    const a = translateRecording(sse, anthropicAdapter.openStream(target, { callerWantsUsage: true }))
+    expect(a.content).toBe('{"city": "Oslo"}')
+    expect(a.toolCalls).toEqual([])
+    expect(a.finishReason).toBe('stop')
+  })
+})
+
+describe('a request in Anthropic\'s own format, measured as sent', () => {
+  it('counts every string Claude reads, what the translation leaves out included', async () => {
+    const { fromMessagesRequest } = await import('../../surfaces/anthropic/request.ts')
+    const context = 'background '.repeat(5000)
+    const req = fromMessagesRequest({ model: 'claude-haiku', max_tokens: 50, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'hi' }, context, title: 'notes' }] }] }, new Headers())
+    const b = anthropicAdapter.measure(req, target, {})
+    expect(b.texts).toContain(context)
+    expect(b.texts).toContain('notes')
+    // Unknown top-level fields and server tools cannot be bounded.
+    const withTool = fromMessagesRequest({ model: 'claude-haiku', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'web_search_20250305', name: 'web_search' }], mcp_servers: [{ url: 'https://x' }] }, new Headers())
+    expect(anthropicAdapter.measure(withTool, target, {}).unbounded.map((u) => u.param)).toEqual(['mcp_servers', 'tools[0]'])
+  })
+})

@@ -61,11 +61,12 @@ export function measureAnthropicChat(req: ChatRequest, target: Target, options: 
   return b
 }
 
-// A request in Anthropic's own format is measured by its translation (what every target is sent,
-// in substance), plus what only Claude gets: thinking blocks of earlier turns, left out of the
-// translation, go back as they came; a server tool (web search, code execution, ...) adds results
-// to the input that nobody can bound beforehand.
-// Top-level fields of a native request that bill nothing beyond its prompt and output cap.
+// A request in Anthropic's own format is measured as it is sent: every string of its system,
+// messages and tools is text Claude reads (a document's context and title, thinking blocks sent
+// back, tool examples: whatever the translation left out), the translation adding what is priced
+// without a tokenizer (images, framing, the tool prompt) and what cannot be bounded (PDFs). A
+// server tool adds results to the input that nobody can bound beforehand; so may top-level fields
+// beyond the prompt and output cap.
 const NATIVE_NEUTRAL = new Set(['model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'stream', 'temperature', 'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'thinking'])
 
 function measureNativeOnly(body: Record<string, unknown>, b: Billable): void {
@@ -74,16 +75,21 @@ function measureNativeOnly(body: Record<string, unknown>, b: Billable): void {
     // MCP servers, containers, priority tiers...: billed beyond what the gateway can see.
     b.unbounded.push({ param: key, why: `'${key}' may be billed beyond the prompt and output cap, by rules the gateway cannot bound` })
   }
-  const messages = Array.isArray(body.messages) ? (body.messages as Array<{ content?: unknown }>) : []
-  for (const m of messages) {
-    if (!Array.isArray(m.content)) continue
-    for (const block of m.content as Array<Record<string, unknown>>) {
-      if (block?.type === 'thinking') b.texts.push(String(block.thinking ?? ''), String(block.signature ?? ''))
-      else if (block?.type === 'redacted_thinking') b.texts.push(String(block.data ?? ''))
-    }
-  }
+  const texts: string[] = []
+  for (const key of ['system', 'messages', 'tools', 'tool_choice'] as const) collectStrings(body[key], texts)
+  b.texts = texts
   const tools = Array.isArray(body.tools) ? (body.tools as Array<Record<string, unknown>>) : []
   tools.forEach((tool, i) => {
     if (tool?.type !== undefined && tool.type !== 'custom') b.unbounded.push({ param: `tools[${i}]`, why: `the server tool '${String(tool.type)}' adds results to the input that the gateway cannot bound` })
   })
+}
+
+// Every string value, but base64 data (an image is priced by its rule, a PDF is unbounded).
+function collectStrings(value: unknown, into: string[]): void {
+  if (typeof value === 'string') into.push(value)
+  else if (Array.isArray(value)) for (const v of value) collectStrings(v, into)
+  else if (typeof value === 'object' && value !== null) {
+    const o = value as Record<string, unknown>
+    for (const [k, v] of Object.entries(o)) if (!(k === 'data' && o.type === 'base64')) collectStrings(v, into)
+  }
 }

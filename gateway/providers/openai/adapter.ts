@@ -3,7 +3,7 @@ import type { ProviderConfig } from '../../../shared/config/schema.ts'
 import type { Secret } from '../../../shared/secret.ts'
 import type { ChatRequest } from '../../chat-request.ts'
 import { errorFrame, GatewayError } from '../../errors.ts'
-import { decodedJson, type Redactor } from '../../../shared/redact.ts'
+import { decodedJson, withoutEscapedKeys, type Redactor } from '../../../shared/redact.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import type { Encoding } from '../tokenize.ts'
 import type { Completion, ProviderAdapter, ProviderOptions, StreamOptions, StreamTranslator, Target, UpstreamRequest, Usage } from '../types.ts'
@@ -148,13 +148,7 @@ class OpenAiPassthrough implements StreamTranslator {
         if (shown !== usage.usage || usage.usage.rewrite) return encoder.encode(`data: ${JSON.stringify({ ...usage.chunk, usage: toOpenAiUsage(shown) })}\n\n`)
       }
     }
-    // A key written with \u escapes is a key once the caller parses the JSON: such events are read
-    // as JSON to look (rare: providers send UTF-8 as it is).
-    if (data.includes('\\u')) {
-      const decoded = decodedJson(data)
-      if (decoded !== data && this.redactor.has(decoded)) return this.redactor.bytes(encoder.encode(`data: ${decoded}\n\n`))
-    }
-    return event.raw
+    return withoutEscapedKeys(data, undefined, this.redactor) ?? event.raw
   }
 
   end(): undefined {

@@ -131,6 +131,22 @@ describe('fromMessagesRequest', () => {
     expect(() => fromMessagesRequest(body, headers({ 'anthropic-beta': 'x'.repeat(1025) }))).toThrow('anthropic-beta')
   })
 
+  it('refuses a field of the internal request an Anthropic body would bring in (an output cap the budget would read)', () => {
+    for (const field of ['max_completion_tokens', 'n', 'stop', 'stream_options', 'seed', 'response_format']) {
+      expect(refusal({ ...base, messages: [{ role: 'user', content: 'hi' }], [field]: 1 }).param).toBe(field)
+    }
+  })
+
+  it('refuses malformed nested blocks with a 400 naming them, never a 500', () => {
+    for (const content of [[null], [1], ['x'], [{ text: 'no type' }]]) {
+      const err = refusal({ ...base, messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content }] }] })
+      expect(err.status).toBe(400)
+      expect(err.param).toBe('messages[0].content[0].content[0]')
+    }
+    expect(refusal({ ...base, messages: [{ role: 'user', content: [] }] }).message).toContain('non-empty list of content blocks')
+    expect(refusal({ ...base, messages: [{ role: 'user', content: [null] }] }).status).toBe(400)
+  })
+
   it('takes a count_tokens body without max_tokens', () => {
     expect(fromMessagesRequest({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }, headers(), true).max_tokens).toBeUndefined()
   })

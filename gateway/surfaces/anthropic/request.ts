@@ -1,11 +1,11 @@
 // An Anthropic Messages request (POST /v1/messages) as the gateway's one internal request: the OpenAI chat request every adapter translates from, carrying the body as it came for Anthropic targets.
 import { Type as t } from '@sinclair/typebox'
 import { TypeCompiler, type ValueError } from '@sinclair/typebox/compiler'
-import { MAX_OUTPUT_TOKENS, NATIVE, type ChatRequest, type NativeRequest } from '../../chat-request.ts'
+import { copyExtras, MAX_OUTPUT_TOKENS, NATIVE, type ChatRequest, type NativeRequest } from '../../chat-request.ts'
 import { GatewayError } from '../../errors.ts'
 
 const Block = t.Object({ type: t.String({ minLength: 1 }) })
-const Content = t.Union([t.String(), t.Array(Block)])
+const Content = t.Union([t.String(), t.Array(Block, { minItems: 1 })])
 
 // What the gateway reads is typed; everything else goes on as it came (to an Anthropic target) or
 // is refused by the adapter of a target that cannot do it, naming it.
@@ -49,7 +49,7 @@ export function fromMessagesRequest(body: unknown, headers: Headers, countOnly =
   else if (system && system.length > 0) messages.push({ role: 'system', content: system.map((s) => ({ type: 'text', text: s.text })) })
   b.messages.forEach((m, i) => messages.push(...toMessages(m.role, m.content, i)))
   const req: ChatRequest = { model: b.model as string, messages }
-  for (const [key, value] of Object.entries(b)) if (!READ.has(key) && value !== undefined) req[key] = value
+  copyExtras(b, req, READ)
   if (typeof b.max_tokens === 'number') req.max_tokens = b.max_tokens
   if (b.stream === true) {
     req.stream = true
@@ -117,7 +117,10 @@ function toolResultContent(content: unknown, param: string): OpenAiMessage['cont
   if (content === undefined || content === null) return ''
   if (typeof content === 'string') return content
   if (!Array.isArray(content)) throw invalid(param, 'expected a string or an array of content blocks')
-  return content.map((block: Json, k) => toPart(block, `${param}[${k}]`))
+  return content.map((block: unknown, k) => {
+    if (typeof block !== 'object' || block === null || typeof (block as Json).type !== 'string') throw invalid(`${param}[${k}]`, "expected a content block (an object with a string 'type')")
+    return toPart(block as Json, `${param}[${k}]`)
+  })
 }
 
 // A content block as an OpenAI content part: text and images translate; anything else (documents,
@@ -174,6 +177,10 @@ function parameterError(body: Json, errors: Iterable<ValueError>): GatewayError 
   const param = path.join('.')
   if (path.length === 1 && !(path[0]! in body)) return new GatewayError('invalid_parameter', `${param}: Field required`, { param })
   const anyOf = (best.schema as { anyOf?: Array<{ const?: unknown }> }).anyOf
-  const expected = anyOf?.every((s) => typeof s.const === 'string') ? `Input should be ${anyOf.map((s) => `'${s.const}'`).join(' or ')}` : best.message
+  const expected = anyOf?.every((s) => typeof s.const === 'string')
+    ? `Input should be ${anyOf.map((s) => `'${s.const}'`).join(' or ')}`
+    : path.at(-1) === 'content'
+      ? "Input should be a string or a non-empty list of content blocks, each an object with a string 'type'"
+      : best.message
   return new GatewayError('invalid_parameter', `${param}: ${expected}`, { param })
 }

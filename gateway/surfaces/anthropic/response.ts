@@ -1,5 +1,5 @@
 // The gateway's OpenAI-format answers (what every adapter produces) as Anthropic Messages answers: a message, a stream of Anthropic's events, an error.
-import type { GatewayError } from '../../errors.ts'
+import { GatewayError } from '../../errors.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import type { StreamTranslator, Usage } from '../../providers/types.ts'
 
@@ -109,6 +109,8 @@ export class AnthropicEventWriter implements StreamTranslator {
   #stop: string | undefined
   #ended = false
   #errorSent = false
+  // An event the inner translator passed on that is not JSON.
+  #badEvent: GatewayError | undefined
 
   constructor(
     private readonly inner: StreamTranslator,
@@ -130,7 +132,7 @@ export class AnthropicEventWriter implements StreamTranslator {
     return this.inner.outputBytes
   }
   get error() {
-    return this.inner.error
+    return this.inner.error ?? this.#badEvent
   }
 
   onEvent(event: SseEvent): string | undefined {
@@ -143,10 +145,11 @@ export class AnthropicEventWriter implements StreamTranslator {
   }
 
   #convert(out: Uint8Array | string | undefined): string | undefined {
-    if (this.inner.error) {
+    const failed = this.error
+    if (failed) {
       if (this.#errorSent) return undefined
       this.#errorSent = true
-      return anthropicErrorFrame(this.inner.error)
+      return anthropicErrorFrame(failed)
     }
     if (out === undefined || this.#ended) return undefined
     const text = typeof out === 'string' ? out : decoder.decode(out)
@@ -162,9 +165,12 @@ export class AnthropicEventWriter implements StreamTranslator {
         let chunk: Json
         try {
           chunk = JSON.parse(data) as Json
-        } catch {
-          // The inner translator judged the event already; nothing of it can be written here.
-          continue
+        } catch (err) {
+          // An OpenAI-format upstream's bytes come through as they came: an event that is not JSON
+          // ends the stream here.
+          this.#badEvent = new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.', { cause: err })
+          this.#errorSent = true
+          return written + anthropicErrorFrame(this.#badEvent)
         }
         written += this.#chunk(chunk)
       }

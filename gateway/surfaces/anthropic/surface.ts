@@ -3,7 +3,8 @@ import type { Route } from '../../config-store.ts'
 import type { GatewayError } from '../../errors.ts'
 import { fromAnthropicResponse } from '../../providers/anthropic/response.ts'
 import type { Completion, ProviderAdapter, StreamOptions, StreamTranslator, Target, Usage } from '../../providers/types.ts'
-import { decodedJson } from '../../../shared/redact.ts'
+import { decodedJson, withoutEscapedKeys } from '../../../shared/redact.ts'
+import { toUsage, type AnthropicUsageWire } from '../../providers/anthropic/wire.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import type { Surface } from '../surface.ts'
 import { fromMessagesRequest } from './request.ts'
@@ -101,23 +102,45 @@ class NativeEvents implements StreamTranslator {
       return data !== undefined && this.target.redactor.providerText(data) === data ? event.raw : anthropicErrorFrame(this.inner.error)
     }
     if (this.inner.finished) this.#done = true
-    if (event.event === 'message_delta' && this.inner.usage && event.data !== undefined) return this.#checked(event.data, this.inner.usage) ?? event.raw
-    return event.raw
+    if (event.data === undefined) return event.raw
+    if (event.event === 'message_delta' && this.inner.usage) {
+      const checked = this.#checked('message_delta', event.data, this.inner.usage)
+      if (checked) return checked
+    }
+    if (event.event === 'message_start') {
+      // Figures that fail the check never reach the caller, the first report included.
+      const start = startUsage(event.data)
+      const checked = start && this.#checked('message_start', event.data, start)
+      if (checked) return checked
+    }
+    return withoutEscapedKeys(event.data, event.event, this.target.redactor) ?? event.raw
   }
 
   end(): undefined {
     return undefined
   }
 
-  // The message_delta with sane figures in place of a report that failed the check.
-  #checked(data: string, usage: Usage): string | undefined {
+  // The event with sane figures in place of a report that failed the check (message_start
+  // carries them in its message).
+  #checked(type: 'message_start' | 'message_delta', data: string, usage: Usage): string | undefined {
     const shown = this.opts.checkUsage?.(usage) ?? usage
     if (shown === usage) return undefined
     try {
       const parsed = JSON.parse(data) as Record<string, unknown>
-      return `event: message_delta\ndata: ${JSON.stringify({ ...parsed, usage: toAnthropicUsage(shown) })}\n\n`
+      const sane = toAnthropicUsage(shown)
+      const out = type === 'message_delta' ? { ...parsed, usage: sane } : { ...parsed, message: { ...(parsed.message as Record<string, unknown>), usage: sane } }
+      return `event: ${type}\ndata: ${JSON.stringify(out)}\n\n`
     } catch {
       return undefined
     }
+  }
+}
+
+// The usage a message_start reports, as the gateway's figures.
+function startUsage(data: string): Usage | undefined {
+  try {
+    return toUsage((JSON.parse(data) as { message?: { usage?: AnthropicUsageWire } }).message?.usage)
+  } catch {
+    return undefined
   }
 }

@@ -1,5 +1,5 @@
 // An OpenAI Responses request (POST /v1/responses) as the gateway's internal request (the chat request every adapter speaks), with the body as it came for OpenAI targets; conversation state (previous_response_id, item_reference) resolved from the gateway's store.
-import { MAX_OUTPUT_TOKENS, NATIVE, type ChatRequest, type NativeRequest } from '../../chat-request.ts'
+import { copyExtras, MAX_OUTPUT_TOKENS, NATIVE, type ChatRequest, type NativeRequest } from '../../chat-request.ts'
 import { GatewayError } from '../../errors.ts'
 import type { StoredResponse } from './store.ts'
 
@@ -56,7 +56,7 @@ export function fromResponsesRequest(body: unknown, lookup: (id: string) => Stor
   if (messages.length === 0) throw invalid('input', "Invalid 'input': no message to answer.")
 
   const req: ChatRequest = { model: b.model, messages }
-  for (const [key, value] of Object.entries(b)) if (!READ.has(key) && !LEFT_OUT.has(key) && value !== undefined && value !== null) req[key] = value
+  copyExtras(b, req, READ, LEFT_OUT)
   if (typeof cap === 'number') req.max_tokens = cap
   if (typeof b.temperature === 'number') req.temperature = b.temperature
   if (typeof b.top_p === 'number') req.top_p = b.top_p

@@ -1,6 +1,6 @@
 // The gateway's OpenAI chat answers (what every adapter produces) as Responses API answers: a Response object, the whole Responses event sequence with sequence numbers, an error event.
 import { randomBytes } from 'node:crypto'
-import type { GatewayError } from '../../errors.ts'
+import { GatewayError } from '../../errors.ts'
 import type { StreamTranslator, Usage } from '../../providers/types.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 
@@ -106,6 +106,8 @@ export class ResponsesEventWriter implements StreamTranslator {
   #started = false
   #ended = false
   #errorSent = false
+  // An event the inner translator passed on that is not JSON.
+  #badEvent: GatewayError | undefined
   readonly #output: Json[] = []
   // The message or function call being written now.
   #open: { kind: 'text'; index: number; id: string; text: string } | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string; tool: number } | undefined
@@ -131,7 +133,7 @@ export class ResponsesEventWriter implements StreamTranslator {
     return this.inner.outputBytes
   }
   get error() {
-    return this.inner.error
+    return this.inner.error ?? this.#badEvent
   }
 
   onEvent(event: SseEvent): string | undefined {
@@ -147,10 +149,10 @@ export class ResponsesEventWriter implements StreamTranslator {
   }
 
   #convert(out: Uint8Array | string | undefined): string | undefined {
-    if (this.inner.error) {
+    const err = this.error
+    if (err) {
       if (this.#errorSent) return undefined
       this.#errorSent = true
-      const err = this.inner.error
       return this.#event('error', { error: { type: err.type, code: err.code, message: err.message, param: err.param } })
     }
     if (out === undefined || this.#ended) return undefined
@@ -162,11 +164,17 @@ export class ResponsesEventWriter implements StreamTranslator {
       const data = lines.map((l) => l.slice(l.startsWith('data: ') ? 6 : 5)).join('\n').trim()
       if (data === '[DONE]') written += this.#end()
       else if (data !== '') {
+        let chunk: Json
         try {
-          written += this.#chunk(JSON.parse(data) as Json)
-        } catch {
-          // The inner translator judged the event already.
+          chunk = JSON.parse(data) as Json
+        } catch (err) {
+          // An OpenAI-format upstream's bytes come through as they came: an event that is not JSON
+          // ends the stream here.
+          this.#badEvent = new GatewayError('upstream_bad_response', 'The provider sent a stream event that is not JSON.', { cause: err })
+          this.#errorSent = true
+          return written + this.#event('error', { error: { type: this.#badEvent.type, code: this.#badEvent.code, message: this.#badEvent.message, param: null } })
         }
+        written += this.#chunk(chunk)
       }
     }
     return written === '' ? undefined : written

@@ -7,7 +7,7 @@ import { unsupported } from '../../providers/openai-request.ts'
 import { mergeProviderOptions } from '../../providers/provider-options.ts'
 import type { Completion, ProviderAdapter, StreamOptions, StreamTranslator, Target, Usage } from '../../providers/types.ts'
 import { joinUrl } from '../../providers/url.ts'
-import { decodedJson } from '../../../shared/redact.ts'
+import { decodedJson, withoutEscapedKeys } from '../../../shared/redact.ts'
 import { optionalTokenCount, tokenCount } from '../../usage-check.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import { openAiSurface, type Surface } from '../surface.ts'
@@ -220,7 +220,7 @@ class NativeResponsesEvents implements StreamTranslator {
       this.onDone(response)
       const shown = this.usage && (this.opts.checkUsage?.(this.usage) ?? this.usage)
       if (shown && shown !== this.usage) return `event: ${type}\ndata: ${JSON.stringify({ ...data, response: { ...response, usage: toResponsesUsage(shown) } })}\n\n`
-      return event.raw
+      return withoutEscapedKeys(event.data, event.event, this.target.redactor) ?? event.raw
     }
     if (type === 'error' || type === 'response.failed') {
       const said = type === 'error' ? (data.message ?? data.error?.message) : (data.response?.error as { message?: unknown } | undefined)?.message
@@ -228,7 +228,7 @@ class NativeResponsesEvents implements StreamTranslator {
       const decoded = decodedJson(event.data)
       return this.target.redactor.providerText(decoded) === decoded ? event.raw : responsesErrorFrame(this.error)
     }
-    return event.raw
+    return withoutEscapedKeys(event.data, event.event, this.target.redactor) ?? event.raw
   }
 
   end(): undefined {
