@@ -36,6 +36,7 @@ export function toRow(r: UsageRecord): Record<string, unknown> {
     created_at: toDateTime(r.created_at, r.request_id),
     // Records written before there was more than chat.
     endpoint: r.endpoint ?? 'chat.completions',
+    dropped_params: (r.dropped_params ?? []).join(','),
   }
 }
 

@@ -1,6 +1,6 @@
 // The current config snapshot: building one may throw, swapping one in cannot.
 import type { Config } from '../shared/config/load.ts'
-import type { ClientConfig, RoutePolicy } from '../shared/config/schema.ts'
+import type { ClientConfig, RoutePolicy, UnsupportedParams } from '../shared/config/schema.ts'
 import { pricePerTokenPico } from '../shared/money.ts'
 import { Redactor } from '../shared/redact.ts'
 import { adapterFor } from './providers/registry.ts'
@@ -35,6 +35,8 @@ export interface RoutePlan {
   fallback: boolean
   retries: number
   sticky: boolean
+  // The route's unsupported_params (a model's own plan: none).
+  unsupportedParams?: UnsupportedParams
 }
 
 export interface Snapshot {
@@ -94,6 +96,7 @@ export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
       fallback: r.fallback,
       retries: r.retries ?? retries,
       sticky: r.sticky,
+      ...(r.unsupported_params ? { unsupportedParams: r.unsupported_params } : {}),
     })
   }
   const keys = new Map<string, Caller>()

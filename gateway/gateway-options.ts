@@ -3,7 +3,7 @@ import { Type as t, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { GatewayError } from './errors.ts'
 import { assertJsonDepth } from './json-depth.ts'
-import { RoutePolicy } from '../shared/config/schema.ts'
+import { RoutePolicy, UnsupportedParams } from '../shared/config/schema.ts'
 
 // Routing choices a caller may make for one request; each names only what the config already has.
 export const GatewayOptions = t.Object(
@@ -17,6 +17,8 @@ export const GatewayOptions = t.Object(
     // false: no fallback. A list of model names the caller may call: after the first target,
     // their targets are tried in this order instead of the route's own.
     fallback: t.Optional(t.Union([t.Boolean(), t.Array(t.String({ minLength: 1 }), { maxItems: 8 })])),
+    // reject or drop what a target cannot honour; overrides the client's and the route's setting.
+    unsupported_params: t.Optional(UnsupportedParams),
   },
   { additionalProperties: false },
 )

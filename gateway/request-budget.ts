@@ -3,7 +3,7 @@ import type { Caller, Route } from './config-store.ts'
 import { askedOutputCap, MAX_OUTPUT_TOKENS, type ChatRequest } from './chat-request.ts'
 import { GatewayError } from './errors.ts'
 import type { ProviderOptions, Usage } from './providers/types.ts'
-import type { QuotaRecord, QuotaSettings } from '../shared/config/schema.ts'
+import type { QuotaRecord, QuotaSettings, UnsupportedParams } from '../shared/config/schema.ts'
 import { costPico } from '../shared/money.ts'
 import { inputBound } from './providers/billable.ts'
 import { countTokens } from './providers/tokenize.ts'
@@ -37,10 +37,53 @@ export class RequestBudget {
     quotas: readonly QuotaRecord[],
     // The caller's provider-specific fields (x-gateway-options' provider_options).
     private readonly providerOptions: ProviderOptions,
-    // What a request other than a chat (embeddings) may cost on a target; a chat's by default.
-    private readonly estimateFor?: (route: Route, counter: RequestCounter) => Promise<Estimate>,
+    more: {
+      // What a request other than a chat (embeddings) may cost on a target; a chat's by default.
+      estimateFor?: (route: Route, counter: RequestCounter) => Promise<Estimate>
+      // drop: a parameter a target cannot honour is left out for that target (and said), instead
+      // of refusing the request.
+      unsupported?: UnsupportedParams
+    } = {},
   ) {
     this.#plan = planFor(quotas, caller)
+    this.estimateFor = more.estimateFor
+    this.#unsupported = more.unsupported ?? 'reject'
+  }
+
+  private readonly estimateFor: ((route: Route, counter: RequestCounter) => Promise<Estimate>) | undefined
+  readonly #unsupported: UnsupportedParams
+  readonly #fitted = new Map<Route, { req: ChatRequest; dropped: string[] }>()
+
+  // The request as a target can take it: with unsupported_params drop, without the parameters its
+  // adapter refuses (each found by measuring, which refuses what building would); else as sent.
+  #fit(route: Route): { req: ChatRequest; dropped: string[] } {
+    const known = this.#fitted.get(route)
+    if (known) return known
+    let req = this.req
+    const dropped: string[] = []
+    if (this.#unsupported === 'drop') {
+      for (let i = 0; i < MAX_DROPPED; i++) {
+        try {
+          route.adapter.measure(req, route.target, this.optionsFor(route))
+          break
+        } catch (err) {
+          const param = droppable(err, req)
+          // Not a parameter that can go: the refusal comes where it always did.
+          if (param === undefined) break
+          req = { ...req }
+          delete req[param]
+          dropped.push(param)
+        }
+      }
+    }
+    const fitted = { req, dropped }
+    this.#fitted.set(route, fitted)
+    return fitted
+  }
+
+  // Parameters left out for this target (unsupported_params: drop).
+  droppedFor(route: Route): readonly string[] {
+    return this.#fit(route).dropped
   }
 
   #firstKind: string | undefined
@@ -75,7 +118,7 @@ export class RequestBudget {
     for (const route of chain) {
       try {
         const started = performance.now()
-        this.#estimates.set(route, await (this.estimateFor ? this.estimateFor(route, this.#counter) : estimateRequest(route, this.req, this.optionsFor(route), settings, this.#counter)))
+        this.#estimates.set(route, await (this.estimateFor ? this.estimateFor(route, this.#counter) : estimateRequest(route, this.#fit(route).req, this.optionsFor(route), settings, this.#counter)))
         kept.push(route)
         // Measuring a huge request for each target of a long chain: others get a turn between.
         if (performance.now() - started > 1) await new Promise((resolve) => setImmediate(resolve))
@@ -95,7 +138,8 @@ export class RequestBudget {
   // The request as one target gets it: with the reserved output cap when the caller set none.
   requestFor(route: Route): ChatRequest {
     const est = this.#estimates.get(route)
-    return est?.capApplied ? withOutputCap(this.req, est.maxOutput, route.target.provider.kind) : this.req
+    const req = this.#fit(route).req
+    return est?.capApplied ? withOutputCap(req, est.maxOutput, route.target.provider.kind) : req
   }
 
   // The output cap the gateway sent for the caller, if it set one.
@@ -132,7 +176,7 @@ export class RequestBudget {
     const cap = est ? est.maxOutput * est.outputs + est.extraOutput : (askedOutputCap(this.req) ?? route.target.model.max_output_tokens ?? MAX_OUTPUT_TOKENS) * (this.req.n ?? 1)
     return new UsageGuard(
       { maxInput: est?.inputBound ?? QUICK_INPUT_BOUND, maxOutput: cap },
-      () => usageBounds(route, this.req, this.optionsFor(route), est),
+      () => usageBounds(route, this.#fit(route).req, this.optionsFor(route), est),
       () => this.#wholeEstimate(route),
     )
   }
@@ -141,7 +185,7 @@ export class RequestBudget {
   // count when there is one), output from the answer itself, never above the cap sent.
   async estimateUsage(route: Route, answer: AnswerSeen): Promise<Usage> {
     const est = this.#estimates.get(route)
-    const input = est?.inputGuess ?? (await guessInputTokens(route, this.req, this.optionsFor(route), this.#counter))
+    const input = est?.inputGuess ?? (await guessInputTokens(route, this.#fit(route).req, this.optionsFor(route), this.#counter))
     const cap = est ? est.maxOutput * est.outputs + est.extraOutput : undefined
     const produced =
       'body' in answer
@@ -231,3 +275,16 @@ function usageBounds(route: Route, req: ChatRequest, options: ProviderOptions, e
 
 // More input than any model's context window holds.
 const MAX_REPORTED_INPUT = 100_000_000
+
+// Parameters dropped for one target at most (each a measure of the request).
+const MAX_DROPPED = 16
+// Never dropped: without them there is no request, or no bound on what it costs.
+const KEPT = new Set(['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens'])
+
+// The top-level parameter a target's refusal names, when leaving it out is a way to serve the request.
+function droppable(err: unknown, req: ChatRequest): string | undefined {
+  if (!(err instanceof GatewayError) || err.code !== 'unsupported_parameter' || typeof err.param !== 'string') return undefined
+  const param = err.param
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(param) || KEPT.has(param) || !Object.hasOwn(req, param)) return undefined
+  return param
+}

@@ -150,6 +150,11 @@ export class RequestLedger {
     this.headers['x-gateway-attempts'] = String(sentAttempts(this.attempts))
     const cap = this.budget.capSent(route)
     if (cap !== undefined) this.headers['x-gateway-max-tokens'] = String(cap)
+    const dropped = this.budget.droppedFor(route)
+    if (dropped.length > 0) {
+      this.headers['x-gateway-dropped-params'] = dropped.join(',')
+      this.outcome.droppedParams = [...dropped]
+    }
     const streamOpen = this.outcome.stream && !early
     this.#state = { name: 'serving', route, verdict, streamOpen }
     if (early) return this.#finish(early)

@@ -28,6 +28,8 @@ export interface RequestOutcome {
   fellBack: boolean
   // The API the request came on.
   endpoint: Endpoint
+  // Parameters left out for the target that served it (unsupported_params: drop).
+  droppedParams?: string[]
 }
 
 export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecord {
@@ -63,6 +65,7 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     attempt_log: o.attempts,
     created_at: o.createdAt.toISOString(),
     endpoint: o.endpoint,
+    ...(o.droppedParams ? { dropped_params: o.droppedParams } : {}),
   }
 }
 

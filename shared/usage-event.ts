@@ -59,5 +59,8 @@ export const UsageRecord = t.Object({
   created_at: t.String(),
   // The API the request came on; absent in records written before there was more than chat.
   endpoint: t.Optional(Endpoint),
+  // Parameters the serving target could not honour, left out as the caller allowed
+  // (unsupported_params: drop); absent when none was.
+  dropped_params: t.Optional(t.Array(t.String())),
 })
 export type UsageRecord = Static<typeof UsageRecord>

@@ -144,7 +144,8 @@ async function accept(ctx: RequestContext, deps: ChatDeps, tr: RequestTrace): Pr
 }
 
 function openLedger(ctx: RequestContext, deps: ChatDeps, place: Place, tr: RequestTrace, a: Accepted, headers: Record<string, string>, signal: AbortSignal): RequestLedger {
-  const budget = new RequestBudget(deps.quota, ctx.requestId, a.req, a.caller, ctx.snapshot.config.file.quotas, a.options.provider_options ?? {})
+  const unsupported = a.options.unsupported_params ?? a.caller.client.unsupported_params ?? ctx.snapshot.routes.get(a.req.model)?.unsupportedParams
+  const budget = new RequestBudget(deps.quota, ctx.requestId, a.req, a.caller, ctx.snapshot.config.file.quotas, a.options.provider_options ?? {}, { unsupported })
   return new RequestLedger(deps, place, tr, budget, {
     requestId: ctx.requestId,
     clientRequestId: ctx.clientRequestId,

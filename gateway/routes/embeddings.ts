@@ -59,9 +59,11 @@ export async function handleEmbeddings(ctx: RequestContext, deps: ChatDeps): Pro
   // The pipeline's routing and records know requests by their model: the rest of a chat request is empty.
   const asChat: ChatRequest = { model: req.model, messages: [] }
   const counter = new RequestCounter()
-  const budget = new RequestBudget(deps.quota, ctx.requestId, asChat, caller, ctx.snapshot.config.file.quotas, {}, (route) => {
-    embeddingsOf(route).buildRequest(req, route.target)
-    return estimateEmbeddings(route, req, counter)
+  const budget = new RequestBudget(deps.quota, ctx.requestId, asChat, caller, ctx.snapshot.config.file.quotas, {}, {
+    estimateFor: (route) => {
+      embeddingsOf(route).buildRequest(req, route.target)
+      return estimateEmbeddings(route, req, counter)
+    },
   })
   const ledger = new RequestLedger(deps, place, tr, budget, {
     requestId: ctx.requestId,

@@ -62,6 +62,11 @@ export const VirtualKey = t.Object(
   strict,
 )
 
+// What a target does with a parameter it cannot honour: refuse the request (400 naming it), or
+// drop it and say so (x-gateway-dropped-params, and the usage record).
+export const UnsupportedParams = t.Union([t.Literal('reject'), t.Literal('drop')])
+export type UnsupportedParams = Static<typeof UnsupportedParams>
+
 export const ClientConfig = t.Object(
   {
     client_id: t.String({ minLength: 1 }),
@@ -69,6 +74,8 @@ export const ClientConfig = t.Object(
     // Model names this client may call; absent means every configured model.
     models: t.Optional(t.Array(t.String({ minLength: 1 }))),
     keys: t.Array(VirtualKey, { minItems: 1 }),
+    // Overrides the route's setting; a request's x-gateway-options overrides this.
+    unsupported_params: t.Optional(UnsupportedParams),
   },
   strict,
 )
@@ -197,6 +204,8 @@ export const RouteConfig = t.Object(
     retries: t.Optional(t.Integer({ minimum: 0, maximum: 10 })),
     // ab: the same client always lands on the same target.
     sticky: t.Boolean({ default: false }),
+    // reject (default) or drop: see UnsupportedParams.
+    unsupported_params: t.Optional(UnsupportedParams),
   },
   strict,
 )
