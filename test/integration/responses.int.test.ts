@@ -181,12 +181,36 @@ describe('POST /v1/responses from the Vercel AI SDK and LangChain, on their defa
     expect(JSON.stringify(lastCall().body)).toContain('sunny in Rome')
   })
 
-  it.each(TARGETS)('streamText to a $kind target', async (t) => {
-    const result = streamText({ model: provider()(t.model), prompt: 'Say the sentence.', maxRetries: 0 })
+  it.each(TARGETS)('streamText with a tool over two steps, to a $kind target', async (t) => {
+    let calls = 0
+    emulator.setBehavior('*', { tool_calls: [{ name: 'weather', arguments: { city: 'Lima' } }] })
+    const result = streamText({
+      model: provider()(t.model),
+      prompt: 'Weather in Lima?',
+      tools: { weather: weatherTool },
+      stopWhen: stepCountIs(3),
+      maxRetries: 0,
+      prepareStep: () => {
+        if (calls++ === 1) emulator.setBehavior('*', { reply: REPLY })
+        return undefined
+      },
+    })
     let text = ''
-    for await (const part of result.textStream) text += part
+    const toolCalls: unknown[] = []
+    for await (const part of result.fullStream) {
+      if (part.type === 'text-delta') text += part.text
+      if (part.type === 'tool-call') toolCalls.push(part.input)
+      if (part.type === 'error') throw part.error
+    }
+    expect(toolCalls).toEqual([{ city: 'Lima' }])
     expect(text).toBe(REPLY)
-    expect((await result.usage).outputTokens).toBeGreaterThan(0)
+    expect((await result.totalUsage).outputTokens).toBeGreaterThan(0)
+  })
+
+  it('refuses background mode away from OpenAI, naming it', async () => {
+    const err = await client.responses.create({ model: 'oa-compat', input: 'hi', background: true }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError)
+    expect((err as APIError).param).toBe('background')
   })
 
   it.each(TARGETS)('LangChain ChatOpenAI with useResponsesApi, to a $kind target', async (t) => {

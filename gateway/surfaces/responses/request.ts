@@ -10,6 +10,7 @@ type OpenAiMessage = ChatRequest['messages'][number]
 // bills are left out of the translation (they still go to OpenAI as sent).
 const READ = new Set(['model', 'input', 'instructions', 'tools', 'tool_choice', 'parallel_tool_calls', 'max_output_tokens', 'temperature', 'top_p', 'text', 'stream', 'store', 'previous_response_id', 'user', 'metadata'])
 const LEFT_OUT = new Set(['include', 'truncation', 'prompt_cache_key', 'safety_identifier', 'stream_options', 'service_tier'])
+const OPENAI_ONLY = ['background', 'conversation', 'prompt'] as const
 
 export interface ResponsesInput {
   // The request as the pipeline sees it.
@@ -57,6 +58,17 @@ export function fromResponsesRequest(body: unknown, lookup: (id: string) => Stor
 
   const req: ChatRequest = { model: b.model, messages }
   copyExtras(b, req, READ, LEFT_OUT)
+  // What only the Responses API itself does: run in the background, keep a conversation object,
+  // use a stored prompt.
+  for (const key of OPENAI_ONLY) {
+    if (b[key] === undefined || b[key] === null || b[key] === false) continue
+    untranslated.push(key)
+    delete req[key]
+  }
+  // Reasoning effort is a chat parameter too (OpenAI-compatible servers take it; others refuse it by name).
+  const effort = (b.reasoning as { effort?: unknown } | undefined)?.effort
+  delete req.reasoning
+  if (typeof effort === 'string') req.reasoning_effort = effort
   if (typeof cap === 'number') req.max_tokens = cap
   if (typeof b.temperature === 'number') req.temperature = b.temperature
   if (typeof b.top_p === 'number') req.top_p = b.top_p
