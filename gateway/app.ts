@@ -1,8 +1,10 @@
 // createApp(deps): mounts the plugins and routes, nothing else.
 import { Elysia } from 'elysia'
 import type { Logger } from '../shared/log.ts'
-import type { ConfigStore } from './config-store.ts'
-import { errorResponse, toGatewayError } from './errors.ts'
+import type { ConfigStore, Snapshot } from './config-store.ts'
+import { errorResponse, GatewayError, toGatewayError } from './errors.ts'
+import { adminKeys } from './routes/admin-keys.ts'
+import type { KeyRegistry } from './keys/registry.ts'
 import { errorHandler } from './plugins/error-handler.ts'
 import { requestContext } from './plugins/request-context.ts'
 import { handleChatCompletions } from './routes/chat-completions.ts'
@@ -66,6 +68,8 @@ export interface AppDeps {
   // Responses served on /v1/responses with `store`, for previous_response_id (Redis when
   // configured); absent: kept in this process's memory.
   responses?: ResponseStore
+  // Keys made at runtime (/admin/keys); absent: the admin key API answers 404.
+  keys?: KeyRegistry
 }
 
 export function createApp(deps: AppDeps) {
@@ -97,6 +101,14 @@ export function createApp(deps: AppDeps) {
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
   }
   const responsesApi = responsesSurface(deps.responses ?? new MemoryResponseStore())
+  const keysApi = async (request: Request, requestId: string, snapshot: Snapshot) => {
+    try {
+      if (!deps.keys) throw new GatewayError('not_found', `Unknown request URL: ${request.method.slice(0, 16)} /admin/keys.`)
+      return await adminKeys(request, snapshot, snapshot.config.adminToken, { keys: deps.keys, log: deps.log })
+    } catch (err) {
+      return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
+    }
+  }
   return new Elysia({ name: 'gateway' })
     .use(errorHandler(deps.log))
     .use(healthRoutes(deps.store, deps.ready, deps.readiness, deps.draining))
@@ -120,6 +132,12 @@ export function createApp(deps: AppDeps) {
     .post('/v1/messages/count_tokens', function countTokens({ request, requestId, snapshot, startedAt, server }) {
       const connection = bunConnection(server, request, snapshot.config.file.server.idle_timeout_s)
       return countMessageTokens({ request, requestId, snapshot, startedAt, connection }, deps.routing, gate, deps.quota)
+    })
+    .all('/admin/keys', function keysAdmin({ request, requestId, snapshot }) {
+      return keysApi(request, requestId, snapshot)
+    })
+    .all('/admin/keys/*', function keyAdmin({ request, requestId, snapshot }) {
+      return keysApi(request, requestId, snapshot)
     })
     .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
       try {

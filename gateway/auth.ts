@@ -18,10 +18,11 @@ export function authenticate(authorization: string | null, snapshot: Snapshot): 
   // The map lookup compares digests, not keys: a caller cannot steer a digest's prefix, so the
   // lookup's timing says nothing about any stored key. The final compare is constant-time anyway.
   const caller = snapshot.keys.get(hex)
-  if (!caller || !timingSafeEqual(digest, caller.digest)) {
-    throw new GatewayError('invalid_api_key', 'Incorrect API key provided.')
-  }
-  return caller
+  if (caller && timingSafeEqual(digest, caller.digest)) return caller
+  // A key made at runtime (never one the config has: the config's are looked up first).
+  const runtime = snapshot.runtimeKeys?.authenticate(hex, digest, snapshot)
+  if (runtime) return runtime
+  throw new GatewayError('invalid_api_key', 'Incorrect API key provided.')
 }
 
 export function mayUseModel(caller: Caller, model: string): boolean {

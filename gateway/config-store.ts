@@ -5,6 +5,7 @@ import { pricePerTokenPico } from '../shared/money.ts'
 import { Redactor } from '../shared/redact.ts'
 import { adapterFor } from './providers/registry.ts'
 import type { ProviderAdapter, Target } from './providers/types.ts'
+import type { KeyLimits, KeyRegistry } from './keys/registry.ts'
 
 export interface Caller {
   client: ClientConfig
@@ -13,6 +14,8 @@ export interface Caller {
   digest: Buffer
   // Model names this caller may use; undefined means all.
   allowed: ReadonlySet<string> | undefined
+  // A key made at runtime (the admin API): its id and its own limits.
+  key?: KeyLimits
 }
 
 // One target a request can be sent to: a provider's model, with its adapter.
@@ -51,6 +54,8 @@ export interface Snapshot {
   // The configured provider keys, to keep out of anything the gateway returns.
   redactor: Redactor
   loadedAt: number
+  // Keys made at runtime, looked up after the config's own.
+  runtimeKeys?: KeyRegistry
 }
 
 export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
@@ -108,6 +113,8 @@ export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
 }
 
 export class ConfigStore {
+  #keys: KeyRegistry | undefined
+
   constructor(private snapshot: Snapshot) {}
 
   get current(): Snapshot {
@@ -116,6 +123,13 @@ export class ConfigStore {
 
   // One assignment: a request holds the snapshot it started with until it ends.
   swap(next: Snapshot): void {
+    if (this.#keys) next.runtimeKeys = this.#keys
     this.snapshot = next
+  }
+
+  // Keys made at runtime join every snapshot from now on.
+  attachKeys(keys: KeyRegistry): void {
+    this.#keys = keys
+    this.snapshot.runtimeKeys = keys
   }
 }

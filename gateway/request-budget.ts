@@ -45,7 +45,8 @@ export class RequestBudget {
       unsupported?: UnsupportedParams
     } = {},
   ) {
-    this.#plan = planFor(quotas, caller)
+    const keyPlan = caller.key?.plan
+    this.#plan = keyPlan ? withKeyPlan(planFor(quotas, caller), keyPlan) : planFor(quotas, caller)
     this.estimateFor = more.estimateFor
     this.#unsupported = more.unsupported ?? 'reject'
   }
@@ -287,4 +288,21 @@ function droppable(err: unknown, req: ChatRequest): string | undefined {
   const param = err.param
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(param) || KEPT.has(param) || !Object.hasOwn(req, param)) return undefined
   return param
+}
+
+// A runtime key's own lines (tokens per minute, budgets) beside its caller's: the same plan object
+// for every request of a key version, as planFor gives for the rest.
+const keyPlans = new WeakMap<readonly EntityPlan[], WeakMap<EntityPlan, readonly EntityPlan[]>>()
+function withKeyPlan(base: readonly EntityPlan[], key: EntityPlan): readonly EntityPlan[] {
+  let byKey = keyPlans.get(base)
+  if (!byKey) {
+    byKey = new WeakMap()
+    keyPlans.set(base, byKey)
+  }
+  let plan = byKey.get(key)
+  if (!plan) {
+    plan = Object.freeze([...base, key])
+    byKey.set(key, plan)
+  }
+  return plan
 }

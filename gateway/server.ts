@@ -21,6 +21,9 @@ import { loadEncoding, type Encoding } from './providers/tokenize.ts'
 import type { Snapshot } from './config-store.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
 import { MemoryResponseStore, RedisResponseStore } from './surfaces/responses/store.ts'
+import { KeyRegistry } from './keys/registry.ts'
+import { RedisKeyStore, SqliteKeyStore } from './keys/store.ts'
+import { join } from 'node:path'
 import { LeasedQuotaStore } from './quota/leased-store.ts'
 import { createRoutingState } from './routing/state.ts'
 import { startHealthMonitor } from './routing/health-monitor.ts'
@@ -117,6 +120,15 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
       await loadEncodings(next)
     },
   })
+  // Keys made at runtime: in Redis beside the budgets, else in an embedded SQLite file in the data
+  // folder; held in memory, kept current from there.
+  const keys = new KeyRegistry(redis ? new RedisKeyStore(redis) : new SqliteKeyStore(join(process.env.GATEWAY_DATA_DIR || 'data', 'keys.sqlite')))
+  try {
+    await keys.start()
+  } catch (err) {
+    log.error('runtime keys could not be loaded; keys made with the admin API will not work until they can be', { err })
+  }
+  store.attachKeys(keys)
   // A config kept in Redis replaces the file as soon as Redis answers.
   if (redis && config.configRedisKey) await reloader.reload('startup')
   if (!redis && config.configRedisKey) log.warn('GATEWAY_CONFIG_REDIS_KEY is set without REDIS_URL; the config file is used')
@@ -164,6 +176,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     routing,
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
     responses: redis ? new RedisResponseStore(redis) : new MemoryResponseStore(),
+    keys,
     readiness: () => (persistence ? { quota_store: 'redis', ...persistence.detail() } : { quota_store: 'memory' }),
   })
   try {

@@ -3,6 +3,7 @@ import type { ProviderConfig, QuotaRecord, QuotaSettings } from '../../shared/co
 import type { Logger } from '../../shared/log.ts'
 import { picoToMicroCeil } from '../../shared/money.ts'
 import type { Caller } from '../config-store.ts'
+import type { KeyLimits } from '../keys/registry.ts'
 import { GatewayError } from '../errors.ts'
 import type { Estimate } from './estimate.ts'
 import type { CountOutcome, QuotaLine, QuotaStore, ReserveOutcome } from './types.ts'
@@ -73,6 +74,9 @@ export interface Reservation {
 // Why a settle booked nothing on an entity: its reservation had expired (and been swept), or was
 // not there at all (released, settled under the same request id, or lost by the store).
 export type SettleSkipReason = 'expired' | 'not_found'
+
+// One rpm line per key version (the leased store counts by the line's content).
+const keyLines = new WeakMap<KeyLimits, QuotaLine>()
 
 export class QuotaService {
   // Reservations this process holds that are not yet settled or released (for /metrics).
@@ -180,6 +184,30 @@ export class QuotaService {
       throw new GatewayError('dependency_unavailable', 'The quota store is unavailable; the request was not sent.', { cause: err })
     }
     return r.ok ? undefined : r.retry_after_ms
+  }
+
+  // A runtime key's rpm_limit, as a provider's: a sliding minute of admitted requests counted in
+  // buckets. Throws its 429 (with OpenAI's x-ratelimit-*-requests headers) when it is spent.
+  async admitKey(key: KeyLimits | undefined): Promise<void> {
+    if (!key || key.rpm_limit === null) return
+    let line = keyLines.get(key)
+    if (!line) {
+      line = Object.freeze({ qid: 'rpm', mode: 'sliding', period: 'minute', token_limit: key.rpm_limit, micro_limit: -1 }) as QuotaLine
+      keyLines.set(key, line)
+    }
+    let r: CountOutcome
+    try {
+      r = await this.store.count(`key:${key.key_id}`, line, 1)
+    } catch (err) {
+      if (this.settings.fail_open) return
+      throw new GatewayError('dependency_unavailable', 'The quota store is unavailable; the request was not sent.', { cause: err })
+    }
+    if (r.ok) return
+    const seconds = Math.max(1, Math.ceil(r.retry_after_ms / 1000))
+    throw new GatewayError('rate_limit_exceeded', `Rate limit of this API key reached: ${key.rpm_limit} requests per minute. Retry in ${seconds} s.`, {
+      retryAfterSeconds: seconds,
+      headers: { 'x-ratelimit-limit-requests': String(key.rpm_limit), 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': `${seconds}s` },
+    })
   }
 
   private releaseAll(plan: readonly EntityPlan[], requestId: string, expiresAt: number): Promise<void> {

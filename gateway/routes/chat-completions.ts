@@ -133,6 +133,7 @@ async function accept(ctx: RequestContext, deps: ChatDeps, tr: RequestTrace): Pr
     const deadlineMs = bodyDeadlineMs(request.headers.get('content-length'), server.max_body_bytes, server.body_timeout_ms, server.body_timeout_ms_per_mb)
     ctx.connection.bodyDeadline(deadlineMs)
     const req = await (ctx.surface ?? openAiSurface).parse(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }), request, caller)
+    await deps.quota.admitKey(caller.key)
     return { caller, req, options }
   } catch (err) {
     const e = toGatewayError(err)

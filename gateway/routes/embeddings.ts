@@ -46,6 +46,7 @@ export async function handleEmbeddings(ctx: RequestContext, deps: ChatDeps): Pro
     const deadlineMs = bodyDeadlineMs(request.headers.get('content-length'), server.max_body_bytes, server.body_timeout_ms, server.body_timeout_ms_per_mb)
     ctx.connection.bodyDeadline(deadlineMs)
     accepted = { caller, req: parseEmbeddingsRequest(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs })), options }
+    await deps.quota.admitKey(caller.key)
   } catch (err) {
     const e = toGatewayError(err)
     if (e.code === 'internal_error') deps.onInternalError(err, ctx.requestId)

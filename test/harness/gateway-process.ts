@@ -32,7 +32,8 @@ export async function startGateway(opts: GatewayProcessOptions): Promise<Gateway
   const dir = mkdtempSync(join(tmpdir(), 'gw-test-'))
   const configPath = join(dir, 'gateway.json')
   writeFileSync(configPath, JSON.stringify(opts.config))
-  const proc = await startService(opts.entry === 'start' ? 'scripts/start.ts' : 'gateway/main.ts', { GATEWAY_CONFIG: configPath, PORT: '0', ...opts.env }, 'listening', 'gateway', opts.openFiles)
+  // Its own data folder (runtime keys' SQLite file), unless the test shares one between processes.
+  const proc = await startService(opts.entry === 'start' ? 'scripts/start.ts' : 'gateway/main.ts', { GATEWAY_CONFIG: configPath, PORT: '0', GATEWAY_DATA_DIR: join(dir, 'data'), ...opts.env }, 'listening', 'gateway', opts.openFiles)
   const port = Number(proc.ready.port)
   return {
     url: `http://127.0.0.1:${port}`,
