@@ -10,6 +10,7 @@ import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts
 
 const KEY = 'sk-responses-client'
 const OTHER_KEY = 'sk-responses-other'
+const BUDGET_KEY = 'sk-responses-budget'
 const UPSTREAM_KEY = 'sk-upstream-responses-2b9e'
 const REPLY = 'The quick brown fox jumps over the lazy dog.'
 const price = { cost_per_1k_input_tokens: 0.003, cost_per_1k_output_tokens: 0.015 }
@@ -35,7 +36,9 @@ beforeAll(async () => {
       clients: [
         { client_id: 'responder', team_id: 'qa', keys: [{ name: 'k', sha256: hashKey(KEY) }] },
         { client_id: 'other', team_id: 'qa', keys: [{ name: 'k', sha256: hashKey(OTHER_KEY) }] },
+        { client_id: 'budgeted', team_id: 'qa', keys: [{ name: 'k', sha256: hashKey(BUDGET_KEY) }] },
       ],
+      quotas: [{ quota_id: 'resp-budget', entity_type: 'user', entity_id: 'budgeted', period: 'day', token_limit: 1_000_000 }],
     },
     env: { UPSTREAM_KEY },
   })
@@ -129,16 +132,40 @@ describe.each(TARGETS)('POST /v1/responses to a $kind target', (t) => {
 })
 
 describe('POST /v1/responses: state and what is refused', () => {
-  it('refuses to continue a response another client made, or one not stored, naming previous_response_id', async () => {
-    const mine = await client.responses.create({ model: 'gemini', input: 'hi' })
+  it.each(['gemini', 'oa-native'])('refuses to continue a response another client made, or one not stored, naming it (%s)', async (model) => {
+    const mine = await client.responses.create({ model, input: 'my secret is 42' })
+    const item = mine.output[0]?.id ?? ''
     const other = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: OTHER_KEY, maxRetries: 0 })
-    for (const [who, id] of [[other, mine.id], [client, (await client.responses.create({ model: 'gemini', input: 'hi', store: false })).id], [client, 'resp_unknown']] as const) {
+    for (const [who, id] of [[other, mine.id], [client, (await client.responses.create({ model, input: 'hi', store: false })).id], [client, 'resp_unknown']] as const) {
       emulator.reset()
-      const err = await who.responses.create({ model: 'gemini', previous_response_id: id, input: 'and then?' }).catch((e: unknown) => e)
+      const err = await who.responses.create({ model, previous_response_id: id, input: 'what was the secret?' }).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(OpenAI.BadRequestError)
       expect((err as APIError).param).toBe('previous_response_id')
       expect(emulator.requests).toHaveLength(0)
     }
+    // Nor an item of another client's response, even to OpenAI (which would read it with the gateway's key).
+    const err = await other.responses.create({ model, input: [{ type: 'item_reference', id: item }] }).catch((e: unknown) => e)
+    expect((err as APIError).param).toBe('input[0].id')
+    expect(emulator.requests).toHaveLength(0)
+  })
+
+  it('refuses under a budget what OpenAI bills beyond the gateway\'s bound: background runs, priority tiers, built-in tools', async () => {
+    const budgeted = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: BUDGET_KEY, maxRetries: 0 })
+    for (const [extra, param] of [
+      [{ background: true }, 'background'],
+      [{ service_tier: 'priority' }, 'service_tier'],
+      [{ conversation: 'conv_1' }, 'conversation'],
+      [{ tools: [{ type: 'web_search' }] }, 'tools[0]'],
+    ] as const) {
+      const err = await budgeted.responses.create({ model: 'oa-native', input: 'hi', ...extra } as never).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError)
+      expect((err as APIError).param).toBe(param)
+    }
+    const viaOptions = await budgeted.responses.create({ model: 'oa-native', input: 'hi' }, { headers: { 'x-gateway-options': JSON.stringify({ provider_options: { tools: [{ type: 'web_search' }] } }) } }).catch((e: unknown) => e)
+    expect((viaOptions as APIError).param).toBe('x-gateway-options.provider_options.tools[0]')
+    expect(emulator.requests).toHaveLength(0)
+    // What it can bound goes through.
+    expect((await budgeted.responses.create({ model: 'oa-native', input: 'hi' })).output_text).toBe(REPLY)
   })
 
   it('takes built-in tools only to OpenAI itself; elsewhere a 400 naming the tool', async () => {

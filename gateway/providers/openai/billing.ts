@@ -46,10 +46,17 @@ export function measureOpenAiChat(req: ChatRequest, target: Target, options: Pro
   // Options only add fields (tools, say, when the request has none): what is sent is the union.
   const sent = { ...req, ...options } as ChatRequest
   const b = measureChat(sent, openAiBillingRules(target))
-  // A Responses request's built-in tools (web search, file search, ...) add results to the input.
-  if (nativeOf(req, 'openai-responses')) {
-    ;(Array.isArray(req.tools) ? req.tools : []).forEach((tool, i) => {
-      if (tool.type !== 'function') b.unbounded.push({ param: `tools[${i}]`, why: `the built-in tool '${tool.type}' adds results to the input that the gateway cannot bound` })
+  // A Responses request goes to OpenAI as it came: what only OpenAI runs (built-in tools, stored
+  // conversations and prompts, background runs, files by id) and service tiers above the configured
+  // prices bill what the gateway cannot bound.
+  const native = nativeOf(req, 'openai-responses')
+  if (native) {
+    for (const param of native.untranslated ?? []) b.unbounded.push({ param, why: 'only OpenAI runs it, billing what the gateway cannot bound' })
+    const tier = native.body.service_tier
+    if (tier !== undefined && tier !== null && !PRICED_TIERS.has(String(tier))) b.unbounded.push({ param: 'service_tier', why: `'${String(tier)}' may be billed above the configured prices` })
+    const optionTools = (options as { tools?: unknown }).tools
+    ;(Array.isArray(optionTools) ? (optionTools as Array<{ type?: unknown }>) : []).forEach((tool, i) => {
+      if (tool?.type !== 'function') b.unbounded.push({ param: `x-gateway-options.provider_options.tools[${i}]`, why: `the built-in tool '${String(tool?.type)}' adds results to the input that the gateway cannot bound` })
     })
   }
   for (const [key, value] of Object.entries(sent)) {

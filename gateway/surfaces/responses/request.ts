@@ -37,12 +37,18 @@ export function fromResponsesRequest(body: unknown, lookup: (id: string) => Stor
   if (b.tools !== undefined && b.tools !== null && !Array.isArray(b.tools)) throw invalid('tools', "Invalid type for 'tools': expected an array.")
 
   // The conversation so far: the previous response's input and output, then this input.
+  const types: Array<[string, string]> = [['stream', 'boolean'], ['store', 'boolean'], ['parallel_tool_calls', 'boolean'], ['user', 'string'], ['text', 'object'], ['metadata', 'object'], ['reasoning', 'object']]
+  for (const [key, type] of types) if (b[key] !== undefined && b[key] !== null && (typeof b[key] !== type || Array.isArray(b[key]))) throw invalid(key, `Invalid type for '${key}': expected ${type === 'object' ? 'an object' : `a ${type}`}.`)
+  if (typeof b.tool_choice === 'string' && !['auto', 'none', 'required'].includes(b.tool_choice)) throw invalid('tool_choice', "Invalid value for 'tool_choice': expected one of 'auto', 'none', 'required', or an object.")
   let earlier: Json[] = []
   const previous = b.previous_response_id
   if (previous !== undefined && previous !== null) {
     if (typeof previous !== 'string') throw invalid('previous_response_id', "Invalid type for 'previous_response_id': expected a string.")
+    // Only a response served to this caller (and kept: store) can be continued, whatever the
+    // target: another's would be read with the gateway's own provider key.
     const stored = lookup(previous)
-    if (stored) earlier = [...stored.items, ...stored.output]
+    if (!stored) throw invalid('previous_response_id', `Previous response '${previous.slice(0, 128)}' not found: it was not served to this key's client with store, or it expired.`)
+    earlier = [...stored.items, ...stored.output]
   }
   const own = typeof input === 'string' ? [{ role: 'user', content: input }] : ((input as Json[] | undefined) ?? [])
   const resolved = own.map((item, i) => resolveReference(item, i, lookup))
@@ -51,13 +57,12 @@ export function fromResponsesRequest(body: unknown, lookup: (id: string) => Stor
   const messages: OpenAiMessage[] = []
   if (typeof b.instructions === 'string' && b.instructions !== '') messages.push({ role: 'system', content: b.instructions })
   const untranslated: string[] = []
-  // A previous response OpenAI keeps itself (not stored here) can only be continued at OpenAI.
-  if (typeof previous === 'string' && earlier.length === 0) untranslated.push('previous_response_id')
   items.forEach((item, i) => appendItem(messages, item, i - earlier.length, untranslated))
   if (messages.length === 0) throw invalid('input', "Invalid 'input': no message to answer.")
 
   const req: ChatRequest = { model: b.model, messages }
-  copyExtras(b, req, READ, LEFT_OUT)
+  copyExtras(b, req, READ, new Set([...LEFT_OUT, 'top_logprobs']))
+  if (typeof b.top_logprobs === 'number') req.top_logprobs = b.top_logprobs
   // What only the Responses API itself does: run in the background, keep a conversation object,
   // use a stored prompt.
   for (const key of OPENAI_ONLY) {
@@ -115,16 +120,22 @@ export function fromResponsesRequest(body: unknown, lookup: (id: string) => Stor
 // An item_reference names an item of a response stored here (one of its input or output items);
 // one stored elsewhere (at OpenAI) stays a reference, which only OpenAI can resolve.
 function resolveReference(item: Json, i: number, lookup: (id: string) => StoredResponse | undefined): Json {
-  if (item?.type !== 'item_reference') return item
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw invalid(`input[${i}]`, `Invalid 'input[${i}]': expected an object.`)
+  if (item.type !== 'item_reference') return item
   if (typeof item.id !== 'string') throw invalid(`input[${i}].id`, `Missing required parameter: 'input[${i}].id'.`)
   const found = findItem(item.id, lookup)
-  return found ?? item
+  // As for previous_response_id: only an item of a response served to this caller.
+  if (!found) throw invalid(`input[${i}].id`, `Item '${item.id.slice(0, 128)}' not found: it is not part of a response served to this key's client with store.`)
+  return found
 }
 
 function findItem(id: string, lookup: (id: string) => StoredResponse | undefined): Json | undefined {
-  const stored = lookup(`item:${id}`)
+  const stored = lookup(itemKey(id))
   return stored?.output.find((o) => o.id === id) ?? stored?.items.find((o) => o.id === id)
 }
+
+// The store's name for an item (a response id can never take this form).
+export const itemKey = (id: string) => `item:${id}`
 
 // One Responses item onto the chat messages. `i` < 0: an item of an earlier turn.
 function appendItem(messages: OpenAiMessage[], item: Json, i: number, untranslated: string[]): void {
@@ -175,6 +186,7 @@ function userContent(content: unknown, at: string, untranslated: string[]): Open
   if (typeof content === 'string') return content
   if (!Array.isArray(content)) throw invalid(`${at}.content`, `Invalid '${at}.content': expected a string or an array of content parts.`)
   return content.map((p: Json, j) => {
+    if (typeof p !== 'object' || p === null) throw invalid(`${at}.content[${j}]`, `Invalid '${at}.content[${j}]': expected a content part object.`)
     if (p?.type === 'input_text' || p?.type === 'output_text' || p?.type === 'text') return { type: 'text', text: String(p.text ?? '') }
     if (p?.type === 'input_image' && typeof p.image_url === 'string') return { type: 'image_url', image_url: { url: p.image_url, ...(typeof p.detail === 'string' ? { detail: p.detail } : {}) } }
     if (p?.type === 'input_file' && typeof p.file_data === 'string') return { type: 'file', file: { file_data: p.file_data, filename: typeof p.filename === 'string' ? p.filename : 'file' } }

@@ -109,8 +109,10 @@ export class ResponsesEventWriter implements StreamTranslator {
   // An event the inner translator passed on that is not JSON.
   #badEvent: GatewayError | undefined
   readonly #output: Json[] = []
-  // The message or function call being written now.
-  #open: { kind: 'text'; index: number; id: string; text: string } | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string; tool: number } | undefined
+  // The message being written now, and every function call still open, by the provider's tool
+  // index (a provider may interleave the deltas of parallel calls): each is closed at the end.
+  #text: { index: number; id: string; text: string } | undefined
+  readonly #calls = new Map<number, { index: number; id: string; callId: string; name: string; args: string }>()
   #finish: unknown
 
   constructor(
@@ -192,36 +194,31 @@ export class ResponsesEventWriter implements StreamTranslator {
     const choice = (chunk.choices as Array<{ delta?: Json; finish_reason?: unknown }> | undefined)?.[0]
     const delta = choice?.delta
     if (typeof delta?.content === 'string' && delta.content !== '') {
-      if (this.#open?.kind !== 'text') {
-        out += this.#close()
+      if (!this.#text) {
         const index = this.#output.length
         const id = newId('msg')
         this.#output.push(messageItem(id, '', 'in_progress'))
-        this.#open = { kind: 'text', index, id, text: '' }
+        this.#text = { index, id, text: '' }
         out += this.#event('response.output_item.added', { output_index: index, item: { type: 'message', id, status: 'in_progress', role: 'assistant', content: [] } })
         out += this.#event('response.content_part.added', { item_id: id, output_index: index, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } })
       }
-      const open = this.#open!
-      if (open.kind === 'text') {
-        open.text += delta.content
-        out += this.#event('response.output_text.delta', { item_id: open.id, output_index: open.index, content_index: 0, delta: delta.content, logprobs: [] })
-      }
+      this.#text.text += delta.content
+      out += this.#event('response.output_text.delta', { item_id: this.#text.id, output_index: this.#text.index, content_index: 0, delta: delta.content, logprobs: [] })
     }
     for (const call of (delta?.tool_calls as Array<{ index?: number; id?: string; function?: { name?: string; arguments?: string } }> | undefined) ?? []) {
       const tool = call.index ?? 0
-      if (this.#open?.kind !== 'call' || this.#open.tool !== tool) {
-        out += this.#close()
+      let open = this.#calls.get(tool)
+      if (!open) {
+        // Text before a call is a message of its own, done.
+        out += this.#closeText()
         const index = this.#output.length
-        const id = newId('fc')
-        const callId = call.id ?? newId('call')
-        const name = call.function?.name ?? ''
-        this.#output.push(functionCallItem(id, callId, name, '', 'in_progress'))
-        this.#open = { kind: 'call', index, id, callId, name, args: '', tool }
-        out += this.#event('response.output_item.added', { output_index: index, item: functionCallItem(id, callId, name, '', 'in_progress') })
+        open = { index, id: newId('fc'), callId: call.id ?? newId('call'), name: call.function?.name ?? '', args: '' }
+        this.#calls.set(tool, open)
+        this.#output.push(functionCallItem(open.id, open.callId, open.name, '', 'in_progress'))
+        out += this.#event('response.output_item.added', { output_index: index, item: functionCallItem(open.id, open.callId, open.name, '', 'in_progress') })
       }
-      const open = this.#open!
       const args = call.function?.arguments
-      if (open.kind === 'call' && typeof args === 'string' && args !== '') {
+      if (typeof args === 'string' && args !== '') {
         open.args += args
         out += this.#event('response.function_call_arguments.delta', { item_id: open.id, output_index: open.index, delta: args })
       }
@@ -230,23 +227,30 @@ export class ResponsesEventWriter implements StreamTranslator {
     return out
   }
 
-  #close(): string {
-    const open = this.#open
+  #closeText(): string {
+    const open = this.#text
     if (!open) return ''
-    this.#open = undefined
-    if (open.kind === 'text') {
-      const item = messageItem(open.id, open.text)
-      this.#output[open.index] = item
-      return (
-        this.#event('response.output_text.done', { item_id: open.id, output_index: open.index, content_index: 0, text: open.text, logprobs: [] }) +
-        this.#event('response.content_part.done', { item_id: open.id, output_index: open.index, content_index: 0, part: { type: 'output_text', text: open.text, annotations: [], logprobs: [] } }) +
-        this.#event('response.output_item.done', { output_index: open.index, item })
-      )
-    }
-    const args = open.args === '' ? '{}' : open.args
-    const item = functionCallItem(open.id, open.callId, open.name, args)
+    this.#text = undefined
+    const item = messageItem(open.id, open.text)
     this.#output[open.index] = item
-    return this.#event('response.function_call_arguments.done', { item_id: open.id, output_index: open.index, arguments: args }) + this.#event('response.output_item.done', { output_index: open.index, item })
+    return (
+      this.#event('response.output_text.done', { item_id: open.id, output_index: open.index, content_index: 0, text: open.text, logprobs: [] }) +
+      this.#event('response.content_part.done', { item_id: open.id, output_index: open.index, content_index: 0, part: { type: 'output_text', text: open.text, annotations: [], logprobs: [] } }) +
+      this.#event('response.output_item.done', { output_index: open.index, item })
+    )
+  }
+
+  // Every item still open, in output order.
+  #close(): string {
+    let out = this.#closeText()
+    for (const open of [...this.#calls.values()].sort((a, b) => a.index - b.index)) {
+      const args = open.args === '' ? '{}' : open.args
+      const item = functionCallItem(open.id, open.callId, open.name, args)
+      this.#output[open.index] = item
+      out += this.#event('response.function_call_arguments.done', { item_id: open.id, output_index: open.index, arguments: args }) + this.#event('response.output_item.done', { output_index: open.index, item })
+    }
+    this.#calls.clear()
+    return out
   }
 
   #end(): string {

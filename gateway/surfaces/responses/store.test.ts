@@ -63,3 +63,23 @@ describe('memory response store bounds', () => {
     expect(await store.get('a', 'resp_10')).toBeUndefined()
   })
 })
+
+describe('response store names', () => {
+  it('keeps responses and items apart, whatever a provider calls its response', async () => {
+    for (const store of [new MemoryResponseStore(), new RedisResponseStore(client)]) {
+      await store.put('a', { id: 'item:Y', items: [], output: [{ id: 'Y', type: 'message' }] })
+      // The item resolves to its response, one level only (no loop through a response named like an item).
+      expect((await store.get('a', 'item:Y'))?.id).toBe('item:Y')
+      expect(await store.get('a', 'item:none')).toBeUndefined()
+    }
+  })
+
+  it('evicts a client over its share from its own oldest responses, not other clients\'', async () => {
+    const store = new MemoryResponseStore({ ttlMs: 60_000, maxResponseBytes: 10_000, maxBytes: 1 << 20, maxOwnerBytes: 3_000 })
+    await store.put('victim', response('resp_v'))
+    for (let i = 0; i < 40; i++) await store.put('attacker', response(`resp_a${i}`, 'x'.repeat(500)))
+    expect(await store.get('victim', 'resp_v')).toBeDefined()
+    expect(await store.get('attacker', 'resp_a39')).toBeDefined()
+    expect(await store.get('attacker', 'resp_a0')).toBeUndefined()
+  })
+})

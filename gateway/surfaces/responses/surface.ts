@@ -11,7 +11,7 @@ import { decodedJson, withoutEscapedKeys } from '../../../shared/redact.ts'
 import { optionalTokenCount, tokenCount } from '../../usage-check.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import { openAiSurface, type Surface } from '../surface.ts'
-import { fromResponsesRequest } from './request.ts'
+import { fromResponsesRequest, itemKey } from './request.ts'
 import { frameFor, newId, responsesErrorFrame, toResponseObject, toResponsesUsage, type ResponseFrame } from './response.ts'
 import type { ResponseStore, StoredResponse } from './store.ts'
 import { ResponsesEventWriter } from './response.ts'
@@ -59,7 +59,12 @@ export function responsesSurface(store: ResponseStore): Surface {
       // The stored responses this request names, fetched first: the translation reads them.
       const found = new Map<string, StoredResponse>()
       for (const id of referencedIds(body)) {
-        const r = await store.get(owner, id)
+        let r: StoredResponse | undefined
+        try {
+          r = await store.get(owner, id)
+        } catch (err) {
+          throw new GatewayError('dependency_unavailable', 'The response store is unavailable; the request was not sent.', { cause: err })
+        }
         if (r) found.set(id, r)
       }
       const parsed = fromResponsesRequest(body, (id) => found.get(id))
@@ -93,12 +98,16 @@ function referencedIds(body: unknown): string[] {
   const b = body as Json
   const ids: string[] = []
   if (typeof b.previous_response_id === 'string') ids.push(b.previous_response_id)
-  if (Array.isArray(b.input)) for (const item of b.input as Json[]) if (item?.type === 'item_reference' && typeof item.id === 'string') ids.push(`item:${item.id}`)
+  if (Array.isArray(b.input)) for (const item of b.input as Json[]) if (item?.type === 'item_reference' && typeof item.id === 'string') ids.push(itemKey(item.id))
   // Bounded: a request naming thousands of references is not a conversation.
   return ids.slice(0, 256)
 }
 
 type Keep = (c: Conversation, id: string, output: Json[], native: boolean) => void
+
+// A provider's response id is kept under its own name only when it looks like one.
+const RESPONSE_ID = /^resp_[A-Za-z0-9_-]{1,200}$/
+const idOf = (response: Json, c: Conversation) => (typeof response.id === 'string' && RESPONSE_ID.test(response.id) ? response.id : c.responseId)
 
 // OpenAI itself: the body as it came (the model and output cap the gateway's; earlier turns kept
 // here written out), the answer as it came, read for usage and kept.
@@ -120,10 +129,10 @@ function nativeAdapter(inner: ProviderAdapter, native: NativeRequest, c: Convers
     },
     readCompletion(text: string): Completion {
       const response = parseResponse(text)
-      keep(c, String(response.id ?? c.responseId), Array.isArray(response.output) ? (response.output as Json[]) : [], true)
+      keep(c, idOf(response, c), Array.isArray(response.output) ? (response.output as Json[]) : [], true)
       return { body: text, usage: usageOf(response.usage) }
     },
-    openStream: (target, opts) => new NativeResponsesEvents(target, opts, (response) => keep(c, String(response.id ?? c.responseId), Array.isArray(response.output) ? (response.output as Json[]) : [], true)),
+    openStream: (target, opts) => new NativeResponsesEvents(target, opts, (response) => keep(c, idOf(response, c), Array.isArray(response.output) ? (response.output as Json[]) : [], true)),
   }
 }
 
