@@ -1,9 +1,10 @@
-// The worker's HTTP API: cost queries over the daily rollups, rollup on demand, health and metrics.
+// The worker's HTTP API: cost queries over the daily rollups, the request log, rollup on demand, health and metrics.
 import { sameSecret } from '../shared/secret.ts'
 import type { Logger } from '../shared/log.ts'
 import type { ClickHouse } from './clickhouse.ts'
 import { CostDimension, queryCosts, type CostQuery } from './query.ts'
 import { rollupDay } from './rollup.ts'
+import { requestSearchOf, searchRequests } from './requests.ts'
 
 export interface ApiDeps {
   ch: ClickHouse
@@ -28,6 +29,10 @@ export function analyticsApi(deps: ApiDeps): (req: Request) => Promise<Response>
       if (req.method === 'GET' && url.pathname === '/v1/costs') {
         const q = costQueryOf(url.searchParams)
         return Response.json({ query: q, rows: await queryCosts(deps.ch, q) })
+      }
+      if (req.method === 'GET' && url.pathname === '/v1/requests') {
+        const q = requestSearchOf(url.searchParams)
+        return Response.json({ query: q, rows: await searchRequests(deps.ch, q) })
       }
       if (req.method === 'POST' && url.pathname === '/v1/rollups') {
         const days = daysBetween(required(url.searchParams, 'from'), url.searchParams.get('to') ?? required(url.searchParams, 'from'))
