@@ -26,6 +26,7 @@ import type { UsageSinkStats } from './usage-stream-sink.ts'
 import type { GatewayRouting } from './routing/state.ts'
 import { renderMetrics } from './routes/metrics.ts'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { bunConnection, defaultRequestCap } from './connection.ts'
 import { RequestGate } from './request-gate.ts'
 import { Gauge } from './metrics/registry.ts'
@@ -139,6 +140,30 @@ export function createApp(deps: AppDeps) {
     .all('/admin/keys/*', function keyAdmin({ request, requestId, snapshot }) {
       return keysApi(request, requestId, snapshot)
     })
+    // The analytics worker's API (costs, the request log, rollups) behind the gateway's admin token,
+    // so the console needs one origin and one token.
+    .all('/admin/analytics/*', async function analyticsProxy({ request, requestId, snapshot, params }) {
+      try {
+        requireAdmin(request.headers.get('authorization'), snapshot.config.adminToken, '/admin/analytics')
+        if (request.method !== 'GET' && request.method !== 'POST') throw new GatewayError('not_found', `Unknown request URL: ${request.method.slice(0, 16)} /admin/analytics.`)
+        const base = process.env.ANALYTICS_URL || `http://127.0.0.1:${process.env.ANALYTICS_PORT || 8081}`
+        const url = `${base.replace(/\/$/, '')}/${params['*']}${new URL(request.url).search}`
+        let res: Response
+        try {
+          res = await fetch(url, { method: request.method, headers: { authorization: request.headers.get('authorization') ?? '' }, signal: AbortSignal.timeout(15_000), redirect: 'manual' })
+        } catch (err) {
+          throw new GatewayError('dependency_unavailable', `The analytics worker (${base}) did not answer.`, { cause: err })
+        }
+        return new Response(await res.text(), { status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? 'application/json', 'x-request-id': requestId } })
+      } catch (err) {
+        return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
+      }
+    })
+    // The admin console: static files; the data come from the admin API with the token the page asks for.
+    .get('/ui', () => consoleFile('index.html'))
+    .get('/ui/', () => consoleFile('index.html'))
+    .get('/ui/app.js', () => consoleFile('app.js'))
+    .get('/ui/app.css', () => consoleFile('app.css'))
     .get('/admin/quotas', async function adminQuotas({ request, requestId, snapshot }) {
       try {
         requireAdmin(request.headers.get('authorization'), snapshot.config.adminToken, '/admin/quotas')
@@ -178,6 +203,26 @@ export function createApp(deps: AppDeps) {
 }
 
 export type App = ReturnType<typeof createApp>
+
+const CONSOLE_TYPES: Record<string, string> = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8', 'app.css': 'text/css; charset=utf-8' }
+const consoleFiles = new Map<string, string>()
+
+// The console's own files (read once), with a policy that lets the page run only its own script.
+function consoleFile(name: string): Response {
+  let text = consoleFiles.get(name)
+  if (text === undefined) {
+    text = readFileSync(join(import.meta.dir, 'ui', name), 'utf8')
+    consoleFiles.set(name, text)
+  }
+  return new Response(text, {
+    headers: {
+      'content-type': CONSOLE_TYPES[name] ?? 'application/octet-stream',
+      'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+    },
+  })
+}
 
 // A path segment as sent when it is not valid percent-encoding.
 function decodePath(raw: string): string {

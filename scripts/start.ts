@@ -10,6 +10,8 @@ async function localUsage(log: Logger): Promise<LocalUsage | undefined> {
   const config = loadWorkerConfig(process.env)
   const worker = await startWorker(config, log, 'in-process')
   log.lifecycle('analytics listening', { port: worker.port, clickhouse: config.clickhouseUrl ? 'server' : `embedded (${config.dataDir})`, mode: 'in-process' })
+  // The console's analytics calls (/admin/analytics) go to this worker unless told otherwise.
+  process.env.ANALYTICS_URL ||= `http://127.0.0.1:${worker.port}`
   const sink = worker.sink
   if (!sink) throw new Error('in-process worker without a sink')
   return { sink, stop: (ms) => worker.stop(ms) }
