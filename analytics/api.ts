@@ -14,7 +14,7 @@ export interface ApiDeps {
   metrics(): Promise<string[]>
 }
 
-const DIMENSIONS = new Set<string>(['client', 'team', 'provider', 'model', 'day'])
+const DIMENSIONS = new Set<string>(['client', 'team', 'provider', 'model', 'key', 'day'])
 const MAX_ROLLUP_DAYS = 62
 
 export function analyticsApi(deps: ApiDeps): (req: Request) => Promise<Response> {
@@ -50,9 +50,9 @@ export function analyticsApi(deps: ApiDeps): (req: Request) => Promise<Response>
 
 function costQueryOf(params: URLSearchParams): CostQuery {
   const by = (params.get('by') ?? '').split(',').filter(Boolean)
-  for (const d of by) if (!DIMENSIONS.has(d)) throw new RangeError(`by: unknown dimension "${d}" (client, team, provider, model, day)`)
+  for (const d of by) if (!DIMENSIONS.has(d)) throw new RangeError(`by: unknown dimension "${d}" (client, team, provider, model, key, day)`)
   const q: CostQuery = { from: required(params, 'from'), to: required(params, 'to'), by: by as CostDimension[] }
-  for (const f of ['client', 'team', 'provider', 'model'] as const) {
+  for (const f of ['client', 'team', 'provider', 'model', 'key'] as const) {
     const v = params.get(f)
     if (v !== null) q[f] = v
   }

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 
 const HELP = `usage: npm run costs -- [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--client ID] [--team ID]
-                        [--provider ID] [--model NAME] [--by client,team,provider,model,day]
+                        [--provider ID] [--model NAME] [--key KEY_ID] [--by client,team,provider,model,key,day]
                         [--refresh] [--json] [--url http://127.0.0.1:8081]
   --from/--to   inclusive UTC days (default: yesterday)
   --by          group by these (default: one total row)
@@ -24,6 +24,7 @@ async function main(): Promise<number> {
         team: { type: 'string' },
         provider: { type: 'string' },
         model: { type: 'string' },
+        key: { type: 'string' },
         by: { type: 'string' },
         refresh: { type: 'boolean' },
         json: { type: 'boolean' },
@@ -49,7 +50,7 @@ async function main(): Promise<number> {
     if (!res.ok) return fail(res)
   }
   const params = new URLSearchParams({ from, to, by: values.by ?? '' })
-  for (const f of ['client', 'team', 'provider', 'model'] as const) {
+  for (const f of ['client', 'team', 'provider', 'model', 'key'] as const) {
     const v = values[f]
     if (v !== undefined) params.set(f, v)
   }

@@ -56,6 +56,7 @@ function generateRecords(n: number, seed: number): UsageRecord[] {
     return usageRecord({
       client_id: pick(['c1', 'c2', 'c3', NASTY_CLIENT]),
       team_id: pick(['t1', 't2']),
+      key_id: pick(['key_a', 'config:k1', '']),
       provider_id: pick(['openai', 'anthropic', 'gemini']),
       model: pick(['m1', 'm2']),
       input_tokens: Math.floor(rnd() * 100_000),
@@ -74,6 +75,7 @@ const DIMENSION_OF: Record<CostDimension, (r: UsageRecord) => string> = {
   team: (r) => r.team_id,
   provider: (r) => r.provider_id,
   model: (r) => r.model,
+  key: (r) => r.key_id ?? '',
   day: (r) => r.created_at.slice(0, 10),
 }
 
@@ -85,6 +87,7 @@ function expectedCosts(records: readonly UsageRecord[], q: CostQuery): CostRow[]
     if (day < q.from || day > q.to) continue
     if ((q.client !== undefined && r.client_id !== q.client) || (q.team !== undefined && r.team_id !== q.team)) continue
     if ((q.provider !== undefined && r.provider_id !== q.provider) || (q.model !== undefined && r.model !== q.model)) continue
+    if (q.key !== undefined && (r.key_id ?? '') !== q.key) continue
     const key = Object.fromEntries(q.by.map((d) => [d, DIMENSION_OF[d](r)]))
     const id = JSON.stringify(q.by.map((d) => key[d]))
     const g = groups.get(id) ?? { key, rs: [] as UsageRecord[] }
@@ -124,6 +127,8 @@ const QUERIES: CostQuery[] = [
   { from: DAYS[0] ?? '', to: DAYS[3] ?? '', client: NASTY_CLIENT, by: ['model'] },
   { from: DAYS[0] ?? '', to: DAYS[3] ?? '', team: 't2', provider: 'anthropic', by: ['client', 'day'] },
   { from: DAYS[2] ?? '', to: DAYS[2] ?? '', model: 'm2', by: ['team'] },
+  { from: DAYS[0] ?? '', to: DAYS[3] ?? '', by: ['key', 'day'] },
+  { from: DAYS[0] ?? '', to: DAYS[3] ?? '', key: 'key_a', by: ['model'] },
 ]
 
 for (const kind of ENGINES) {

@@ -4,7 +4,7 @@ import { Value } from '@sinclair/typebox/value'
 import type { ClickHouse } from './clickhouse.ts'
 import { assertDate, sqlDate, sqlString } from './sql.ts'
 
-export const CostDimension = t.Union([t.Literal('client'), t.Literal('team'), t.Literal('provider'), t.Literal('model'), t.Literal('day')])
+export const CostDimension = t.Union([t.Literal('client'), t.Literal('team'), t.Literal('provider'), t.Literal('model'), t.Literal('key'), t.Literal('day')])
 export type CostDimension = Static<typeof CostDimension>
 
 export const CostQuery = t.Object(
@@ -16,6 +16,7 @@ export const CostQuery = t.Object(
     team: t.Optional(t.String()),
     provider: t.Optional(t.String()),
     model: t.Optional(t.String()),
+    key: t.Optional(t.String()),
     // Group by these, in this order; [] is one total row.
     by: t.Array(CostDimension),
   },
@@ -41,10 +42,11 @@ const COLUMN: Record<CostDimension, string> = {
   team: 'team_id',
   provider: 'provider_id',
   model: 'model',
+  key: 'key_id',
   day: 'day',
 }
 
-const FILTERS = ['client', 'team', 'provider', 'model'] as const
+const FILTERS = ['client', 'team', 'provider', 'model', 'key'] as const
 
 // The SQL queryCosts runs. Aggregates carry sum_ names because 18.16 refuses an aggregate aliased
 // with a column it reads (`sum(requests) AS requests`); queryCosts renames them.

@@ -74,11 +74,11 @@ ORDER BY d`)
 // also read. INSERT ... SELECT matches columns by position, so the aliases do not matter there.
 export function rollupInsertSql(day: string, into = 'usage_daily_staging'): string {
   const d = `toDate(${sqlDate(day)})`
-  return `INSERT INTO ${into} (day, client_id, team_id, provider_id, model, requests, errors, fallbacks,
+  return `INSERT INTO ${into} (day, client_id, team_id, provider_id, model, key_id, requests, errors, fallbacks,
   input_tokens, output_tokens, cached_input_tokens, cost_pico, latency_p50_ms, latency_p95_ms, latency_p99_ms, computed_at)
 SELECT
   ${d} AS d,
-  client_id, team_id, provider_id, model,
+  client_id, team_id, provider_id, model, key_id,
   count() AS n_requests,
   countIf(status = 'error') AS n_errors,
   countIf(status = 'fallback') AS n_fallbacks,
@@ -92,5 +92,5 @@ SELECT
   now() AS computed
 FROM usage_raw FINAL
 WHERE toDate(created_at) = ${d}
-GROUP BY client_id, team_id, provider_id, model`
+GROUP BY client_id, team_id, provider_id, model, key_id`
 }

@@ -37,6 +37,7 @@ export function toRow(r: UsageRecord): Record<string, unknown> {
     // Records written before there was more than chat.
     endpoint: r.endpoint ?? 'chat.completions',
     dropped_params: (r.dropped_params ?? []).join(','),
+    key_id: r.key_id ?? '',
   }
 }
 

@@ -66,6 +66,7 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     created_at: o.createdAt.toISOString(),
     endpoint: o.endpoint,
     ...(o.droppedParams ? { dropped_params: o.droppedParams } : {}),
+    key_id: o.caller.key ? o.caller.key.key_id : `config:${o.caller.keyName}`,
   }
 }
 

@@ -62,5 +62,8 @@ export const UsageRecord = t.Object({
   // Parameters the serving target could not honour, left out as the caller allowed
   // (unsupported_params: drop); absent when none was.
   dropped_params: t.Optional(t.Array(t.String())),
+  // The key the request was made with: a runtime key's id, or config:<key name> for one of the
+  // config file's keys; absent in records of gateways that did not say.
+  key_id: t.Optional(t.String()),
 })
 export type UsageRecord = Static<typeof UsageRecord>

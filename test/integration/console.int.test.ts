@@ -92,6 +92,12 @@ describe('the admin console', () => {
     }
     const totals = await rowsOf('#spend-table')
     expect(totals.find((r) => r[0] === 'browser-team')?.[1]).toBe('3')
+    // Per key: the runtime key the traffic was made with.
+    const keyId = (await gw.waitForLog((l) => l.msg === 'request' && l.client_id === 'browser-client')).key_id as string
+    expect(keyId).toStartWith('key_')
+    await page.select('#spend-form select[name=by]', 'key')
+    await page.click('#spend-form button[type=submit]')
+    await page.waitForSelector(`#chart rect[data-group="${keyId}"]`)
     await page.screenshot({ path: join(ARTIFACTS, 'console-spend.png') })
     await page.click('#tabs button[data-tab=requests]')
     await page.type('#requests-form input[name=client]', 'browser-client')
