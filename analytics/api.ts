@@ -5,6 +5,7 @@ import type { ClickHouse } from './clickhouse.ts'
 import { CostDimension, queryCosts, type CostQuery } from './query.ts'
 import { rollupDay } from './rollup.ts'
 import { requestSearchOf, searchRequests } from './requests.ts'
+import { insertAudit, listAudit, readAuditBatch } from './audit.ts'
 
 export interface ApiDeps {
   ch: ClickHouse
@@ -30,6 +31,12 @@ export function analyticsApi(deps: ApiDeps): (req: Request) => Promise<Response>
         const q = costQueryOf(url.searchParams)
         return Response.json({ query: q, rows: await queryCosts(deps.ch, q) })
       }
+      if (req.method === 'POST' && url.pathname === '/v1/audit') {
+        const events = readAuditBatch(await req.json().catch(() => undefined))
+        await insertAudit(deps.ch, events)
+        return Response.json({ stored: events.length })
+      }
+      if (req.method === 'GET' && url.pathname === '/v1/audit') return Response.json({ rows: await listAudit(deps.ch, url.searchParams) })
       if (req.method === 'GET' && url.pathname === '/v1/requests') {
         const q = requestSearchOf(url.searchParams)
         return Response.json({ query: q, rows: await searchRequests(deps.ch, q) })

@@ -5,6 +5,7 @@ import type { ConfigStore, Snapshot } from './config-store.ts'
 import { errorResponse, GatewayError, toGatewayError } from './errors.ts'
 import { adminKeys } from './routes/admin-keys.ts'
 import type { KeyRegistry } from './keys/registry.ts'
+import { AuditSink } from './keys/audit.ts'
 import { errorHandler } from './plugins/error-handler.ts'
 import { requestContext } from './plugins/request-context.ts'
 import { handleChatCompletions } from './routes/chat-completions.ts'
@@ -71,6 +72,8 @@ export interface AppDeps {
   responses?: ResponseStore
   // Keys made at runtime (/admin/keys); absent: the admin key API answers 404.
   keys?: KeyRegistry
+  // Where the admin API's audit events go; absent: made here (log, and the worker at ANALYTICS_URL).
+  audit?: AuditSink
 }
 
 export function createApp(deps: AppDeps) {
@@ -102,10 +105,12 @@ export function createApp(deps: AppDeps) {
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
   }
   const responsesApi = responsesSurface(deps.responses ?? new MemoryResponseStore())
+  // Audit events: log lines, and rows in the analytics worker's ClickHouse when one is known.
+  const audit = deps.audit ?? new AuditSink(deps.log, () => (process.env.ANALYTICS_URL ? { url: process.env.ANALYTICS_URL, token: deps.store.current.config.adminToken?.reveal() } : undefined))
   const keysApi = async (request: Request, requestId: string, snapshot: Snapshot) => {
     try {
       if (!deps.keys) throw new GatewayError('not_found', `Unknown request URL: ${request.method.slice(0, 16)} /admin/keys.`)
-      return await adminKeys(request, snapshot, snapshot.config.adminToken, { keys: deps.keys, log: deps.log })
+      return await adminKeys(request, snapshot, snapshot.config.adminToken, { keys: deps.keys, audit })
     } catch (err) {
       return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
     }

@@ -22,6 +22,7 @@ import type { Snapshot } from './config-store.ts'
 import { RedisQuotaStore } from './quota/redis-store.ts'
 import { MemoryResponseStore, RedisResponseStore } from './surfaces/responses/store.ts'
 import { KeyRegistry } from './keys/registry.ts'
+import { AuditSink } from './keys/audit.ts'
 import { RedisKeyStore, SqliteKeyStore } from './keys/store.ts'
 import { join } from 'node:path'
 import { LeasedQuotaStore } from './quota/leased-store.ts'
@@ -129,6 +130,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     log.error('runtime keys could not be loaded; keys made with the admin API will not work until they can be', { err })
   }
   store.attachKeys(keys)
+  const audit = new AuditSink(log, () => (process.env.ANALYTICS_URL ? { url: process.env.ANALYTICS_URL, token: store.current.config.adminToken?.reveal() } : undefined))
   // A config kept in Redis replaces the file as soon as Redis answers.
   if (redis && config.configRedisKey) await reloader.reload('startup')
   if (!redis && config.configRedisKey) log.warn('GATEWAY_CONFIG_REDIS_KEY is set without REDIS_URL; the config file is used')
@@ -177,6 +179,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     ready: async () => (redis ? (await redis.ping()) === 'PONG' : true),
     responses: redis ? new RedisResponseStore(redis) : new MemoryResponseStore(),
     keys,
+    audit,
     readiness: () => (persistence ? { quota_store: 'redis', ...persistence.detail() } : { quota_store: 'memory' }),
   })
   try {
@@ -241,6 +244,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
       const left = () => Math.max(100, deadline - Date.now())
       if (!(await pending.drain(left()))) log.error('work lost at shutdown: settles or records did not finish in time', { settles: pending.count('settle'), records: pending.count('record') })
       // Every request has settled: the leases book what their requests used.
+      if (!(await audit.close(Math.min(1000, left())))) log.error('audit events not stored in ClickHouse at shutdown: the analytics worker did not take them in time (they are in the log)', { events: audit.queued })
       if (leased && !(await settledWithin(leased.close(), left()))) log.error('budget leases not booked at shutdown: Redis did not answer in time; they are booked whole when they expire')
       if (streamSink && !(await streamSink.drain(left()))) log.error('usage records lost at shutdown: Redis did not take them in time', { lost: streamSink.buffered })
       await local?.stop(left())

@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Type as t, type Static } from '@sinclair/typebox'
 import { TypeCompiler, type ValueError } from '@sinclair/typebox/compiler'
-import type { Logger } from '../../shared/log.ts'
+import type { AuditSink } from '../keys/audit.ts'
 import type { Secret } from '../../shared/secret.ts'
 import { hashKey } from '../auth.ts'
 import type { Snapshot } from '../config-store.ts'
@@ -53,7 +53,7 @@ const checks = { create: TypeCompiler.Compile(CreateBody), patch: TypeCompiler.C
 
 export interface AdminKeysDeps {
   keys: KeyRegistry
-  log: Logger
+  audit: AuditSink
   clock?: () => number
 }
 
@@ -67,7 +67,7 @@ export async function adminKeys(request: Request, snapshot: Snapshot, adminToken
   const m = /^\/admin\/keys(?:\/([^/]+)(\/rotate)?)?$/.exec(path)
   if (!m) throw new GatewayError('not_found', `Unknown request URL: ${request.method.slice(0, 16)} ${path.slice(0, 200)}.`)
   const [, id, rotate] = m
-  const audit = (action: string, key: RuntimeKey) => deps.log.info('audit', { actor, action, key_id: key.key_id, client_id: key.client_id, team_id: key.team_id, at: new Date(now).toISOString() })
+  const audit = (action: string, key: RuntimeKey) => deps.audit.record({ actor, action, key_id: key.key_id, client_id: key.client_id, team_id: key.team_id, at: new Date(now).toISOString() })
   const view = (key: RuntimeKey) => describe(key, deps.keys, now)
 
   if (!id) {

@@ -77,6 +77,16 @@ describe('the admin console', () => {
     await page.waitForFunction("document.querySelector('#keys-table tbody tr td.status-revoked') !== null")
     const refused = await client.chat.completions.create({ model: 'test-model', messages: [{ role: 'user', content: 'again' }] }).catch((e: unknown) => e)
     expect(refused).toBeInstanceOf(OpenAI.AuthenticationError)
+    // Both changes are audit events in ClickHouse too (the gateway sends them to its worker).
+    const keyId = row?.[0]?.match(/\((key_[0-9a-f]+)\)/)?.[1] ?? ''
+    const deadline = Date.now() + 10_000
+    let actions: string[] = []
+    while (actions.length < 2) {
+      if (Date.now() > deadline) throw new Error(`audit events in ClickHouse: ${actions.join(', ')}`)
+      const res = await fetch(`${gw.url}/admin/analytics/v1/audit?key_id=${keyId}`, { headers: { authorization: `Bearer ${ADMIN}` } })
+      actions = ((await res.json()) as { rows: Array<{ action: string; actor: string }> }).rows.map((r) => r.action).sort()
+    }
+    expect(actions).toEqual(['key.create', 'key.revoke'])
   })
 
   it('charts the spend of that traffic, and finds its requests in the log', async () => {
