@@ -112,7 +112,9 @@ export function createApp(deps: AppDeps) {
       if (!deps.keys) throw new GatewayError('not_found', `Unknown request URL: ${request.method.slice(0, 16)} /admin/keys.`)
       return await adminKeys(request, snapshot, snapshot.config.adminToken, { keys: deps.keys, audit })
     } catch (err) {
-      return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
+      const e = toGatewayError(err)
+      if (e.code === 'internal_error' || e.code === 'dependency_unavailable') deps.log.error('admin key API failed', { request_id: requestId, err })
+      return errorResponse(e, { 'x-request-id': requestId })
     }
   }
   return new Elysia({ name: 'gateway' })

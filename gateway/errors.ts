@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'unsupported_parameter'
   | 'model_not_found'
   | 'not_found'
+  | 'conflict'
   | 'body_too_large'
   | 'request_timeout'
   | 'context_length_exceeded'
@@ -44,6 +45,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   unsupported_parameter: { status: 400, type: 'invalid_request' },
   model_not_found: { status: 404, type: 'invalid_request' },
   not_found: { status: 404, type: 'invalid_request' },
+  // The thing changed under the request (another write came first): read it again, then decide.
+  conflict: { status: 409, type: 'invalid_request' },
   body_too_large: { status: 413, type: 'invalid_request' },
   // The caller did not send its body within the deadline.
   request_timeout: { status: 408, type: 'invalid_request' },

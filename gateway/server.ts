@@ -123,7 +123,17 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
   })
   // Keys made at runtime: in Redis beside the budgets, else in an embedded SQLite file in the data
   // folder; held in memory, kept current from there.
-  const keys = new KeyRegistry(redis ? new RedisKeyStore(redis) : new SqliteKeyStore(join(process.env.GATEWAY_DATA_DIR || 'data', 'keys.sqlite')))
+  const warnKeys = (message: string, fields: Record<string, unknown>) => log.warn(message, fields)
+  let keyStore
+  try {
+    keyStore = redis ? new RedisKeyStore(redis, warnKeys) : new SqliteKeyStore(join(process.env.GATEWAY_DATA_DIR || 'data', 'keys.sqlite'), warnKeys)
+  } catch (err) {
+    // One line that names the setting: another gateway holds this data folder.
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`)
+    await flushLogs()
+    process.exit(78)
+  }
+  const keys = new KeyRegistry(keyStore)
   try {
     await keys.start()
   } catch (err) {

@@ -10,7 +10,17 @@ const digestOf = (s: string) => createHash('sha256').update(s).digest()
 
 function memoryStore(): KeyStore {
   const keys = new Map<string, RuntimeKey>()
-  return { all: async () => [...keys.values()], put: async (k) => void keys.set(k.key_id, k), watch: () => () => undefined, close: () => undefined }
+  return {
+    all: async () => [...keys.values()],
+    get: async (id) => keys.get(id),
+    put: async (k, expected) => {
+      if ((keys.get(k.key_id)?.version ?? 0) !== expected) return false
+      keys.set(k.key_id, k)
+      return true
+    },
+    watch: () => () => undefined,
+    close: () => undefined,
+  }
 }
 
 const key = (over: Partial<RuntimeKey> = {}): RuntimeKey => ({
@@ -34,7 +44,7 @@ describe('KeyRegistry', () => {
   it('lets a replaced secret in until its grace ends, then says why it is refused', async () => {
     let now = T0
     const reg = new KeyRegistry(memoryStore(), () => now)
-    await reg.save(key({ previous: { sha256: digestOf('secret-old').toString('hex'), prefix: 'sk-gw-old', until: new Date(T0 + 60_000).toISOString() } }))
+    await reg.save(key({ previous: { sha256: digestOf('secret-old').toString('hex'), prefix: 'sk-gw-old', until: new Date(T0 + 60_000).toISOString() } }), 0)
     const use = (s: string) => reg.authenticate(digestOf(s).toString('hex'), digestOf(s), snapshot)
     expect(use('secret-old')?.client.client_id).toBe('c')
     expect(reg.status(reg.get('key_1')!, now)).toBe('rotating')
@@ -47,7 +57,7 @@ describe('KeyRegistry', () => {
   it('refuses an expired key saying so, and carries the key\'s limits as its own budget lines', async () => {
     let now = T0
     const reg = new KeyRegistry(memoryStore(), () => now)
-    await reg.save(key({ expires_at: new Date(T0 + 1000).toISOString() }))
+    await reg.save(key({ expires_at: new Date(T0 + 1000).toISOString() }), 0)
     const caller = reg.authenticate(digestOf('secret-now').toString('hex'), digestOf('secret-now'), snapshot)
     expect(caller?.key?.plan).toEqual({ entity: 'key:key_1', lines: [
       { qid: 'tpm', mode: 'sliding', period: 'minute', token_limit: 1000, micro_limit: -1 },

@@ -24,9 +24,9 @@ interface Entry {
 export class KeyRegistry {
   #byHash = new Map<string, Entry>()
   #byId = new Map<string, RuntimeKey>()
-  // Callers by key version and config snapshot: the same object for every request of a key, so
-  // what is cached per caller (budget plans) stays cached.
-  #callers = new WeakMap<Snapshot, Map<string, Caller>>()
+  // Callers by config snapshot and key (the object as loaded: a change loads a new one): the same
+  // caller for every request of a key, so what is cached per caller (budget plans) stays cached.
+  #callers = new WeakMap<Snapshot, WeakMap<RuntimeKey, Caller>>()
   readonly #lastUsed = new Map<string, number>()
   #stop: (() => void) | undefined
 
@@ -57,14 +57,21 @@ export class KeyRegistry {
     this.#byId = byId
   }
 
-  // A change made here: in force at once in this process (others see it through the store).
-  async save(key: RuntimeKey): Promise<void> {
-    await this.store.put(key)
+  // A change made here, if the stored key is still at `expected` (0: a new key): in force at once
+  // in this process (others see it through the store). False when another write came first.
+  async save(key: RuntimeKey, expected: number): Promise<boolean> {
+    if (!(await this.store.put(key, expected))) return false
     this.load([...[...this.#byId.values()].filter((k) => k.key_id !== key.key_id), key])
+    return true
   }
 
   get(keyId: string): RuntimeKey | undefined {
     return this.#byId.get(keyId)
+  }
+
+  // The key as stored now (another instance's change included), for a change based on it.
+  fresh(keyId: string): Promise<RuntimeKey | undefined> {
+    return this.store.get(keyId)
   }
 
   list(): RuntimeKey[] {
@@ -103,18 +110,17 @@ export class KeyRegistry {
   #callerOf(key: RuntimeKey, snapshot: Snapshot): Caller {
     let bySnapshot = this.#callers.get(snapshot)
     if (!bySnapshot) {
-      bySnapshot = new Map()
+      bySnapshot = new WeakMap()
       this.#callers.set(snapshot, bySnapshot)
     }
-    const cacheKey = `${key.key_id}\u0000${key.version}`
-    const known = bySnapshot.get(cacheKey)
+    const known = bySnapshot.get(key)
     if (known) return known
     const configured = snapshot.config.file.clients.find((c) => c.client_id === key.client_id)
     const client: ClientConfig = configured ?? { client_id: key.client_id, team_id: key.team_id, keys: [] }
     // The key's models within its client's, when both name some.
     const allowed = key.models ? new Set(configured?.models ? key.models.filter((m) => configured.models?.includes(m)) : key.models) : configured?.models ? new Set(configured.models) : undefined
     const caller: Caller = { client, keyName: key.name ?? key.key_id, digest: Buffer.from(key.sha256, 'hex'), allowed, key: limitsOf(key) }
-    bySnapshot.set(cacheKey, caller)
+    bySnapshot.set(key, caller)
     return caller
   }
 }

@@ -79,7 +79,7 @@ export async function adminKeys(request: Request, snapshot: Snapshot, adminToken
       return Response.json({ object: 'list', data: keys.sort((a, b) => a.created_at.localeCompare(b.created_at)).map(view) })
     }
     if (request.method !== 'POST') throw methodNotAllowed(request, path)
-    const body = readBody(await request.json().catch(() => undefined), checks.create)
+    const body = readBody(await bodyOf(request), checks.create)
     const configured = snapshot.config.file.clients.find((c) => c.client_id === body.client_id)
     if (configured && body.team_id !== undefined && body.team_id !== configured.team_id) throw invalid('team_id', `client '${body.client_id}' belongs to team '${configured.team_id}' in the config`)
     const team = configured?.team_id ?? body.team_id
@@ -103,46 +103,115 @@ export async function adminKeys(request: Request, snapshot: Snapshot, adminToken
       updated_at: at,
       version: 1,
     }
-    await deps.keys.save(key)
+    await save(deps, key, 0)
     audit('key.create', key)
     return Response.json({ ...view(key), key: secret }, { status: 201 })
   }
 
-  const key = deps.keys.get(decodeURIComponent(id))
-  if (!key) throw new GatewayError('not_found', `No key '${id.slice(0, 128)}'.`, { param: 'key_id' })
+  const keyId = decodePart(id)
+  if (request.method === 'GET' && !rotate) {
+    // As stored now, not as this instance last loaded it.
+    const known = await fresh(deps, keyId)
+    if (!known) throw notFound(keyId)
+    return Response.json(view(known))
+  }
+  // A change is read whole first, then applied to the key as stored now (another instance's
+  // change included) and written only if nobody wrote in between: a revocation is never undone.
+  const body = request.method === 'DELETE' ? {} : await bodyOf(request, rotate !== undefined)
+  const key = await fresh(deps, keyId)
+  if (!key) throw notFound(keyId)
   const at = new Date(now).toISOString()
+  const next: RuntimeKey = { ...key, updated_at: at, version: key.version + 1 }
+  let answer: Record<string, unknown> = {}
   if (rotate) {
     if (request.method !== 'POST') throw methodNotAllowed(request, path)
+    const b = readBody(body, checks.rotate)
     if (key.revoked_at) throw invalid('key_id', 'a revoked key cannot be rotated')
-    const body = readBody((await request.json().catch(() => ({}))) ?? {}, checks.rotate)
     const secret = newSecret()
-    const grace = body.grace_seconds ?? 0
-    const next: RuntimeKey = { ...key, prefix: secret.slice(0, 12), sha256: hashKey(secret), previous: { sha256: key.sha256, prefix: key.prefix, until: new Date(now + grace * 1000).toISOString() }, updated_at: at, version: key.version + 1 }
-    if (grace === 0) delete next.previous
-    await deps.keys.save(next)
-    audit('key.rotate', next)
-    return Response.json({ ...view(next), key: secret })
+    const grace = b.grace_seconds ?? 0
+    next.prefix = secret.slice(0, 12)
+    next.sha256 = hashKey(secret)
+    if (grace > 0) next.previous = { sha256: key.sha256, prefix: key.prefix, until: new Date(now + grace * 1000).toISOString() }
+    else delete next.previous
+    answer = { key: secret }
+  } else if (request.method === 'DELETE') {
+    next.revoked_at = key.revoked_at ?? at
+  } else if (request.method === 'PATCH') {
+    const b = readBody(body, checks.patch)
+    if (key.revoked_at) throw invalid('key_id', 'a revoked key cannot be changed')
+    if (b.name !== undefined) next.name = b.name
+    if (b.models !== undefined) next.models = b.models
+    if (b.expires_at !== undefined) next.expires_at = b.expires_at === null ? null : readExpiry(b.expires_at, now)
+    if (b.rpm_limit !== undefined) next.rpm_limit = b.rpm_limit
+    if (b.tpm_limit !== undefined) next.tpm_limit = b.tpm_limit
+    if (b.budgets !== undefined) next.budgets = readBudgets(b.budgets)
+  } else throw methodNotAllowed(request, path)
+  await save(deps, next, key.version)
+  audit(rotate ? 'key.rotate' : request.method === 'DELETE' ? 'key.revoke' : 'key.update', next)
+  return Response.json({ ...view(next), ...answer })
+}
+
+// Admin bodies are small: read under a bound and a deadline, like a request's.
+async function bodyOf(request: Request, optional = false): Promise<unknown> {
+  const text = await readBodyText(request)
+  if (text.trim() === '') return optional ? {} : undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new GatewayError('invalid_json', 'The request body is not valid JSON.')
   }
-  if (request.method === 'GET') return Response.json(view(key))
-  if (request.method === 'DELETE') {
-    const next: RuntimeKey = { ...key, revoked_at: key.revoked_at ?? at, updated_at: at, version: key.version + 1 }
-    await deps.keys.save(next)
-    audit('key.revoke', next)
-    return Response.json(view(next))
+}
+
+async function readBodyText(request: Request): Promise<string> {
+  const declared = Number(request.headers.get('content-length') ?? 0)
+  if (declared > MAX_ADMIN_BODY) throw new GatewayError('body_too_large', `An admin request body may be at most ${MAX_ADMIN_BODY} bytes.`)
+  const reader = request.body?.getReader()
+  if (!reader) return ''
+  const parts: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > MAX_ADMIN_BODY) {
+      void reader.cancel().catch(() => undefined)
+      throw new GatewayError('body_too_large', `An admin request body may be at most ${MAX_ADMIN_BODY} bytes.`)
+    }
+    parts.push(value)
   }
-  if (request.method !== 'PATCH') throw methodNotAllowed(request, path)
-  if (key.revoked_at) throw invalid('key_id', 'a revoked key cannot be changed')
-  const body = readBody(await request.json().catch(() => undefined), checks.patch)
-  const next: RuntimeKey = { ...key, updated_at: at, version: key.version + 1 }
-  if (body.name !== undefined) next.name = body.name
-  if (body.models !== undefined) next.models = body.models
-  if (body.expires_at !== undefined) next.expires_at = body.expires_at === null ? null : readExpiry(body.expires_at, now)
-  if (body.rpm_limit !== undefined) next.rpm_limit = body.rpm_limit
-  if (body.tpm_limit !== undefined) next.tpm_limit = body.tpm_limit
-  if (body.budgets !== undefined) next.budgets = readBudgets(body.budgets)
-  await deps.keys.save(next)
-  audit('key.update', next)
-  return Response.json(view(next))
+  return new TextDecoder().decode(Buffer.concat(parts))
+}
+
+const MAX_ADMIN_BODY = 64 * 1024
+
+async function fresh(deps: AdminKeysDeps, keyId: string): Promise<RuntimeKey | undefined> {
+  try {
+    return await deps.keys.fresh(keyId)
+  } catch (err) {
+    throw new GatewayError('dependency_unavailable', 'The key store is unavailable; nothing was changed.', { cause: err })
+  }
+}
+
+async function save(deps: AdminKeysDeps, key: RuntimeKey, expected: number): Promise<void> {
+  let saved: boolean
+  try {
+    saved = await deps.keys.save(key, expected)
+  } catch (err) {
+    throw new GatewayError('dependency_unavailable', 'The key store is unavailable; nothing was changed.', { cause: err })
+  }
+  if (!saved) throw new GatewayError('conflict', `Key '${key.key_id}' was changed by another request meanwhile; read it again and retry.`, { param: 'key_id' })
+}
+
+function decodePart(raw: string): string {
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
+}
+
+function notFound(keyId: string): GatewayError {
+  return new GatewayError('not_found', `No key '${keyId.slice(0, 128)}'.`, { param: 'key_id' })
 }
 
 // What a list shows of a key: never the secret or its hash, only its first characters.
@@ -173,10 +242,15 @@ function newSecret(): string {
   return `sk-gw-${randomBytes(24).toString('base64url')}`
 }
 
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i
+
 function readExpiry(value: string | undefined, now: number): string | null {
   if (value === undefined) return null
+  const m = RFC3339.exec(value)
   const t = Date.parse(value)
-  if (Number.isNaN(t) || !/^\d{4}-\d{2}-\d{2}T/.test(value)) throw invalid('expires_at', 'expected an RFC 3339 time, e.g. 2027-01-31T00:00:00Z')
+  // A date that does not exist (Feb 30) is refused, not rolled over; the offset is required.
+  const real = m && new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))).toISOString().slice(0, 10) === `${m[1]}-${m[2]}-${m[3]}`
+  if (!m || !real || Number.isNaN(t)) throw invalid('expires_at', 'expected an RFC 3339 time with its offset, e.g. 2027-01-31T00:00:00Z')
   if (t <= now) throw invalid('expires_at', 'must be in the future')
   return new Date(t).toISOString()
 }

@@ -22,8 +22,22 @@ export async function quotaStatus(snapshot: Snapshot, store: QuotaStore): Promis
 // Every budget line per entity it applies to, with what is used and reserved now.
 export async function quotaRows(snapshot: Snapshot, store: QuotaStore) {
   const file = snapshot.config.file
+  // Clients made by runtime keys count as clients too, and each key's own lines are listed.
+  const runtime = snapshot.runtimeKeys?.list().filter((k) => !k.revoked_at) ?? []
+  const clients = [...file.clients, ...runtime.map((k) => ({ client_id: k.client_id, team_id: k.team_id }))]
+  const keyRows = runtime.flatMap((k) =>
+    k.budgets.map((b, i) => ({ quota_id: `budget-${i}`, entity: `key:${k.key_id}`, record: { quota_id: `budget-${i}`, entity_type: 'user', period: b.period, window: b.window, token_limit: b.token_limit, cost_limit_usd: b.cost_limit_usd } as QuotaRecord }))
+      .concat(k.tpm_limit === null ? [] : [{ quota_id: 'tpm', entity: `key:${k.key_id}`, record: { quota_id: 'tpm', entity_type: 'user', period: 'minute', window: 'sliding', token_limit: k.tpm_limit } as QuotaRecord }]),
+  )
+  const seen = new Set<string>()
+  const entries = [...entitiesOf(file.quotas, clients), ...keyRows].filter(({ record, entity }) => {
+    const id = `${record.quota_id}\u0000${entity}`
+    if (seen.has(id)) return false
+    seen.add(id)
+    return true
+  })
   return Promise.all(
-    entitiesOf(file.quotas, file.clients).map(async ({ record, entity }) => {
+    entries.map(async ({ record, entity }) => {
       const [line] = linesOf([record])
       const [s] = line ? await store.status(entity, [line]) : []
       return {

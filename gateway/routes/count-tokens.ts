@@ -26,6 +26,7 @@ export async function countMessageTokens(ctx: RequestContext, routing: RoutingSt
     const { server } = snapshot.config.file
     const deadlineMs = bodyDeadlineMs(request.headers.get('content-length'), server.max_body_bytes, server.body_timeout_ms, server.body_timeout_ms_per_mb)
     const req = fromMessagesRequest(await readJsonBody(request, { limit: server.max_body_bytes, deadlineMs }), request.headers, true)
+    await quota.admitKey(caller.key)
     const route = routeRequest(snapshot, caller, req, options, routing).chain[0]
     if (!route) throw new GatewayError('provider_unavailable', `No target can serve '${req.model}' now.`)
     // Anthropic's count is a call with the gateway's key: it counts against the provider's

@@ -26,6 +26,8 @@ beforeAll(async () => {
   gw = await startGateway({ config: testConfig({ upstreamBaseUrl: emulator.baseUrl }), entry: 'start', env: { ADMIN_TOKEN: ADMIN, ANALYTICS_DATA_DIR: join(dir, 'ch'), ANALYTICS_PORT: '0', ANALYTICS_FLUSH_MS: '20', GATEWAY_DATA_DIR: join(dir, 'data') } })
   browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] })
   page = await browser.newPage()
+  // A loaded 2-core machine runs chromium slowly: waits get the tests' own time.
+  page.setDefaultTimeout(25_000)
   await page.setViewport({ width: 1200, height: 900 })
   // Confirm and prompt dialogs (revoke, rotate) are answered yes / with their default.
   page.on('dialog', (d) => void d.accept(d.defaultValue()))
@@ -52,7 +54,7 @@ describe('the admin console', () => {
     await page.click('#login-form button')
     await page.waitForSelector('#keys:not([hidden])')
     await page.screenshot({ path: join(ARTIFACTS, 'console-keys-empty.png') })
-  })
+  }, 30_000)
 
   it('creates a key, shows its secret once, lists it, and revokes it', async () => {
     await page.click('#new-key summary')
@@ -87,7 +89,7 @@ describe('the admin console', () => {
       actions = ((await res.json()) as { rows: Array<{ action: string; actor: string }> }).rows.map((r) => r.action).sort()
     }
     expect(actions).toEqual(['key.create', 'key.revoke'])
-  })
+  }, 30_000)
 
   it('charts the spend of that traffic, and finds its requests in the log', async () => {
     await gw.waitForLog((l) => l.msg === 'request' && l.client_id === 'browser-client')
@@ -115,7 +117,7 @@ describe('the admin console', () => {
     await page.waitForFunction("document.querySelectorAll('#requests-table tbody tr').length >= 3")
     expect((await rowsOf('#requests-table')).every((r) => r[2] === 'browser-client' && r[5] === 'success')).toBe(true)
     await page.screenshot({ path: join(ARTIFACTS, 'console-requests.png') })
-  }, 40_000)
+  }, 60_000)
 
   it('shows budgets, and fits a phone screen', async () => {
     await page.click('#tabs button[data-tab=budgets]')
@@ -126,5 +128,5 @@ describe('the admin console', () => {
     const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number
     expect(overflow).toBeLessThanOrEqual(0)
     await page.screenshot({ path: join(ARTIFACTS, 'console-phone.png') })
-  })
+  }, 30_000)
 })

@@ -138,6 +138,35 @@ describe('runtime keys, embedded (SQLite in the data folder)', () => {
     expect(err?.code).toBe('request_exceeds_budget')
   })
 
+  it('refuses a second gateway on the same data folder with one line naming it', async () => {
+    const err = await startGateway({ config: config(), env: { ADMIN_TOKEN: ADMIN, GATEWAY_DATA_DIR: dataDir } }).then(
+      async (second) => {
+        await second.stop()
+        return undefined
+      },
+      (e: unknown) => e as Error,
+    )
+    expect(String(err?.message)).toContain('in use by another gateway process')
+  })
+
+  it('never brings a revoked key back: a change to it is refused, whatever came before', async () => {
+    const { body } = await admin(gw, 'POST', '/admin/keys', { client_id: 'revoke-race', team_id: 't' })
+    await admin(gw, 'DELETE', `/admin/keys/${body.key_id}`)
+    expect((await admin(gw, 'PATCH', `/admin/keys/${body.key_id}`, { name: 'renamed' })).status).toBe(400)
+    expect((await admin(gw, 'POST', `/admin/keys/${body.key_id}/rotate`, {})).status).toBe(400)
+    expect((await refusal(chat(gw, String(body.key))))?.status).toBe(401)
+    // Ids that are not ids: a 404, never a 500.
+    for (const id of ['%E0%A4%A', '%', 'no-such-key']) expect((await admin(gw, 'GET', `/admin/keys/${id}`)).status).toBe(404)
+    // A body over the bound is refused before it is read whole.
+    expect((await admin(gw, 'PATCH', `/admin/keys/${body.key_id}`, { name: 'x'.repeat(70_000) })).status).toBe(413)
+  })
+
+  it('lists the budget lines of runtime keys and of the clients they made', async () => {
+    const { body } = await admin(gw, 'POST', '/admin/keys', { client_id: 'budget-lines', team_id: 't', tpm_limit: 500, budgets: [{ period: 'day', token_limit: 9000 }] })
+    const quotas = (await admin(gw, 'GET', '/admin/quotas')).body.quotas as Array<{ quota_id: string; entity: string; token_limit: number }>
+    expect(quotas.filter((q) => q.entity === `key:${body.key_id}`).map((q) => [q.quota_id, q.token_limit]).sort()).toEqual([['budget-0', 9000], ['tpm', 500]])
+  })
+
   it('keeps its keys across a restart, and a revoked one stays revoked', async () => {
     const kept = await admin(gw, 'POST', '/admin/keys', { client_id: 'kept-client', team_id: 't' })
     const gone = await admin(gw, 'POST', '/admin/keys', { client_id: 'kept-client', team_id: 't' })
@@ -180,5 +209,29 @@ describe('runtime keys on Redis, shared by instances', () => {
     expect((await refusal(chat(a, key)))?.status).toBe(401)
     const took = await within1s(async () => (await refusal(chat(b, key)))?.status === 401)
     expect(took).toBeLessThan(1000)
+  })
+
+  it('refuses a change made on the other instance right after a revocation, instead of undoing it', async () => {
+    const { body } = await admin(a, 'POST', '/admin/keys', { client_id: 'race-client', team_id: 't' })
+    await within1s(async () => (await refusal(chat(b, String(body.key)))) === undefined)
+    await admin(a, 'DELETE', `/admin/keys/${body.key_id}`)
+    // B may not have seen the revocation yet; its change is applied to the key as stored.
+    expect((await admin(b, 'PATCH', `/admin/keys/${body.key_id}`, { rpm_limit: 100 })).status).toBe(400)
+    expect((await admin(b, 'GET', `/admin/keys/${body.key_id}`)).body.status).toBe('revoked')
+    await within1s(async () => (await refusal(chat(b, String(body.key))))?.status === 401)
+    expect((await refusal(chat(a, String(body.key))))?.status).toBe(401)
+  })
+
+  it('skips a row it cannot read, and keeps every other key current', async () => {
+    const { body } = await admin(a, 'POST', '/admin/keys', { client_id: 'bad-row-client', team_id: 't' })
+    await within1s(async () => (await refusal(chat(b, String(body.key)))) === undefined)
+    const { connectRedis } = await import('../../shared/redis.ts')
+    const raw = connectRedis(redis.url, 2000)
+    await new Promise((r) => (raw.status === 'ready' ? r(undefined) : raw.once('ready', r)))
+    await raw.hset('gateway:keys', 'bad', '{oops')
+    raw.disconnect()
+    await admin(a, 'DELETE', `/admin/keys/${body.key_id}`)
+    await within1s(async () => (await refusal(chat(b, String(body.key))))?.status === 401)
+    await b.waitForLog((l) => l.msg === 'runtime key row skipped: it cannot be read')
   })
 })
