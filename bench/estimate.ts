@@ -32,7 +32,7 @@ for (const pair of estimatePairs()) {
 }
 for (const [kind, rs] of Object.entries(ratios)) console.log(`${kind}: guess/reported from ${Math.min(...rs).toFixed(2)} to ${Math.max(...rs).toFixed(2)} over ${rs.length} requests`)
 
-const prose = readFileSync(join(import.meta.dir, '..', 'README.md'), 'utf8')
+const prose = readFileSync(join(import.meta.dir, '..', 'docs', 'budgets.md'), 'utf8')
 const text = (n: number) => prose.repeat(Math.ceil(n / prose.length)).slice(0, n)
 const tool = (i: number) => ({ type: 'function', function: { name: `tool_${i}`, description: text(300), parameters: { type: 'object', properties: { q: { type: 'string' } } } } })
 const cases: Array<[string, ChatRequest]> = [

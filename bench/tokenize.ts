@@ -29,7 +29,7 @@ async function runBench(withOldPathological: boolean): Promise<void> {
     }
   }
 
-  const texts = { english: repeatTo(readFileSync(join(ROOT, 'README.md'), 'utf8'), 200_000), code: repeatTo(readSources(join(ROOT, 'gateway')), 200_000) }
+  const texts = { english: repeatTo(readFileSync(join(ROOT, 'docs', 'budgets.md'), 'utf8'), 200_000), code: repeatTo(readSources(join(ROOT, 'gateway')), 200_000) }
   for (const encoding of ENCODINGS) {
     await loadEncoding(encoding)
     const old = await loadTiktoken(encoding)
@@ -74,7 +74,7 @@ async function probeBlocks(): Promise<void> {
   console.log('setInterval(…, 0) gaps have a 1 ms floor (the timer resolution); a setImmediate chain times each slice itself.')
   console.log('"first" is the first run in this process (the JIT still compiling), "then" the worst of the next 3 runs.')
   await loadEncoding('o200k_base')
-  const english = repeatTo(readFileSync(join(ROOT, 'README.md'), 'utf8'), 1 << 20)
+  const english = repeatTo(readFileSync(join(ROOT, 'docs', 'budgets.md'), 'utf8'), 1 << 20)
   const inputs: [string, () => Promise<unknown>][] = [
     ['idle loop (100 ms)', () => Bun.sleep(100)],
     ['new, 1 MB English', countWith(english)],
