@@ -6,6 +6,7 @@ import { errorResponse, GatewayError, toGatewayError } from './errors.ts'
 import { adminKeys } from './routes/admin-keys.ts'
 import type { KeyRegistry } from './keys/registry.ts'
 import { AuditSink } from './keys/audit.ts'
+import { MemoryCacheStore, type CacheStore } from './cache/cache.ts'
 import { errorHandler } from './plugins/error-handler.ts'
 import { requestContext } from './plugins/request-context.ts'
 import { handleChatCompletions } from './routes/chat-completions.ts'
@@ -74,6 +75,8 @@ export interface AppDeps {
   keys?: KeyRegistry
   // Where the admin API's audit events go; absent: made here (log, and the worker at ANALYTICS_URL).
   audit?: AuditSink
+  // The response cache; absent: kept in this process's memory.
+  cache?: CacheStore
 }
 
 export function createApp(deps: AppDeps) {
@@ -103,6 +106,7 @@ export function createApp(deps: AppDeps) {
     quota: deps.quota,
     routing: deps.routing,
     onInternalError: (err: unknown, requestId: string) => deps.log.error('internal error', { request_id: requestId, err }),
+    cache: deps.cache ?? new MemoryCacheStore(),
   }
   const responsesApi = responsesSurface(deps.responses ?? new MemoryResponseStore())
   // Audit events: log lines, and rows in the analytics worker's ClickHouse when one is known.

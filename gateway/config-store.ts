@@ -1,6 +1,6 @@
 // The current config snapshot: building one may throw, swapping one in cannot.
 import type { Config } from '../shared/config/load.ts'
-import type { ClientConfig, RoutePolicy, UnsupportedParams } from '../shared/config/schema.ts'
+import type { CacheConfig, ClientConfig, RoutePolicy, UnsupportedParams } from '../shared/config/schema.ts'
 import { pricePerTokenPico } from '../shared/money.ts'
 import { Redactor } from '../shared/redact.ts'
 import { adapterFor } from './providers/registry.ts'
@@ -40,6 +40,8 @@ export interface RoutePlan {
   sticky: boolean
   // The route's unsupported_params (a model's own plan: none).
   unsupportedParams?: UnsupportedParams
+  // The route's response cache (a model's own plan: none).
+  cache?: CacheConfig
 }
 
 export interface Snapshot {
@@ -102,6 +104,7 @@ export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
       retries: r.retries ?? retries,
       sticky: r.sticky,
       ...(r.unsupported_params ? { unsupportedParams: r.unsupported_params } : {}),
+      ...(r.cache ? { cache: r.cache } : {}),
     })
   }
   const keys = new Map<string, Caller>()

@@ -3,7 +3,7 @@ import type { Caller, Route } from './config-store.ts'
 import type { ChatRequest } from './chat-request.ts'
 import { GatewayError } from './errors.ts'
 import type { Usage } from './providers/types.ts'
-import { buildUsageRecord, sentAttempts, type RequestOutcome, type UsageSink } from './usage.ts'
+import { buildUsageRecord, sentAttempts, type CacheHit, type RequestOutcome, type UsageSink } from './usage.ts'
 import type { Attempt, Endpoint, UsageRecord } from '../shared/usage-event.ts'
 import type { RequestBudget, AnswerSeen } from './request-budget.ts'
 import type { UsageGuard } from './usage-check.ts'
@@ -52,6 +52,8 @@ export type Ending =
   | { kind: 'abandoned' }
   // A stream ended, whichever way.
   | { kind: 'stream'; stream: StreamOutcome }
+  // Answered from the response cache: no provider called, nothing billed.
+  | { kind: 'cached'; hit: CacheHit }
 
 type State =
   | { name: 'routing' }
@@ -196,6 +198,9 @@ export class RequestLedger {
     const o = this.outcome
     let route = served?.route
     switch (ending.kind) {
+      case 'cached':
+        o.cacheHit = ending.hit
+        return this.#write()
       case 'answered':
         o.usage = ending.usage
         return this.#write()

@@ -23,6 +23,7 @@ import { RedisQuotaStore } from './quota/redis-store.ts'
 import { MemoryResponseStore, RedisResponseStore } from './surfaces/responses/store.ts'
 import { KeyRegistry } from './keys/registry.ts'
 import { AuditSink } from './keys/audit.ts'
+import { MemoryCacheStore, RedisCacheStore } from './cache/cache.ts'
 import { RedisKeyStore, SqliteKeyStore } from './keys/store.ts'
 import { join } from 'node:path'
 import { LeasedQuotaStore } from './quota/leased-store.ts'
@@ -190,6 +191,7 @@ export async function runGateway(extras: GatewayExtras = {}): Promise<void> {
     responses: redis ? new RedisResponseStore(redis) : new MemoryResponseStore(),
     keys,
     audit,
+    cache: redis ? new RedisCacheStore(redis) : new MemoryCacheStore(),
     readiness: () => (persistence ? { quota_store: 'redis', ...persistence.detail() } : { quota_store: 'memory' }),
   })
   try {

@@ -30,19 +30,30 @@ export interface RequestOutcome {
   endpoint: Endpoint
   // Parameters left out for the target that served it (unsupported_params: drop).
   droppedParams?: string[]
+  // Answered from the response cache.
+  cacheHit?: CacheHit
+}
+
+// What a cached answer was, and what serving it again saved.
+export interface CacheHit {
+  provider_id: string
+  upstream_model: string
+  saved_tokens: number
+  saved_pico: number
 }
 
 export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecord {
   const u = o.usage
   const pico = o.target && u ? costPico(o.target.price, u.input_tokens, u.output_tokens) : 0
+  const hit = o.cacheHit
   return {
     request_id: o.requestId,
     client_request_id: o.clientRequestId ?? null,
     client_id: o.caller.client.client_id,
     team_id: o.caller.client.team_id,
-    provider_id: o.target?.provider.provider_id ?? '',
+    provider_id: hit?.provider_id ?? o.target?.provider.provider_id ?? '',
     model: o.model,
-    upstream_model: o.target?.upstreamModel ?? '',
+    upstream_model: hit?.upstream_model ?? o.target?.upstreamModel ?? '',
     input_tokens: u?.input_tokens ?? 0,
     output_tokens: u?.output_tokens ?? 0,
     cached_input_tokens: u?.cached_input_tokens ?? 0,
@@ -67,6 +78,7 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     endpoint: o.endpoint,
     ...(o.droppedParams ? { dropped_params: o.droppedParams } : {}),
     key_id: o.caller.key ? o.caller.key.key_id : `config:${o.caller.keyName}`,
+    ...(hit ? { cache_hit: true, cache_saved_tokens: hit.saved_tokens, cache_saved_pico: hit.saved_pico } : {}),
   }
 }
 

@@ -65,5 +65,9 @@ export const UsageRecord = t.Object({
   // The key the request was made with: a runtime key's id, or config:<key name> for one of the
   // config file's keys; absent in records of gateways that did not say.
   key_id: t.Optional(t.String()),
+  // Answered from the response cache: no provider called, tokens and cost 0; what it saved.
+  cache_hit: t.Optional(t.Boolean()),
+  cache_saved_tokens: t.Optional(t.Integer({ minimum: 0 })),
+  cache_saved_pico: t.Optional(t.Integer({ minimum: 0 })),
 })
 export type UsageRecord = Static<typeof UsageRecord>

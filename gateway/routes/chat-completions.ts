@@ -14,6 +14,10 @@ import type { PendingWork } from '../pending-work.ts'
 import type { LiveRequests } from '../live-requests.ts'
 import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { openAiSurface, type Surface } from '../surfaces/surface.ts'
+import { answerOfBody, cacheUseOf, replayBody, replayStream, type CachedAnswer, type CacheStore, type CacheUse } from '../cache/cache.ts'
+import { tapStreamForCache } from '../cache/tap.ts'
+import type { ProviderAdapter } from '../providers/types.ts'
+import { costPico } from '../../shared/money.ts'
 import type { QuotaService } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
 import { dispatch, type DispatchDeps, type DispatchSettings, type Dispatched } from '../upstream/dispatch.ts'
@@ -37,6 +41,8 @@ export interface ChatDeps {
   // The requests under way, each with its signal: a shutdown stops those its drain window outlived.
   live: LiveRequests
   onInternalError(err: unknown, requestId: string): void
+  // The response cache (routes and clients opt in); absent: none.
+  cache?: CacheStore
 }
 
 export interface RequestContext {
@@ -102,10 +108,28 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   routing.end()
   ledger.routed(decision.chain[0])
 
-  const chain = await reserve(ctx.surface ?? openAiSurface, ledger, decision.chain, ctx.snapshot, tr)
+  // The response cache, for the routes and clients that opted in (chat completions only).
+  const surface = ctx.surface ?? openAiSurface
+  const use = deps.cache && surface === openAiSurface ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
+  if (use && deps.cache) {
+    ledger.headers['x-gateway-cache'] = 'miss'
+    const hit = use.lookup ? await deps.cache.get(use.key).catch(() => undefined) : undefined
+    if (hit) return serveFromCache(ctx, deps, ledger, req, hit)
+  }
+  const chain = await reserve(surface, ledger, decision.chain, ctx.snapshot, tr)
   if (chain instanceof Response) return chain
-  const plan = callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr)
+  const plan: CallPlan = { ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr), cache: use?.store ? { use, store: deps.cache! } : undefined }
   return ledger.outcome.stream ? relayStream(ctx, ledger, plan, req) : answerOnce(ctx, ledger, plan)
+}
+
+// A cached answer: no budget reserved, no provider called, recorded as a hit (cost 0, what it saved).
+function serveFromCache(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, req: ChatRequest, hit: CachedAnswer): Response {
+  deps.metrics.cacheHits.inc([])
+  const headers: Record<string, string> = { ...ledger.headers, 'x-gateway-cache': 'hit', 'x-gateway-provider': hit.provider_id, 'x-gateway-model': hit.upstream_model, 'x-gateway-attempts': '0' }
+  ledger.outcome.ttfbMs = performance.now() - ctx.startedAt
+  ledger.end({ kind: 'cached', hit: { provider_id: hit.provider_id, upstream_model: hit.upstream_model, saved_tokens: hit.usage.input_tokens + hit.usage.output_tokens, saved_pico: hit.cost_pico } })
+  if (ledger.outcome.stream) return new Response(replayStream(hit, (ctx.surface ?? openAiSurface).wantsUsageChunk(req)), { headers: { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' } })
+  return new Response(replayBody(hit), { headers: { ...headers, 'content-type': 'application/json' } })
 }
 
 interface Accepted {
@@ -187,6 +211,8 @@ async function reserve(surface: Surface, ledger: RequestLedger, chain: readonly 
 // How the request's calls are made: the chain, the settings, admission (with a top-up reservation
 // after a call that may have been billed), a span per call.
 export interface CallPlan {
+  // Where the answer is kept for the response cache, when the request uses it.
+  cache?: { use: CacheUse; store: CacheStore }
   chain: readonly Route[]
   settings: DispatchSettings
   deps: DispatchDeps
@@ -261,6 +287,11 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
     // counts, nor a second usage key (JSON takes the last; the caller's parser may not).
     if (usage !== reported || reported.rewrite || body.indexOf('"usage"') !== body.lastIndexOf('"usage"')) body = surface.withUsage(body, usage)
     ledger.end({ kind: 'answered', usage })
+    // Kept for the cache: an answer whose usage passed the check.
+    if (plan.cache && usage === reported) {
+      const answer = answerOfBody(body, usage, { provider_id: route.target.provider.provider_id, upstream_model: route.target.upstreamModel, cost_pico: costPico(route.target.price, usage.input_tokens, usage.output_tokens) })
+      if (answer) void plan.cache.store.put(plan.cache.use.key, answer, plan.cache.use.config.ttl_seconds * 1000).catch(() => undefined)
+    }
   } else {
     // No usage in the answer: recorded as counted from its text, booked as the whole estimate.
     ledger.end({ kind: 'unreported', seen: { body }, bookWhole: true })
@@ -288,7 +319,7 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       (r) => {
         const guard = ledger.trying(r)
         return plan.attempt(r, (h) =>
-          openChatStream(surface.adapterFor(r, budget.requestFor(r)), r.target, budget.requestFor(r), {
+          openChatStream(cacheTap(plan, surface.adapterFor(r, budget.requestFor(r))), r.target, budget.requestFor(r), {
             limits: { maxEventBytes: server.max_event_bytes, maxErrorBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio },
             callerWantsUsage: surface.wantsUsageChunk(req),
             errorFrame: surface.errorFrame,
@@ -316,4 +347,11 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
   const headers: Record<string, string> = { ...ledger.headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }
   if (opened.upstreamRequestId) headers['x-upstream-request-id'] = opened.upstreamRequestId
   return new Response(opened.body, { headers })
+}
+
+// A streamed answer kept for the cache as it completes, when the request uses it.
+function cacheTap(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
+  const cache = plan.cache
+  if (!cache) return adapter
+  return tapStreamForCache(adapter, (answer) => void cache.store.put(cache.use.key, answer, cache.use.config.ttl_seconds * 1000).catch(() => undefined))
 }

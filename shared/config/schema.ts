@@ -67,6 +67,19 @@ export const VirtualKey = t.Object(
 export const UnsupportedParams = t.Union([t.Literal('reject'), t.Literal('drop')])
 export type UnsupportedParams = Static<typeof UnsupportedParams>
 
+// The response cache, opt-in per route or client (the client's setting wins): answers kept for
+// ttl_seconds, shared within the scope (team by default: one tenant never reads another's), for
+// deterministic requests (temperature 0) unless deterministic_only is false.
+export const CacheConfig = t.Object(
+  {
+    ttl_seconds: t.Integer({ minimum: 1, maximum: 30 * 86_400 }),
+    scope: t.Union([t.Literal('team'), t.Literal('client'), t.Literal('global')], { default: 'team' }),
+    deterministic_only: t.Boolean({ default: true }),
+  },
+  strict,
+)
+export type CacheConfig = Static<typeof CacheConfig>
+
 export const ClientConfig = t.Object(
   {
     client_id: t.String({ minLength: 1 }),
@@ -76,6 +89,7 @@ export const ClientConfig = t.Object(
     keys: t.Array(VirtualKey, { minItems: 1 }),
     // Overrides the route's setting; a request's x-gateway-options overrides this.
     unsupported_params: t.Optional(UnsupportedParams),
+    cache: t.Optional(CacheConfig),
   },
   strict,
 )
@@ -206,6 +220,7 @@ export const RouteConfig = t.Object(
     sticky: t.Boolean({ default: false }),
     // reject (default) or drop: see UnsupportedParams.
     unsupported_params: t.Optional(UnsupportedParams),
+    cache: t.Optional(CacheConfig),
   },
   strict,
 )
