@@ -62,7 +62,9 @@ async function main(): Promise<number> {
     return 0
   }
   const dims = (values.by ?? '').split(',').filter(Boolean)
-  const columns = [...dims, 'requests', 'errors', 'fallbacks', 'input_tokens', 'output_tokens', 'cost_usd']
+  // What the response cache saved shows when it saved anything.
+  const cached = rows.some((r) => Number(r.cache_hits ?? 0) > 0)
+  const columns = [...dims, 'requests', 'errors', 'fallbacks', 'input_tokens', 'output_tokens', 'cost_usd', ...(cached ? ['cache_hits', 'cache_saved_usd'] : [])]
   const table = [columns, ...rows.map((r) => columns.map((c) => String(r[c] ?? '')))]
   const widths = columns.map((_, i) => Math.max(...table.map((line) => (line[i] ?? '').length)))
   const render = (line: string[]) => line.map((cell, i) => (i < dims.length ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ')

@@ -10,7 +10,7 @@ import { loadMigrations, migrate, splitStatements } from './migrate.ts'
 describe('migration files', () => {
   it('are numbered, unique and split into single statements', () => {
     const ms = loadMigrations()
-    expect(ms.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007'])
+    expect(ms.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008'])
     for (const m of ms) for (const s of m.statements) expect(s).not.toContain(';')
   })
 
@@ -31,11 +31,11 @@ for (const kind of ENGINES) {
 
     it('applies every migration once, even when two workers start at once', async () => {
       const [a, b] = await Promise.all([migrate(engine.ch), migrate(engine.ch)])
-      expect([...new Set([...(a ?? []), ...(b ?? [])])].sort()).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007'])
+      expect([...new Set([...(a ?? []), ...(b ?? [])])].sort()).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008'])
       const tables = await engine.ch.query<{ name: string }>("SELECT name FROM system.tables WHERE database = 'default' ORDER BY name")
       expect(tables.map((t) => t.name)).toEqual(['audit_events', 'schema_migrations', 'usage_daily', 'usage_daily_staging', 'usage_raw'])
       const recorded = await engine.ch.query<{ version: string }>('SELECT version FROM schema_migrations FINAL ORDER BY version')
-      expect(recorded.map((r) => r.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007'])
+      expect(recorded.map((r) => r.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008'])
     })
 
     it('applies nothing when run again', async () => {
@@ -61,7 +61,7 @@ for (const kind of ENGINES) {
         for (const f of ['0001_usage_raw.sql', '0002_usage_daily.sql']) cpSync(join(import.meta.dir, 'migrations', f), join(old, f))
         expect(await migrate(engine.ch, old)).toEqual(['0001', '0002'])
         await engine.ch.insertRows('usage_raw', [{ request_id: 'before', client_id: 'c', team_id: 't', provider_id: 'p', model: 'm', upstream_model: 'm', status: 'success', attempt_log: '[]', created_at: '2024-01-01 00:00:00' }])
-        expect(await migrate(engine.ch)).toEqual(['0003', '0004', '0005', '0006', '0007'])
+        expect(await migrate(engine.ch)).toEqual(['0003', '0004', '0005', '0006', '0007', '0008'])
         await insertUsage(engine.ch, [usageRecord({ request_id: 'after', client_request_id: 'theirs-1', endpoint: 'embeddings' }), usageRecord({ request_id: 'older-gateway' })])
         const rows = await engine.ch.query<{ request_id: string; client_request_id: string | null; endpoint: string }>('SELECT request_id, client_request_id, endpoint FROM usage_raw FINAL ORDER BY request_id')
         // Rows from before, and records from gateways that did not say, were chat completions.

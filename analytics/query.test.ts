@@ -57,6 +57,7 @@ function generateRecords(n: number, seed: number): UsageRecord[] {
       client_id: pick(['c1', 'c2', 'c3', NASTY_CLIENT]),
       team_id: pick(['t1', 't2']),
       key_id: pick(['key_a', 'config:k1', '']),
+      ...(rnd() < 0.2 ? { cache_hit: true, cache_saved_pico: Math.floor(rnd() * 1e9) } : {}),
       provider_id: pick(['openai', 'anthropic', 'gemini']),
       model: pick(['m1', 'm2']),
       input_tokens: Math.floor(rnd() * 100_000),
@@ -105,6 +106,8 @@ function expectedCosts(records: readonly UsageRecord[], q: CostQuery): CostRow[]
       output_tokens: rs.reduce((s, r) => s + r.output_tokens, 0),
       cost_pico: String(pico),
       cost_usd: picoToUsdString(pico),
+      cache_hits: rs.filter((r) => r.cache_hit).length,
+      cache_saved_usd: picoToUsdString(rs.reduce((s, r) => s + BigInt(r.cache_saved_pico ?? 0), 0n)),
     }
   })
 }

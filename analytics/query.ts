@@ -34,6 +34,9 @@ export type CostRow = { [D in CostDimension]?: string } & {
   cost_pico: string
   // The same amount in USD, exact: cost_pico / 1e12 with all 12 decimals.
   cost_usd: string
+  // Requests answered from the response cache, and what they saved (their first answers' cost).
+  cache_hits: number
+  cache_saved_usd: string
 }
 
 // usage_daily's column for each dimension; `day` is returned as YYYY-MM-DD.
@@ -77,6 +80,9 @@ export function costQuerySql(q: CostQuery): string {
       // wraps past 2^64 pico-dollars (about $18.4M), reachable over a long range.
       'sum(intDiv(cost_pico, 1000000)) AS sum_cost_micro',
       'sum(cost_pico % 1000000) AS sum_cost_pico_rest',
+      'sum(cache_hits) AS sum_cache_hits',
+      'sum(intDiv(cache_saved_pico, 1000000)) AS sum_saved_micro',
+      'sum(cache_saved_pico % 1000000) AS sum_saved_pico_rest',
     ].join(', ')}`,
     'FROM usage_daily',
     `WHERE ${where.join(' AND ')}`,
@@ -93,6 +99,9 @@ interface SumRow {
   sum_output_tokens: string
   sum_cost_micro: string
   sum_cost_pico_rest: string
+  sum_cache_hits: string
+  sum_saved_micro: string
+  sum_saved_pico_rest: string
   [dimension: string]: string
 }
 
@@ -101,6 +110,7 @@ export async function queryCosts(ch: ClickHouse, q: CostQuery): Promise<CostRow[
   const rows = await ch.query<SumRow>(costQuerySql(q))
   return rows.map((r) => {
     const pico = BigInt(r.sum_cost_micro) * 1_000_000n + BigInt(r.sum_cost_pico_rest)
+    const saved = BigInt(r.sum_saved_micro) * 1_000_000n + BigInt(r.sum_saved_pico_rest)
     const out: CostRow = {
       requests: Number(r.sum_requests),
       errors: Number(r.sum_errors),
@@ -109,6 +119,8 @@ export async function queryCosts(ch: ClickHouse, q: CostQuery): Promise<CostRow[
       output_tokens: Number(r.sum_output_tokens),
       cost_pico: String(pico),
       cost_usd: picoToUsdString(pico),
+      cache_hits: Number(r.sum_cache_hits),
+      cache_saved_usd: picoToUsdString(saved),
     }
     for (const d of by) out[d] = String(r[d])
     return out

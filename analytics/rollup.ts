@@ -75,7 +75,7 @@ ORDER BY d`)
 export function rollupInsertSql(day: string, into = 'usage_daily_staging'): string {
   const d = `toDate(${sqlDate(day)})`
   return `INSERT INTO ${into} (day, client_id, team_id, provider_id, model, key_id, requests, errors, fallbacks,
-  input_tokens, output_tokens, cached_input_tokens, cost_pico, latency_p50_ms, latency_p95_ms, latency_p99_ms, computed_at)
+  input_tokens, output_tokens, cached_input_tokens, cost_pico, cache_hits, cache_saved_pico, latency_p50_ms, latency_p95_ms, latency_p99_ms, computed_at)
 SELECT
   ${d} AS d,
   client_id, team_id, provider_id, model, key_id,
@@ -86,6 +86,8 @@ SELECT
   sum(output_tokens) AS sum_output_tokens,
   sum(cached_input_tokens) AS sum_cached_input_tokens,
   sum(cost_pico) AS sum_cost_pico,
+  sum(cache_hit) AS n_cache_hits,
+  sum(cache_saved_pico) AS sum_cache_saved_pico,
   quantileExact(0.5)(latency_ms) AS p50,
   quantileExact(0.95)(latency_ms) AS p95,
   quantileExact(0.99)(latency_ms) AS p99,

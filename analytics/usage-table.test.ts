@@ -30,7 +30,7 @@ describe('toRow', () => {
 // What a row reads back as: JSON from either engine (UInt64 as strings, Date/DateTime as text).
 function expectedRow(r: UsageRecord): Record<string, unknown> {
   const row = toRow(r)
-  for (const k of ['input_tokens', 'output_tokens', 'cached_input_tokens', 'cache_write_input_tokens', 'reasoning_tokens', 'cost_pico']) row[k] = String(row[k])
+  for (const k of ['input_tokens', 'output_tokens', 'cached_input_tokens', 'cache_write_input_tokens', 'reasoning_tokens', 'cost_pico', 'cache_saved_pico']) row[k] = String(row[k])
   return row
 }
 

@@ -38,6 +38,8 @@ export function toRow(r: UsageRecord): Record<string, unknown> {
     endpoint: r.endpoint ?? 'chat.completions',
     dropped_params: (r.dropped_params ?? []).join(','),
     key_id: r.key_id ?? '',
+    cache_hit: r.cache_hit ? 1 : 0,
+    cache_saved_pico: r.cache_saved_pico ?? 0,
   }
 }
 

@@ -213,6 +213,9 @@ async function loadSpend() {
       cell(row, `$${t.usd.toFixed(6)}`)
       body.append(row)
     }
+    const hits = rows.reduce((n, r) => n + Number(r.cache_hits ?? 0), 0)
+    const saved = rows.reduce((n, r) => n + Number(r.cache_saved_usd ?? 0), 0)
+    $('#saved').textContent = hits > 0 ? `The response cache answered ${hits} requests, saving $${saved.toFixed(6)}.` : ''
     $('#spend-error').textContent = rows.length === 0 ? 'No spend in these days yet (rollups run every few minutes; "Roll up today first" makes today\'s now).' : ''
   } catch (err) {
     fail('#spend-error', err)
