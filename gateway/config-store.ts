@@ -42,6 +42,8 @@ export interface RoutePlan {
   unsupportedParams?: UnsupportedParams
   // The route's response cache (a model's own plan: none).
   cache?: CacheConfig
+  // The route's guardrail ids.
+  guardrails?: readonly string[]
 }
 
 export interface Snapshot {
@@ -105,6 +107,7 @@ export function buildSnapshot(config: Config, now = Date.now()): Snapshot {
       sticky: r.sticky,
       ...(r.unsupported_params ? { unsupportedParams: r.unsupported_params } : {}),
       ...(r.cache ? { cache: r.cache } : {}),
+      ...(r.guardrails ? { guardrails: r.guardrails } : {}),
     })
   }
   const keys = new Map<string, Caller>()

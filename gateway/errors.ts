@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'model_not_found'
   | 'not_found'
   | 'conflict'
+  | 'content_policy_violation'
   | 'body_too_large'
   | 'request_timeout'
   | 'context_length_exceeded'
@@ -47,6 +48,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   not_found: { status: 404, type: 'invalid_request' },
   // The thing changed under the request (another write came first): read it again, then decide.
   conflict: { status: 409, type: 'invalid_request' },
+  // A guardrail refused the request (its param names the guardrail, never the text it matched).
+  content_policy_violation: { status: 400, type: 'invalid_request' },
   body_too_large: { status: 413, type: 'invalid_request' },
   // The caller did not send its body within the deadline.
   request_timeout: { status: 408, type: 'invalid_request' },

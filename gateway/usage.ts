@@ -32,6 +32,8 @@ export interface RequestOutcome {
   droppedParams?: string[]
   // Answered from the response cache.
   cacheHit?: CacheHit
+  // Guardrails that fired, and what each did.
+  guardrails?: Array<{ id: string; action: string }>
 }
 
 // What a cached answer was, and what serving it again saved.
@@ -79,6 +81,7 @@ export function buildUsageRecord(o: RequestOutcome, endedAt: number): UsageRecor
     ...(o.droppedParams ? { dropped_params: o.droppedParams } : {}),
     key_id: o.caller.key ? o.caller.key.key_id : `config:${o.caller.keyName}`,
     ...(hit ? { cache_hit: true, cache_saved_tokens: hit.saved_tokens, cache_saved_pico: hit.saved_pico } : {}),
+    ...(o.guardrails ? { guardrails: o.guardrails } : {}),
   }
 }
 

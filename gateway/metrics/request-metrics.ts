@@ -31,6 +31,7 @@ export class GatewayMetrics implements UsageSink {
     new Histogram('gateway_overhead_seconds', "The gateway's own time in a non-streaming request answered by its first call: whole minus provider time.", [], OVERHEAD_BUCKETS),
   )
   readonly ttfb = this.registry.register(new Histogram('gateway_time_to_first_byte_seconds', 'Streams: arrival to the first content sent.', ROUTE, LATENCY_BUCKETS))
+  readonly guardrails = this.registry.register(new Counter('gateway_guardrail_actions_total', 'Guardrails that fired, by guardrail id and what they did (redact, block, log).', ['guardrail', 'action']))
   readonly cacheHits = this.registry.register(new Counter('gateway_cache_hits_total', 'Chat requests answered from the response cache (no provider called, nothing billed).', []))
   readonly tokens = this.registry.register(new Counter('gateway_tokens_total', 'Tokens billed, input and output.', [...CALLER, 'direction']))
   readonly cost = this.registry.register(new Counter('gateway_cost_micro_usd_total', 'Cost in micro-dollars (exact pico-dollar sums divided by a million).', CALLER))

@@ -16,6 +16,8 @@ import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { openAiSurface, type Surface } from '../surfaces/surface.ts'
 import { answerOfBody, cacheUseOf, replayBody, replayStream, type CachedAnswer, type CacheStore, type CacheUse } from '../cache/cache.ts'
 import { tapStreamForCache } from '../cache/tap.ts'
+import { applyGuardrails, guardrailsFor, type Fired, type GuardrailRun } from '../guardrails/apply.ts'
+import { restoringAdapter } from '../guardrails/restore.ts'
 import type { ProviderAdapter } from '../providers/types.ts'
 import { costPico } from '../../shared/money.ts'
 import type { QuotaService } from '../quota/quota.ts'
@@ -85,17 +87,47 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     return surface.errorResponse(accepted, CLOSE_AFTER.has(accepted.code) ? { ...baseHeaders, connection: 'close' } : baseHeaders)
   }
   ctx.connection.hold()
-  const ledger = openLedger(ctx, deps, place, tr, accepted, baseHeaders, live.signal)
+  // Guardrails first: a refused request is recorded (which guardrail, nothing billed), a redacted
+  // one goes on as the provider will see it.
+  let guarded: GuardrailRun | undefined
   try {
-    return await serve(ctx, deps, ledger, accepted, tr)
+    guarded = await runGuardrails(ctx, deps, accepted)
+  } catch (err) {
+    const refused = openLedger(ctx, deps, place, tr, accepted, baseHeaders, live.signal)
+    noteGuardrails(deps, refused, (err as { fired?: Fired[] }).fired)
+    return failed(surface, refused, err)
+  }
+  const request: Accepted = guarded ? { ...accepted, req: guarded.req, restore: guarded.restore, redacted: guarded.fired.some((f) => f.action === 'redact') } : accepted
+  const ledger = openLedger(ctx, deps, place, tr, request, baseHeaders, live.signal)
+  noteGuardrails(deps, ledger, guarded?.fired)
+  try {
+    return await serve(ctx, deps, ledger, request, tr)
   } catch (err) {
     // A fault of the gateway's own on the way: the request still ends, recorded, its place freed.
     return failed(surface, ledger, err)
   }
 }
 
+// The guardrails of the defaults, the route and the client, applied to the request.
+async function runGuardrails(ctx: RequestContext, deps: ChatDeps, a: Accepted): Promise<GuardrailRun | undefined> {
+  const file = ctx.snapshot.config.file
+  if (file.guardrails.length === 0) return undefined
+  const list = guardrailsFor(file.guardrails, [file.guardrail_defaults, ctx.snapshot.routes.get(a.req.model)?.guardrails, a.caller.client.guardrails])
+  if (list.length === 0) return undefined
+  return applyGuardrails(a.req, list, (providerId) => {
+    const target = [...ctx.snapshot.targets.values()].find((r) => r.target.provider.provider_id === providerId)?.target
+    return target ? { baseUrl: target.provider.base_url, apiKey: target.apiKey } : undefined
+  })
+}
+
+function noteGuardrails(deps: ChatDeps, ledger: RequestLedger, fired: Fired[] | undefined): void {
+  if (!fired?.length) return
+  ledger.outcome.guardrails = fired.map((f) => ({ id: f.id, action: f.action }))
+  for (const f of fired) deps.metrics.guardrails.inc([f.id, f.action])
+}
+
 // An accepted request: route, reserve, then answer once or relay a stream.
-async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, { caller, req, options }: Accepted, tr: RequestTrace): Promise<Response> {
+async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, { caller, req, options, restore, redacted }: Accepted, tr: RequestTrace): Promise<Response> {
   const routing = tr.step('route')
   let decision: RoutingDecision
   try {
@@ -110,7 +142,7 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
 
   // The response cache, for the routes and clients that opted in (chat completions only).
   const surface = ctx.surface ?? openAiSurface
-  const use = deps.cache && surface === openAiSurface ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
+  const use = deps.cache && surface === openAiSurface && !redacted ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
   if (use && deps.cache) {
     ledger.headers['x-gateway-cache'] = 'miss'
     const hit = use.lookup ? await deps.cache.get(use.key).catch(() => undefined) : undefined
@@ -118,7 +150,7 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   }
   const chain = await reserve(surface, ledger, decision.chain, ctx.snapshot, tr)
   if (chain instanceof Response) return chain
-  const plan: CallPlan = { ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr), cache: use?.store ? { use, store: deps.cache! } : undefined }
+  const plan: CallPlan = { ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr), cache: use?.store ? { use, store: deps.cache! } : undefined, restore }
   return ledger.outcome.stream ? relayStream(ctx, ledger, plan, req) : answerOnce(ctx, ledger, plan)
 }
 
@@ -136,6 +168,10 @@ interface Accepted {
   caller: Caller
   req: ChatRequest
   options: GatewayOptions
+  // Placeholders of redacted text → the originals, put back into the answer (pii restore).
+  restore?: Map<string, string>
+  // A guardrail changed the request: its answer is not cached (it would answer others' originals).
+  redacted?: boolean
 }
 
 // Who is calling and what it asks: the key, the gateway options, the body under its deadline.
@@ -211,6 +247,8 @@ async function reserve(surface: Surface, ledger: RequestLedger, chain: readonly 
 // How the request's calls are made: the chain, the settings, admission (with a top-up reservation
 // after a call that may have been billed), a span per call.
 export interface CallPlan {
+  // The originals of redacted text, put back into the answer.
+  restore?: Map<string, string>
   // Where the answer is kept for the response cache, when the request uses it.
   cache?: { use: CacheUse; store: CacheStore }
   chain: readonly Route[]
@@ -267,7 +305,7 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
   try {
     served = await dispatch(plan.chain, plan.settings, plan.deps, ledger.signal, ledger.attempts, (r) => {
       ledger.trying(r)
-      return plan.attempt(r, (h) => completeChat(surface.adapterFor(r, budget.requestFor(r)), r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
+      return plan.attempt(r, (h) => completeChat(restoring(plan, surface.adapterFor(r, budget.requestFor(r))), r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
     })
   } catch (err) {
     if (err !== CLIENT_CLOSED) return failed(surface, ledger, err)
@@ -319,7 +357,7 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       (r) => {
         const guard = ledger.trying(r)
         return plan.attempt(r, (h) =>
-          openChatStream(cacheTap(plan, surface.adapterFor(r, budget.requestFor(r))), r.target, budget.requestFor(r), {
+          openChatStream(restoring(plan, cacheTap(plan, surface.adapterFor(r, budget.requestFor(r)))), r.target, budget.requestFor(r), {
             limits: { maxEventBytes: server.max_event_bytes, maxErrorBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio },
             callerWantsUsage: surface.wantsUsageChunk(req),
             errorFrame: surface.errorFrame,
@@ -354,4 +392,9 @@ function cacheTap(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
   const cache = plan.cache
   if (!cache) return adapter
   return tapStreamForCache(adapter, (answer) => void cache.store.put(cache.use.key, answer, cache.use.config.ttl_seconds * 1000).catch(() => undefined))
+}
+
+// The answer with the originals of redacted text put back, when a guardrail asked for it.
+function restoring(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
+  return plan.restore ? restoringAdapter(adapter, plan.restore) : adapter
 }

@@ -170,6 +170,7 @@ function checkReferences(file: GatewayConfig): string[] {
     if (q.entity_type === 'team' && q.entity_id !== undefined && !teamIds.has(q.entity_id)) problems.push(`/quotas/${i}/entity_id: no team "${q.entity_id}"`)
   })
   problems.push(...checkRoutes(file))
+  problems.push(...checkGuardrails(file))
   // A reservation must outlive the request: the last attempt may start at max_total_ms and run
   // for its own timeout. Shorter, and a slow request's usage would find its reservation gone.
   if (file.quotas.length > 0) {
@@ -193,6 +194,32 @@ function checkReferences(file: GatewayConfig): string[] {
       hashes.add(k.sha256)
     })
   })
+  return problems
+}
+
+function checkGuardrails(file: GatewayConfig): string[] {
+  const problems: string[] = []
+  const ids = new Set<string>()
+  file.guardrails.forEach((g, i) => {
+    if (ids.has(g.id)) problems.push(`/guardrails/${i}/id: duplicate "${g.id}"`)
+    ids.add(g.id)
+    if (g.kind === 'regex') {
+      g.patterns.forEach((p, j) => {
+        try {
+          new RegExp(p, 'giu')
+        } catch (err) {
+          problems.push(`/guardrails/${i}/patterns/${j}: not a regular expression (${(err as Error).message})`)
+        }
+      })
+    }
+    if (g.kind === 'moderation' && !file.providers.some((p) => p.provider_id === g.provider)) problems.push(`/guardrails/${i}/provider: no provider "${g.provider}"`)
+  })
+  const named = (list: readonly string[] | undefined, at: string) => list?.forEach((id, j) => {
+    if (!ids.has(id)) problems.push(`${at}/${j}: no guardrail "${id}"`)
+  })
+  named(file.guardrail_defaults, '/guardrail_defaults')
+  file.routes.forEach((r, i) => named(r.guardrails, `/routes/${i}/guardrails`))
+  file.clients.forEach((c, i) => named(c.guardrails, `/clients/${i}/guardrails`))
   return problems
 }
 

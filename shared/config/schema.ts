@@ -80,6 +80,49 @@ export const CacheConfig = t.Object(
 )
 export type CacheConfig = Static<typeof CacheConfig>
 
+// Guardrails: checks on what a request sends (and, for pii restore, what it gets back), by id.
+const GuardrailId = t.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })
+export const GuardrailConfig = t.Union([
+  t.Object(
+    {
+      id: GuardrailId,
+      kind: t.Literal('pii'),
+      // redact: replaced before the provider sees it ([EMAIL_1], ...); block: the request is refused.
+      action: t.Union([t.Literal('redact'), t.Literal('block')]),
+      // With redact: the originals put back in the answer (stream included).
+      restore: t.Boolean({ default: false }),
+      types: t.Array(t.Union([t.Literal('email'), t.Literal('phone'), t.Literal('card'), t.Literal('iban'), t.Literal('secret')]), { default: ['email', 'phone', 'card', 'iban', 'secret'] }),
+    },
+    strict,
+  ),
+  t.Object(
+    {
+      id: GuardrailId,
+      kind: t.Literal('regex'),
+      action: t.Union([t.Literal('redact'), t.Literal('block')]),
+      // JavaScript regular expressions, matched case-insensitively.
+      patterns: t.Array(t.String({ minLength: 1, maxLength: 1000 }), { minItems: 1, maxItems: 100 }),
+    },
+    strict,
+  ),
+  t.Object({ id: GuardrailId, kind: t.Literal('prompt_injection'), action: t.Union([t.Literal('block'), t.Literal('log')]) }, strict),
+  t.Object(
+    {
+      id: GuardrailId,
+      kind: t.Literal('moderation'),
+      // A provider speaking OpenAI's /v1/moderations (its base_url and key), and the model to ask.
+      provider: t.String({ minLength: 1 }),
+      model: t.String({ minLength: 1 }),
+      applies_to: t.Union([t.Literal('input')], { default: 'input' }),
+      timeout_ms: t.Integer({ minimum: 10, maximum: 60_000, default: 2000 }),
+      on_error: t.Union([t.Literal('allow'), t.Literal('block')], { default: 'allow' }),
+      action: t.Union([t.Literal('block'), t.Literal('log')]),
+    },
+    strict,
+  ),
+])
+export type GuardrailConfig = Static<typeof GuardrailConfig>
+
 export const ClientConfig = t.Object(
   {
     client_id: t.String({ minLength: 1 }),
@@ -90,6 +133,8 @@ export const ClientConfig = t.Object(
     // Overrides the route's setting; a request's x-gateway-options overrides this.
     unsupported_params: t.Optional(UnsupportedParams),
     cache: t.Optional(CacheConfig),
+    // Guardrail ids applied to this client's requests (beside guardrail_defaults and the route's).
+    guardrails: t.Optional(t.Array(GuardrailId)),
   },
   strict,
 )
@@ -221,6 +266,8 @@ export const RouteConfig = t.Object(
     // reject (default) or drop: see UnsupportedParams.
     unsupported_params: t.Optional(UnsupportedParams),
     cache: t.Optional(CacheConfig),
+    // Guardrail ids applied to this client's requests (beside guardrail_defaults and the route's).
+    guardrails: t.Optional(t.Array(GuardrailId)),
   },
   strict,
 )
@@ -322,6 +369,9 @@ export const GatewayConfig = t.Object(
     usage: UsageSettings,
     providers: t.Array(ProviderConfig, { minItems: 1 }),
     routes: t.Array(RouteConfig, { default: [] }),
+    guardrails: t.Array(GuardrailConfig, { default: [] }),
+    // Guardrail ids applied to every request.
+    guardrail_defaults: t.Array(GuardrailId, { default: [] }),
     routing: RoutingSettings,
     clients: t.Array(ClientConfig, { default: [] }),
     quotas: t.Array(QuotaRecord, { default: [] }),

@@ -159,6 +159,7 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
         return denied ?? Response.json({ object: 'list', data: [{ id: 'emulated', object: 'model', created: 1700000000, owned_by: 'emulator' }] })
       }
       if (req.method === 'POST' && url.pathname === '/v1/messages/count_tokens') return countTokens(req)
+      if (req.method === 'POST' && url.pathname === '/v1/moderations') return moderations(req)
       const gemini = GEMINI_EMBED.exec(url.pathname)
       if (req.method === 'POST' && (url.pathname === '/v1/embeddings' || gemini)) return embed(req, url.pathname, gemini?.[1])
       bump('requests')
@@ -201,6 +202,21 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
       return streamReply(req, b.replay ? [readFileSync(b.replay).toString('utf8')] : wire.frames(reply, body, b), b)
     },
   })
+
+  // OpenAI's moderations: an input is flagged when it says "UNSAFE"; a behavior's status (for the
+  // model named) fails the call.
+  async function moderations(req: Request): Promise<Response> {
+    const denied = opts.apiKey === undefined ? undefined : openAiWire.checkAuth(req, opts.apiKey)
+    if (denied) return denied
+    const body = (await req.json()) as { model?: string; input?: string | string[] }
+    if (requests.length >= recordLimit) requests.shift()
+    requests.push({ method: req.method, path: '/v1/moderations', headers: Object.fromEntries(req.headers), body })
+    const b = behaviorFor(body.model)
+    if (b.hang) return hang(req.signal)
+    if (b.status !== undefined && b.status >= 400) return openAiWire.error(b.status, b.retry_after)
+    const inputs = typeof body.input === 'string' ? [body.input] : (body.input ?? [])
+    return Response.json({ id: `modr-${++seq}`, model: body.model, results: inputs.map((t) => ({ flagged: t.includes('UNSAFE'), categories: { violence: t.includes('UNSAFE') } })) })
+  }
 
   // Anthropic's count_tokens: the prompt as the emulator counts it when answering; a behavior's
   // status fails it as it fails a call.

@@ -1,0 +1,174 @@
+// Guardrails on a request before it is routed: personal data and operator patterns redacted or refused, prompt-injection attempts refused or logged, a content-safety service asked. What fired is said in the record and a metric; a refusal names the guardrail, never the text it matched, and nothing is reserved or billed for it.
+import { NATIVE, type ChatRequest, type NativeRequest } from '../chat-request.ts'
+import type { GuardrailConfig } from '../../shared/config/schema.ts'
+import { GatewayError } from '../errors.ts'
+import type { Secret } from '../../shared/secret.ts'
+import { joinUrl } from '../providers/url.ts'
+import { findInjection, findPii, type PiiType } from './detect.ts'
+
+export interface Fired {
+  id: string
+  kind: GuardrailConfig['kind']
+  action: 'redact' | 'block' | 'log'
+}
+
+export interface GuardrailRun {
+  // The request as the provider will see it.
+  req: ChatRequest
+  fired: Fired[]
+  // Placeholder → the text it stands for, when the originals go back into the answer.
+  restore: Map<string, string> | undefined
+}
+
+export interface ModerationTarget {
+  baseUrl: string
+  apiKey: Secret | undefined
+}
+
+// The guardrails that apply: the defaults, then the route's, then the client's, each once.
+export function guardrailsFor(all: readonly GuardrailConfig[], ids: ReadonlyArray<readonly string[] | undefined>): GuardrailConfig[] {
+  const wanted = new Set(ids.flatMap((list) => list ?? []))
+  return all.filter((g) => wanted.has(g.id))
+}
+
+const PLACEHOLDER: Record<PiiType, string> = { email: 'EMAIL', phone: 'PHONE', card: 'CARD', iban: 'IBAN', secret: 'SECRET' }
+
+export async function applyGuardrails(req: ChatRequest, list: readonly GuardrailConfig[], moderationTarget: (providerId: string) => ModerationTarget | undefined): Promise<GuardrailRun> {
+  const fired: Fired[] = []
+  let current = req
+  let restore: Map<string, string> | undefined
+  // Each original gets one placeholder for the whole request (the same email twice is [EMAIL_1] twice).
+  const placeholders = new Map<string, string>()
+  const counts = new Map<string, number>()
+  const placeholderFor = (label: string, original: string) => {
+    let p = placeholders.get(`${label}\u0000${original}`)
+    if (!p) {
+      const n = (counts.get(label) ?? 0) + 1
+      counts.set(label, n)
+      p = `[${label}_${n}]`
+      placeholders.set(`${label}\u0000${original}`, p)
+    }
+    return p
+  }
+  const refuse = (g: GuardrailConfig, what: string) => {
+    fired.push({ id: g.id, kind: g.kind, action: 'block' })
+    throw Object.assign(new GatewayError('content_policy_violation', `The request was refused by guardrail '${g.id}' (${g.kind}: ${what}).`, { param: `guardrail:${g.id}` }), { fired })
+  }
+  for (const g of list) {
+    if (g.kind === 'prompt_injection') {
+      // What the user and tools say: the operator's own system prompt is not an attack.
+      for (const text of textsOf(current, ['user', 'tool'])) {
+        const found = findInjection(text)
+        if (!found) continue
+        if (g.action === 'block') refuse(g, found)
+        fired.push({ id: g.id, kind: g.kind, action: 'log' })
+        break
+      }
+    } else if (g.kind === 'pii') {
+      const hits = textsOf(current).some((t) => findPii(t, g.types).length > 0)
+      if (!hits) continue
+      if (g.action === 'block') refuse(g, 'personal data')
+      const map = new Map<string, string>()
+      current = mapRequestText(current, (text) => {
+        let out = ''
+        let at = 0
+        for (const f of findPii(text, g.types)) {
+          const p = placeholderFor(PLACEHOLDER[f.type], f.text)
+          map.set(p, f.text)
+          out += text.slice(at, f.start) + p
+          at = f.end
+        }
+        return out + text.slice(at)
+      })
+      fired.push({ id: g.id, kind: g.kind, action: 'redact' })
+      if (g.restore) {
+        restore ??= new Map()
+        for (const [p, original] of map) restore.set(p, original)
+      }
+    } else if (g.kind === 'regex') {
+      const res = g.patterns.map((p) => new RegExp(p, 'giu'))
+      const hit = textsOf(current).some((t) => res.some((re) => new RegExp(re.source, 'iu').test(t)))
+      if (!hit) continue
+      if (g.action === 'block') refuse(g, 'a configured pattern')
+      const label = `REDACTED_${g.id.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`
+      current = mapRequestText(current, (text) => res.reduce((t, re) => t.replace(re, (m) => placeholderFor(label, m)), text))
+      fired.push({ id: g.id, kind: g.kind, action: 'redact' })
+    } else if (g.kind === 'moderation') {
+      const flagged = await moderate(g, textsOf(current, ['user', 'tool']), moderationTarget(g.provider))
+      if (!flagged) continue
+      if (g.action === 'block') refuse(g, flagged === 'error' ? 'the moderation service could not be asked' : 'flagged by the moderation service')
+      fired.push({ id: g.id, kind: g.kind, action: 'log' })
+    }
+  }
+  return { req: current, fired, restore: restore && restore.size > 0 ? restore : undefined }
+}
+
+// true / 'error' (when on_error is block) when the service says no; false when it allows.
+async function moderate(g: Extract<GuardrailConfig, { kind: 'moderation' }>, texts: string[], target: ModerationTarget | undefined): Promise<boolean | 'error'> {
+  if (texts.length === 0) return false
+  try {
+    if (!target) throw new Error('no such provider')
+    const res = await fetch(joinUrl(target.baseUrl, '/moderations'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(target.apiKey ? { authorization: `Bearer ${target.apiKey.reveal()}` } : {}) },
+      body: JSON.stringify({ model: g.model, input: texts }),
+      signal: AbortSignal.timeout(g.timeout_ms),
+      redirect: 'manual',
+    })
+    if (!res.ok) throw new Error(`moderation answered ${res.status}`)
+    const body = (await res.json()) as { results?: Array<{ flagged?: unknown }> }
+    if (!Array.isArray(body.results)) throw new Error('moderation answer without results')
+    return body.results.some((r) => r?.flagged === true)
+  } catch {
+    return g.on_error === 'block' ? 'error' : false
+  }
+}
+
+type Role = ChatRequest['messages'][number]['role']
+
+// The text of the request's messages (and of a native body's, which some targets get instead).
+function textsOf(req: ChatRequest, roles?: readonly Role[]): string[] {
+  const out: string[] = []
+  for (const m of req.messages) {
+    if (roles && !roles.includes(m.role)) continue
+    if (typeof m.content === 'string') out.push(m.content)
+    else if (Array.isArray(m.content)) for (const p of m.content as Array<{ type?: unknown; text?: unknown }>) if (typeof p?.text === 'string') out.push(p.text)
+  }
+  return out
+}
+
+// The request with every message text (and a native body's text) mapped.
+function mapRequestText(req: ChatRequest, fn: (text: string) => string): ChatRequest {
+  const messages = req.messages.map((m) => {
+    if (typeof m.content === 'string') return { ...m, content: fn(m.content) }
+    if (Array.isArray(m.content)) return { ...m, content: (m.content as Array<Record<string, unknown>>).map((p) => (typeof p?.text === 'string' ? { ...p, text: fn(p.text) } : p)) as typeof m.content }
+    return m
+  })
+  const out: ChatRequest = { ...req, messages }
+  const native = (req as { [NATIVE]?: NativeRequest })[NATIVE]
+  if (native) {
+    const body: Record<string, unknown> = { ...native.body }
+    for (const key of ['messages', 'system', 'input', 'instructions']) if (body[key] !== undefined) body[key] = mapStrings(body[key], fn, key === 'messages' || key === 'input')
+    ;(out as { [NATIVE]?: NativeRequest })[NATIVE] = { ...native, body }
+  }
+  return out
+}
+
+// Strings of a native body that are text a model reads (not ids, types, roles or base64 data).
+const TEXT_KEYS = new Set(['text', 'content', 'thinking', 'output', 'input', 'instructions', 'system'])
+function mapStrings(value: unknown, fn: (text: string) => string, top: boolean): unknown {
+  if (typeof value === 'string') return fn(value)
+  if (Array.isArray(value)) return value.map((v) => mapStrings(v, fn, top))
+  if (typeof value === 'object' && value !== null) {
+    const o = value as Record<string, unknown>
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, TEXT_KEYS.has(k) || (top && k === 'content') ? mapStrings(v, fn, false) : v]))
+  }
+  return value
+}
+
+// The originals back in a JSON answer (each placeholder as the JSON string text of its original).
+export function restoreJson(body: string, restore: Map<string, string>): string {
+  let out = body
+  for (const [p, original] of restore) out = out.split(p).join(JSON.stringify(original).slice(1, -1))
+  return out
+}

@@ -1,0 +1,81 @@
+// What the guardrails look for in text: personal data (emails, phone numbers, payment cards that pass Luhn, IBANs that pass their mod-97 check, key-shaped secrets) and prompt-injection attempts (instruction overrides, role takeovers, delimiter attacks, invisible Unicode tags).
+
+export type PiiType = 'email' | 'phone' | 'card' | 'iban' | 'secret'
+
+export interface Found {
+  type: PiiType
+  start: number
+  end: number
+  text: string
+}
+
+const EMAIL = /[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}/g
+// International (+CC ...) or a North-American shape; digits with spaces, dots or dashes between.
+const PHONE = /(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b)(?!\w)/g
+const CARD = /\b(?:\d[ -]?){12,18}\d\b/g
+const IBAN = /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b/g
+// Provider and cloud credentials by their documented prefixes, and private key blocks.
+const SECRET = /\b(?:sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|ghp_[A-Za-z0-9]{36}|xox[abpr]-[A-Za-z0-9-]{10,})\b|-----BEGIN (?:RSA |EC |OPENSSH )?PRIVATE KEY-----/g
+
+function luhn(digits: string): boolean {
+  let sum = 0
+  for (let i = 0; i < digits.length; i++) {
+    let d = Number(digits[digits.length - 1 - i])
+    if (i % 2 === 1) {
+      d *= 2
+      if (d > 9) d -= 9
+    }
+    sum += d
+  }
+  return sum % 10 === 0
+}
+
+function ibanValid(raw: string): boolean {
+  const s = raw.replace(/ /g, '')
+  if (s.length < 15 || s.length > 34) return false
+  const moved = s.slice(4) + s.slice(0, 4)
+  let rem = 0
+  for (const ch of moved) {
+    const v = /\d/.test(ch) ? ch : String(ch.charCodeAt(0) - 55)
+    for (const d of v) rem = (rem * 10 + Number(d)) % 97
+  }
+  return rem === 1
+}
+
+// Every piece of personal data of the types asked for, in text order, never overlapping.
+export function findPii(text: string, types: readonly PiiType[]): Found[] {
+  const found: Found[] = []
+  const add = (type: PiiType, re: RegExp, ok: (m: string) => boolean = () => true) => {
+    if (!types.includes(type)) return
+    for (const m of text.matchAll(re)) if (ok(m[0])) found.push({ type, start: m.index, end: m.index + m[0].length, text: m[0] })
+  }
+  add('secret', SECRET)
+  add('email', EMAIL)
+  add('card', CARD, (m) => {
+    const digits = m.replace(/\D/g, '')
+    return digits.length >= 13 && digits.length <= 19 && luhn(digits)
+  })
+  add('iban', IBAN, ibanValid)
+  add('phone', PHONE, (m) => m.replace(/\D/g, '').length >= 7)
+  found.sort((a, b) => a.start - b.start || b.end - a.end)
+  const out: Found[] = []
+  for (const f of found) if (!out.length || f.start >= (out.at(-1)?.end ?? 0)) out.push(f)
+  return out
+}
+
+// Phrasings that try to take over the model's instructions, in English, and the tricks around them.
+const INJECTION: Array<[string, RegExp]> = [
+  ['instruction override', /\b(?:ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(?:all|any|the|your|previous|prior|above|earlier|preceding|system)\b[^.\n]{0,30}\b(?:instructions?|prompts?|rules|directions|guidelines|messages?)\b/i],
+  ['role takeover', /\byou\s+are\s+(?:now\s+)?(?:no\s+longer\s+|not\s+)?(?:an?\s+)?(?:DAN|jailbroken|unrestricted|uncensored|evil|developer\s+mode)\b|\b(?:act|pretend|behave)\s+as\s+(?:if\s+you\s+(?:are|were)\s+)?(?:an?\s+)?(?:unrestricted|uncensored|jailbroken)\b|\bdeveloper\s+mode\s+(?:enabled|on)\b/i],
+  ['system prompt extraction', /\b(?:reveal|print|show|repeat|output|leak)\b[^.\n]{0,30}\b(?:system\s+prompt|initial\s+instructions|hidden\s+instructions|your\s+instructions)\b/i],
+  ['delimiter attack', /(?:^|\n)\s*(?:#{2,}|-{3,}|={3,})?\s*(?:system|assistant)\s*:\s*\S|<\|?(?:im_start|im_end|system|endoftext)\|?>|\[\/?(?:INST|SYS)\]|<\/?system>/i],
+]
+// Unicode tag characters (U+E0000–U+E007F) carry text invisibly.
+const INVISIBLE_TAGS = /[\u{E0000}-\u{E007F}]/u
+
+// The first injection pattern the text matches, by name; undefined when none does.
+export function findInjection(text: string): string | undefined {
+  if (INVISIBLE_TAGS.test(text)) return 'invisible Unicode tags'
+  for (const [name, re] of INJECTION) if (re.test(text)) return name
+  return undefined
+}
