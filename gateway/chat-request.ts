@@ -128,6 +128,8 @@ export interface NativeRequest {
   // What the translation could not carry (built-in tools, references only that provider can
   // resolve), by parameter: a target of another kind refuses the request naming the first.
   untranslated?: string[]
+  // The whole conversation as that API's items (earlier turns resolved: the Responses API).
+  items?: Array<Record<string, unknown>>
 }
 
 export function nativeOf(req: ChatRequest, kind: NativeRequest['kind']): NativeRequest | undefined {

@@ -129,39 +129,42 @@ type Role = ChatRequest['messages'][number]['role']
 // The text of the request's messages (and of a native body's, which some targets get instead).
 function textsOf(req: ChatRequest, roles?: readonly Role[]): string[] {
   const out: string[] = []
-  for (const m of req.messages) {
-    if (roles && !roles.includes(m.role)) continue
-    if (typeof m.content === 'string') out.push(m.content)
-    else if (Array.isArray(m.content)) for (const p of m.content as Array<{ type?: unknown; text?: unknown }>) if (typeof p?.text === 'string') out.push(p.text)
-  }
+  const collect = (v: unknown) => void mapStrings(v, (t) => (out.push(t), t))
+  for (const m of req.messages) if (!roles || roles.includes(m.role)) collect(m)
+  if (!roles) collect(req.tools)
+  // What goes to a provider of the request's own API (a native body) is checked as it is sent.
+  const native = (req as { [NATIVE]?: NativeRequest })[NATIVE]
+  if (native && !roles) for (const key of ['messages', 'system', 'input', 'instructions', 'tools']) collect(native.body[key])
+  if (native?.items && !roles) collect(native.items)
   return out
 }
 
 // The request with every message text (and a native body's text) mapped.
 function mapRequestText(req: ChatRequest, fn: (text: string) => string): ChatRequest {
-  const messages = req.messages.map((m) => {
-    if (typeof m.content === 'string') return { ...m, content: fn(m.content) }
-    if (Array.isArray(m.content)) return { ...m, content: (m.content as Array<Record<string, unknown>>).map((p) => (typeof p?.text === 'string' ? { ...p, text: fn(p.text) } : p)) as typeof m.content }
-    return m
-  })
+  const messages = req.messages.map((m) => mapStrings(m, fn) as typeof m)
   const out: ChatRequest = { ...req, messages }
+  if (Array.isArray(req.tools)) out.tools = mapStrings(req.tools, fn) as ChatRequest['tools']
+  // The native body (and conversation) are changed in place: the surface knows the request by
+  // that object, and this request owns it.
   const native = (req as { [NATIVE]?: NativeRequest })[NATIVE]
   if (native) {
     const body: Record<string, unknown> = { ...native.body }
-    for (const key of ['messages', 'system', 'input', 'instructions']) if (body[key] !== undefined) body[key] = mapStrings(body[key], fn, key === 'messages' || key === 'input')
-    ;(out as { [NATIVE]?: NativeRequest })[NATIVE] = { ...native, body }
+    for (const key of ['messages', 'system', 'input', 'instructions', 'tools']) if (body[key] !== undefined) body[key] = mapStrings(body[key], fn)
+    native.body = body
+    if (native.items) native.items = mapStrings(native.items, fn) as Array<Record<string, unknown>>
   }
   return out
 }
 
-// Strings of a native body that are text a model reads (not ids, types, roles or base64 data).
-const TEXT_KEYS = new Set(['text', 'content', 'thinking', 'output', 'input', 'instructions', 'system'])
-function mapStrings(value: unknown, fn: (text: string) => string, top: boolean): unknown {
-  if (typeof value === 'string') return fn(value)
-  if (Array.isArray(value)) return value.map((v) => mapStrings(v, fn, top))
+// Every string of a native body but the structural ones (ids, types, roles, models, base64 data,
+// signatures): text a model reads wherever it sits (tool inputs, descriptions, titles, ...).
+const STRUCTURAL = new Set(['type', 'role', 'id', 'call_id', 'tool_use_id', 'tool_call_id', 'model', 'media_type', 'data', 'signature', 'cache_control', 'status', 'detail', 'format', 'mime_type', 'file_id'])
+function mapStrings(value: unknown, fn: (text: string) => string): unknown {
+  // Inline data (images, files) is not text.
+  if (typeof value === 'string') return value.startsWith('data:') ? value : fn(value)
+  if (Array.isArray(value)) return value.map((v) => mapStrings(v, fn))
   if (typeof value === 'object' && value !== null) {
-    const o = value as Record<string, unknown>
-    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, TEXT_KEYS.has(k) || (top && k === 'content') ? mapStrings(v, fn, false) : v]))
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, STRUCTURAL.has(k) ? v : mapStrings(v, fn)]))
   }
   return value
 }

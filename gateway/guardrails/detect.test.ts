@@ -37,3 +37,14 @@ describe('findInjection', () => {
     for (const text of ['Summarize the previous chapter in two sentences.', 'What are the system requirements for this app?', 'Ignore the noise in the data and fit a line.']) expect(findInjection(text)).toBeUndefined()
   })
 })
+
+describe('detector cost on hostile input', () => {
+  it('stays linear: a megabyte of newlines, of digits, of near-emails each in well under a second', () => {
+    for (const text of ['\n'.repeat(1 << 20) + 'x', ` +1${'1'.repeat(20)}a`.repeat(40_000), `${'a.'.repeat(500_000)}@`]) {
+      const start = performance.now()
+      findInjection(text)
+      findPii(text, ['email', 'phone', 'card', 'iban', 'secret'])
+      expect(performance.now() - start).toBeLessThan(1000)
+    }
+  })
+})

@@ -10,8 +10,14 @@ export interface Found {
 }
 
 const EMAIL = /[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}/g
-// International (+CC ...) or a North-American shape; digits with spaces, dots or dashes between.
-const PHONE = /(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b)(?!\w)/g
+// A run of digits with spaces, dots, dashes or brackets between (bounded: linear in the text),
+// kept when it is international (+CC ..., 7 to 15 digits) or North-American in shape.
+const PHONE = /(?<![\w+])\+?\(?\d[\d ().-]{5,22}\d(?!\w)/g
+const NANP = /^\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}$/
+const phoneShaped = (m: string) => {
+  const digits = m.replace(/\D/g, '').length
+  return m.startsWith('+') ? digits >= 7 && digits <= 15 : NANP.test(m)
+}
 const CARD = /\b(?:\d[ -]?){12,18}\d\b/g
 const IBAN = /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b/g
 // Provider and cloud credentials by their documented prefixes, and private key blocks.
@@ -56,7 +62,7 @@ export function findPii(text: string, types: readonly PiiType[]): Found[] {
     return digits.length >= 13 && digits.length <= 19 && luhn(digits)
   })
   add('iban', IBAN, ibanValid)
-  add('phone', PHONE, (m) => m.replace(/\D/g, '').length >= 7)
+  add('phone', PHONE, phoneShaped)
   found.sort((a, b) => a.start - b.start || b.end - a.end)
   const out: Found[] = []
   for (const f of found) if (!out.length || f.start >= (out.at(-1)?.end ?? 0)) out.push(f)
@@ -68,7 +74,8 @@ const INJECTION: Array<[string, RegExp]> = [
   ['instruction override', /\b(?:ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(?:all|any|the|your|previous|prior|above|earlier|preceding|system)\b[^.\n]{0,30}\b(?:instructions?|prompts?|rules|directions|guidelines|messages?)\b/i],
   ['role takeover', /\byou\s+are\s+(?:now\s+)?(?:no\s+longer\s+|not\s+)?(?:an?\s+)?(?:DAN|jailbroken|unrestricted|uncensored|evil|developer\s+mode)\b|\b(?:act|pretend|behave)\s+as\s+(?:if\s+you\s+(?:are|were)\s+)?(?:an?\s+)?(?:unrestricted|uncensored|jailbroken)\b|\bdeveloper\s+mode\s+(?:enabled|on)\b/i],
   ['system prompt extraction', /\b(?:reveal|print|show|repeat|output|leak)\b[^.\n]{0,30}\b(?:system\s+prompt|initial\s+instructions|hidden\s+instructions|your\s+instructions)\b/i],
-  ['delimiter attack', /(?:^|\n)\s*(?:#{2,}|-{3,}|={3,})?\s*(?:system|assistant)\s*:\s*\S|<\|?(?:im_start|im_end|system|endoftext)\|?>|\[\/?(?:INST|SYS)\]|<\/?system>/i],
+  // Line-anchored, spaces and tabs only (never \s around an optional group: that backtracks).
+  ['delimiter attack', /^[ \t]*(?:#{2,}|-{3,}|={3,})?[ \t]*(?:system|assistant)[ \t]*:[ \t]*\S|<\|?(?:im_start|im_end|system|endoftext)\|?>|\[\/?(?:INST|SYS)\]|<\/?system>/im],
 ]
 // Unicode tag characters (U+E0000–U+E007F) carry text invisibly.
 const INVISIBLE_TAGS = /[\u{E0000}-\u{E007F}]/u

@@ -8,14 +8,50 @@ export const MAX_HOLD = 96
 const PARTIAL = /\[[A-Z0-9_]*$/
 const decoder = new TextDecoder()
 
-export function restoringAdapter(adapter: ProviderAdapter, restore: Map<string, string>): ProviderAdapter {
+// openAiChunks: the stream is OpenAI chat chunks (split placeholders are held back); any other
+// surface's events (Anthropic's, Responses') are restored event by event, their lines kept.
+export function restoringAdapter(adapter: ProviderAdapter, restore: Map<string, string>, openAiChunks = true): ProviderAdapter {
   return {
     ...adapter,
     readCompletion(text, target) {
       const c = adapter.readCompletion(text, target)
       return { ...c, body: restoreJson(c.body, restore) }
     },
-    openStream: (target, opts) => new RestoreTap(adapter.openStream(target, opts), restore),
+    openStream: (target, opts) => (openAiChunks ? new RestoreTap(adapter.openStream(target, opts), restore) : new EventRestore(adapter.openStream(target, opts), restore)),
+  }
+}
+
+// Each event's JSON with the originals in (JSON-escaped), everything else of the event as it was.
+class EventRestore implements StreamTranslator {
+  constructor(
+    private readonly inner: StreamTranslator,
+    private readonly restore: Map<string, string>,
+  ) {}
+
+  get usage() {
+    return this.inner.usage
+  }
+  get finished() {
+    return this.inner.finished
+  }
+  get contentChunks() {
+    return this.inner.contentChunks
+  }
+  get outputBytes() {
+    return this.inner.outputBytes
+  }
+  get error() {
+    return this.inner.error
+  }
+
+  onEvent(event: SseEvent): string | undefined {
+    const out = this.inner.onEvent(event)
+    return out === undefined ? undefined : restoreJson(typeof out === 'string' ? out : decoder.decode(out), this.restore)
+  }
+
+  end(): string | undefined {
+    const out = this.inner.end()
+    return out === undefined ? undefined : restoreJson(typeof out === 'string' ? out : decoder.decode(out), this.restore)
   }
 }
 
@@ -73,6 +109,10 @@ class RestoreTap implements StreamTranslator {
       this.#last = chunk
       const choice = chunk.choices?.[0]
       if (choice?.finish_reason) written += this.#flush()
+      // Tool call arguments are JSON text: the originals go in JSON-escaped.
+      for (const call of ((choice?.delta as { tool_calls?: Array<{ function?: { arguments?: unknown } }> } | undefined)?.tool_calls ?? [])) {
+        if (typeof call.function?.arguments === 'string') call.function.arguments = restoreJson(call.function.arguments, this.restore)
+      }
       const content = choice?.delta?.content
       if (typeof content === 'string') {
         const whole = this.#held + content

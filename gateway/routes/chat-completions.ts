@@ -142,7 +142,9 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
 
   // The response cache, for the routes and clients that opted in (chat completions only).
   const surface = ctx.surface ?? openAiSurface
-  const use = deps.cache && surface === openAiSurface && !redacted ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
+  // Options that shape the answer (provider_options, a chosen provider or policy) are not in the key: not cached.
+  const shaped = options.provider_options !== undefined || options.provider !== undefined || options.policy !== undefined || options.fallback !== undefined
+  const use = deps.cache && surface === openAiSurface && !redacted && !shaped ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
   if (use && deps.cache) {
     ledger.headers['x-gateway-cache'] = 'miss'
     const hit = use.lookup ? await deps.cache.get(use.key).catch(() => undefined) : undefined
@@ -150,7 +152,7 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   }
   const chain = await reserve(surface, ledger, decision.chain, ctx.snapshot, tr)
   if (chain instanceof Response) return chain
-  const plan: CallPlan = { ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr), cache: use?.store ? { use, store: deps.cache! } : undefined, restore }
+  const plan: CallPlan = { ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr), cache: use?.store ? { use, store: deps.cache! } : undefined, restore, openAiChunks: surface === openAiSurface }
   return ledger.outcome.stream ? relayStream(ctx, ledger, plan, req) : answerOnce(ctx, ledger, plan)
 }
 
@@ -247,8 +249,9 @@ async function reserve(surface: Surface, ledger: RequestLedger, chain: readonly 
 // How the request's calls are made: the chain, the settings, admission (with a top-up reservation
 // after a call that may have been billed), a span per call.
 export interface CallPlan {
-  // The originals of redacted text, put back into the answer.
+  // The originals of redacted text, put back into the answer, and whether its stream is OpenAI chunks.
   restore?: Map<string, string>
+  openAiChunks?: boolean
   // Where the answer is kept for the response cache, when the request uses it.
   cache?: { use: CacheUse; store: CacheStore }
   chain: readonly Route[]
@@ -396,5 +399,5 @@ function cacheTap(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
 
 // The answer with the originals of redacted text put back, when a guardrail asked for it.
 function restoring(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
-  return plan.restore ? restoringAdapter(adapter, plan.restore) : adapter
+  return plan.restore ? restoringAdapter(adapter, plan.restore, plan.openAiChunks) : adapter
 }

@@ -90,6 +90,13 @@ describe('the response cache (in memory)', () => {
     expect((await call(gw, KEYS.a1, { messages: base.messages, temperature: 0, model: 'cached', user: 'someone' })).res.headers.get('x-gateway-cache')).toBe('hit')
   })
 
+  it('leaves out requests whose x-gateway-options shape the answer (they are not in the key)', async () => {
+    const body = ask()
+    const opts = { 'x-gateway-options': JSON.stringify({ provider_options: { logit_bias: { '50256': -100 } } }) }
+    expect((await call(gw, KEYS.a1, body, opts)).res.headers.get('x-gateway-cache')).toBeNull()
+    expect((await call(gw, KEYS.a2, body)).res.headers.get('x-gateway-cache')).toBe('miss')
+  })
+
   it('honours no-cache (skip the lookup) and no-store (keep nothing)', async () => {
     const body = ask()
     await call(gw, KEYS.a1, body, { 'x-gateway-cache': 'no-store' })

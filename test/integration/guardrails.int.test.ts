@@ -22,6 +22,8 @@ beforeAll(async () => {
       routing: { retries: 0, breaker: { enabled: false }, health_check: { enabled: false } },
       providers: [
         { provider_id: 'p', name: 'p', kind: 'openai-compatible', base_url: emulator.baseUrl, models: [{ name: 'm', upstream_model: 'up', ...price }, { name: 'omni-moderation-latest', ...price }] },
+        { provider_id: 'an', name: 'an', kind: 'anthropic', base_url: emulator.url, models: [{ name: 'claude', upstream_model: 'claude-up', ...price }] },
+        { provider_id: 'oa', name: 'oa', kind: 'openai', base_url: emulator.baseUrl, models: [{ name: 'gpt', upstream_model: 'gpt-up', ...price }] },
         { provider_id: 'mod-down', name: 'mod-down', kind: 'openai-compatible', base_url: 'http://127.0.0.1:1/v1', models: [{ name: 'mod-x', ...price }] },
       ],
       guardrails: [
@@ -72,6 +74,40 @@ describe('pii: redacted for the provider, restored for the caller', () => {
     let text = ''
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
     expect(text).toBe(`Write to ${EMAIL} today.`)
+  })
+})
+
+describe('pii on the other APIs', () => {
+  it('redacts a /v1/messages body sent to Claude as it came, and restores its stream event by event', async () => {
+    emulator.setBehavior('claude-up', { reply: 'Mail [EMAIL_1] now.' })
+    const res = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': KEY, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude', max_tokens: 64, stream: true, messages: [{ role: 'user', content: [{ type: 'text', text: `write to ${EMAIL}` }, { type: 'tool_result', tool_use_id: 't', content: `also ${EMAIL}` }] }] }) })
+    const text = await res.text()
+    expect(JSON.stringify(emulator.requests.at(-1)?.body)).not.toContain(EMAIL)
+    expect(text).toContain('event: content_block_delta')
+    const deltas = text.split('\n\n').filter((f) => f.startsWith('event: content_block_delta')).map((f) => JSON.parse(f.split('\n')[1]!.slice(6)).delta.text).join('')
+    expect(deltas).toBe(`Mail ${EMAIL} now.`)
+  })
+
+  it('redacts a /v1/responses request (OpenAI gets the body as it came, redacted) and answers it', async () => {
+    const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 })
+    emulator.setBehavior('gpt-up', { reply: 'Noted [EMAIL_1].' })
+    const r = await openai.responses.create({ model: 'gpt', input: `my mail is ${EMAIL}`, instructions: `cc ${EMAIL}` })
+    expect(JSON.stringify(emulator.requests.at(-1)?.body)).not.toContain(EMAIL)
+    expect(r.output_text).toBe(`Noted ${EMAIL}.`)
+  })
+
+  it('redacts tool call arguments and tool descriptions of a chat request too', async () => {
+    emulator.setBehavior('up', { reply: 'ok' })
+    await client.chat.completions.create({
+      model: 'm',
+      tools: [{ type: 'function', function: { name: 'send', description: `sends to ${EMAIL}`, parameters: { type: 'object' } } }],
+      messages: [
+        { role: 'user', content: 'send it' },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'send', arguments: JSON.stringify({ to: EMAIL }) } }] },
+        { role: 'tool', tool_call_id: 'c1', content: 'sent' },
+      ],
+    })
+    expect(JSON.stringify(chatCall()?.body)).not.toContain(EMAIL)
   })
 })
 

@@ -22,7 +22,8 @@ type Json = Record<string, unknown>
 interface Conversation {
   owner: string
   responseId: string
-  items: Json[]
+  // The request's native object: its items (a guardrail may redact them) are the conversation.
+  native: NativeRequest
   store: boolean
   // Earlier turns came from responses kept here (not at OpenAI): an OpenAI target gets them written out.
   expanded: boolean
@@ -39,7 +40,7 @@ export function responsesSurface(store: ResponseStore): Surface {
   const writing = new Map<string, Set<Promise<void>>>()
   const keep = (c: Conversation, id: string, output: Json[], native: boolean) => {
     if (!c.store) return
-    const put = store.put(c.owner, { id, items: c.items, output, native }).catch(() => undefined)
+    const put = store.put(c.owner, { id, items: c.native.items ?? [], output, native }).catch(() => undefined)
     const set = writing.get(c.owner) ?? new Set()
     writing.set(c.owner, set)
     set.add(put)
@@ -70,7 +71,10 @@ export function responsesSurface(store: ResponseStore): Surface {
       const parsed = fromResponsesRequest(body, (id) => found.get(id))
       const native = nativeOf(parsed.req, 'openai-responses')
       const expanded = [...found.values()].some((r) => !r.native)
-      if (native) conversations.set(native, { owner, responseId: newId('resp'), items: parsed.items, store: parsed.store, expanded })
+      if (native) {
+        native.items = parsed.items
+        conversations.set(native, { owner, responseId: newId('resp'), native, store: parsed.store, expanded })
+      }
       return parsed.req
     },
     errorResponse,
@@ -122,7 +126,7 @@ function nativeAdapter(inner: ProviderAdapter, native: NativeRequest, c: Convers
       else delete body.stream
       if (c.expanded) {
         // Ids of items OpenAI never saw would be looked up there: the items go without them.
-        body.input = c.items.map(({ id: _id, ...rest }) => rest)
+        body.input = (c.native.items ?? []).map(({ id: _id, ...rest }) => rest)
         delete body.previous_response_id
       }
       return { url: joinUrl(target.provider.base_url, '/responses'), method: 'POST', headers: headersFor(target.apiKey, true), body: JSON.stringify(mergeProviderOptions(body, options, NATIVE_OWNED)) }
