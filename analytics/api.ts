@@ -13,6 +13,8 @@ export interface ApiDeps {
   adminToken: string | undefined
   // Prometheus lines about the pipeline (lag, inserted, dead letters), from whoever runs it.
   metrics(): Promise<string[]>
+  // Writes the records taken but not yet stored (the in-process sink), before a rollup on demand.
+  flush?: () => Promise<void>
 }
 
 const DIMENSIONS = new Set<string>(['client', 'team', 'provider', 'model', 'key', 'day'])
@@ -43,6 +45,7 @@ export function analyticsApi(deps: ApiDeps): (req: Request) => Promise<Response>
       }
       if (req.method === 'POST' && url.pathname === '/v1/rollups') {
         const days = daysBetween(required(url.searchParams, 'from'), url.searchParams.get('to') ?? required(url.searchParams, 'from'))
+        await deps.flush?.()
         for (const day of days) await rollupDay(deps.ch, day)
         return Response.json({ recomputed: days })
       }

@@ -90,6 +90,15 @@ export class InProcessUsageSink {
     else this.kick(this.opts.flushMs)
   }
 
+  // Writes what is buffered now (a rollup on demand wants the records just taken), for at most ms.
+  async flush(ms: number): Promise<void> {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    const until = Date.now() + ms
+    while (this.queue.length > 0 && !this.stopping && Date.now() < until) await (this.writing ?? this.write())
+    await this.writing
+  }
+
   // Writes what is buffered; after ms (shutdown) stops waiting and says how many are left.
   async drain(ms: number): Promise<number> {
     clearTimeout(this.timer)

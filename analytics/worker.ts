@@ -101,7 +101,7 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
-    fetch: analyticsApi({ ch, log, adminToken: config.adminToken, metrics: async () => [...(await metricsLines(drain, sink, redis)), ...((await runtime?.lines()) ?? [])] }),
+    fetch: analyticsApi({ ch, log, adminToken: config.adminToken, flush: sink ? () => sink!.flush(2000) : undefined, metrics: async () => [...(await metricsLines(drain, sink, redis)), ...((await runtime?.lines()) ?? [])] }),
   })
 
   return {

@@ -55,6 +55,16 @@ describe('GET /v1/models', () => {
     expect(await list(TEST_KEYS.full)).toEqual(['test-model', 'other-model'])
     expect(await list(TEST_KEYS.limited)).toEqual(['test-model'])
   })
+
+  it('leaves out models no target can serve now, as when the provider key is not set', async () => {
+    const config = parseConfig(JSON.stringify(testConfig({ upstreamBaseUrl: emulator.baseUrl, upstreamKeyEnv: 'UNSET_TEST_KEY_FOR_MODELS' })), 'test.json', {})
+    const log = createLogger('silent')
+    const quotaStore = new MemoryQuotaStore()
+    const app = createApp({ store: new ConfigStore(buildSnapshot(config)), log, usage: new MemoryUsageSink(), quota: new QuotaService(quotaStore, config.file.quota, log), quotaStore, routing: createRoutingState(config.file.routing.breaker) })
+    const res = await app.handle(new Request('http://localhost/v1/models', { headers: { authorization: `Bearer ${TEST_KEYS.full}` } }))
+    expect(res.status).toBe(200)
+    expect(((await res.json()) as { data: unknown[] }).data).toEqual([])
+  })
 })
 
 describe('POST /v1/chat/completions', () => {
@@ -120,6 +130,20 @@ describe('POST /v1/chat/completions', () => {
     const res = await app.handle(new Request('http://localhost/v1/assistants', { method: 'POST' }))
     expect(res.status).toBe(404)
     expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request')
+  })
+
+  it('answers a known path asked with the wrong method with a 405 naming the method it takes', async () => {
+    const { app, usage } = makeApp()
+    for (const path of ['/v1/chat/completions', '/v1/responses', '/v1/embeddings', '/v1/messages']) {
+      const res = await app.handle(new Request(`http://localhost${path}`, { headers: { authorization: `Bearer ${TEST_KEYS.full}` } }))
+      expect(res.status).toBe(405)
+      expect(res.headers.get('allow')).toBe('POST')
+      const body = (await res.json()) as { error: { message: string } }
+      expect(body.error.message).toContain('use POST')
+    }
+    expect((await app.handle(chat(hello))).status).toBe(200)
+    expect(emulator.requests.length).toBe(1)
+    expect(usage.records.length).toBe(1)
   })
 
   it('streams, hiding the usage chunk the caller did not ask for, and records the usage', async () => {

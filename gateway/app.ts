@@ -170,6 +170,12 @@ export function createApp(deps: AppDeps) {
         return errorResponse(toGatewayError(err), { 'x-request-id': requestId })
       }
     })
+    // A known path asked with the wrong method: 405 with the one it takes.
+    .all('/v1/chat/completions', ({ request }) => wrongMethod(request, 'POST'))
+    .all('/v1/responses', ({ request }) => wrongMethod(request, 'POST'))
+    .all('/v1/embeddings', ({ request }) => wrongMethod(request, 'POST'))
+    .all('/v1/messages', ({ request }) => wrongMethod(request, 'POST', anthropicErrorResponse))
+    .all('/v1/messages/count_tokens', ({ request }) => wrongMethod(request, 'POST', anthropicErrorResponse))
     // The admin console: static files; the data come from the admin API with the token the page asks for.
     .get('/ui', () => consoleFile('index.html'))
     .get('/ui/', () => consoleFile('index.html'))
@@ -233,6 +239,11 @@ function consoleFile(name: string): Response {
       'referrer-policy': 'no-referrer',
     },
   })
+}
+
+function wrongMethod(request: Request, allow: string, respond = errorResponse): Response {
+  const path = new URL(request.url).pathname
+  return respond(new GatewayError('method_not_allowed', `${request.method.slice(0, 16)} is not allowed on ${path}; use ${allow}.`), { allow })
 }
 
 // A path segment as sent when it is not valid percent-encoding.

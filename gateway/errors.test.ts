@@ -15,7 +15,7 @@ describe('GatewayError', () => {
       rate_limit: (s) => s === 429,
       context_length: (s) => s === 400,
       auth_error: (s) => s === 401 || s === 403,
-      invalid_request: (s) => [400, 404, 408, 409, 413, 422, 499].includes(s),
+      invalid_request: (s) => [400, 404, 405, 408, 409, 413, 422, 499].includes(s),
       server_error: (s) => s >= 500 && s < 600,
       timeout: (s) => s === 504,
     }

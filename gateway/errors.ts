@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'model_not_found'
   | 'not_found'
   | 'conflict'
+  | 'method_not_allowed'
   | 'content_policy_violation'
   | 'body_too_large'
   | 'request_timeout'
@@ -48,6 +49,8 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   not_found: { status: 404, type: 'invalid_request' },
   // The thing changed under the request (another write came first): read it again, then decide.
   conflict: { status: 409, type: 'invalid_request' },
+  // A known path asked with a method it does not take (the answer's allow header names the one it does).
+  method_not_allowed: { status: 405, type: 'invalid_request' },
   // A guardrail refused the request (its param names the guardrail, never the text it matched).
   content_policy_violation: { status: 400, type: 'invalid_request' },
   body_too_large: { status: 413, type: 'invalid_request' },

@@ -4,6 +4,7 @@ import { startWorker } from '../analytics/worker.ts'
 import { runGateway, type LocalUsage } from '../gateway/server.ts'
 import { launch } from '../gateway/supervisor.ts'
 import type { Logger } from '../shared/log.ts'
+import { loadConfig } from '../shared/config/load.ts'
 
 async function localUsage(log: Logger): Promise<LocalUsage | undefined> {
   if (process.env.ANALYTICS === 'off') return undefined
@@ -17,4 +18,31 @@ async function localUsage(log: Logger): Promise<LocalUsage | undefined> {
   return { sink, stop: (ms) => worker.stop(ms) }
 }
 
-await launch(import.meta.path, () => runGateway({ localUsage }))
+// The demo providers of the sample config point at the bundled emulator (127.0.0.1:4010): when the
+// config does and nothing listens there, it starts with the gateway, so the README's first request
+// works with nothing else running (DEMO_EMULATOR=off: never).
+async function demoEmulator(): Promise<void> {
+  if (process.env.DEMO_EMULATOR === 'off') return
+  let wanted = false
+  try {
+    wanted = loadConfig(process.env).file.providers.some((p) => /^https?:\/\/(127\.0\.0\.1|localhost):4010(\/|$)/.test(p.base_url))
+  } catch {
+    // The gateway says what is wrong with the config.
+    return
+  }
+  if (!wanted) return
+  const busy = await fetch('http://127.0.0.1:4010/__emulator/stats', { signal: AbortSignal.timeout(300) }).then(() => true, () => false)
+  if (busy) return
+  const { startEmulator } = await import('../test/harness/emulator.ts')
+  try {
+    startEmulator({ port: 4010, recordLimit: 100 })
+    process.stdout.write(`${JSON.stringify({ level: 'info', msg: 'demo emulator listening', port: 4010, why: 'the config has providers at 127.0.0.1:4010; DEMO_EMULATOR=off to not start it' })}\n`)
+  } catch {
+    // Something else holds the port: the demo providers answer whatever it is.
+  }
+}
+
+await launch(import.meta.path, async () => {
+  await demoEmulator()
+  return runGateway({ localUsage })
+})

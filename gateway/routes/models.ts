@@ -6,7 +6,8 @@ import { GatewayError } from '../errors.ts'
 export function listModels(authorization: string | null, snapshot: Snapshot, requestId: string, anthropic = false): Response {
   const caller = authenticate(authorization, snapshot)
   const created = Math.floor(snapshot.loadedAt / 1000)
-  const usable = [...snapshot.routes.entries()].filter(([name]) => mayUseModel(caller, name))
+  // Models that cannot be served now (every target's provider without its key, or disabled) are left out.
+  const usable = [...snapshot.routes.entries()].filter(([name, plan]) => mayUseModel(caller, name) && plan.targets.some((r) => r.unavailable === undefined))
   const headers = { 'x-request-id': requestId }
   if (anthropic) {
     const createdAt = new Date(created * 1000).toISOString()
