@@ -247,7 +247,9 @@ export class RequestLedger {
         o.error = st.error
         // A caller that left or did not read, or a gateway that stopped the stream to shut down,
         // says nothing of the target.
+        // An answer an output guardrail stopped was the provider's proper answer.
         const notTheTarget = st.clientClosed || st.callerStalled || st.error?.code === 'gateway_shutting_down'
+        if (st.error?.code === 'content_policy_violation') served?.verdict?.('success')
         served?.verdict?.(notTheTarget ? 'abandon' : st.error ? 'failure' : 'success')
         if (st.usage) {
           const guard = this.#guard

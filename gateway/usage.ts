@@ -33,7 +33,7 @@ export interface RequestOutcome {
   // Answered from the response cache.
   cacheHit?: CacheHit
   // Guardrails that fired, and what each did.
-  guardrails?: Array<{ id: string; action: string }>
+  guardrails?: Array<{ id: string; action: string; stage?: string }>
 }
 
 // What a cached answer was, and what serving it again saved.

@@ -70,6 +70,6 @@ export const UsageRecord = t.Object({
   cache_saved_tokens: t.Optional(t.Integer({ minimum: 0 })),
   cache_saved_pico: t.Optional(t.Integer({ minimum: 0 })),
   // Guardrails that fired on the request, and what each did (redact, block, log).
-  guardrails: t.Optional(t.Array(t.Object({ id: t.String(), action: t.String() }))),
+  guardrails: t.Optional(t.Array(t.Object({ id: t.String(), action: t.String(), stage: t.Optional(t.String()) }))),
 })
 export type UsageRecord = Static<typeof UsageRecord>

@@ -10,6 +10,8 @@ export interface Fired {
   id: string
   kind: GuardrailConfig['kind']
   action: 'redact' | 'block' | 'log'
+  // Set when it acted on the answer rather than the request.
+  stage?: 'output'
 }
 
 export interface GuardrailRun {
@@ -55,6 +57,8 @@ export async function applyGuardrails(req: ChatRequest, list: readonly Guardrail
     throw Object.assign(new GatewayError('content_policy_violation', `The request was refused by guardrail '${g.id}' (${g.kind}: ${what}).`, { param: `guardrail:${g.id}` }), { fired })
   }
   for (const g of list) {
+    // Guardrails on answers only are applied to them (output.ts).
+    if (g.kind !== 'prompt_injection' && g.applies_to === 'output') continue
     if (g.kind === 'prompt_injection') {
       // What the user and tools say: the operator's own system prompt is not an attack.
       for (const text of textsOf(current, ['user', 'tool'])) {
@@ -94,6 +98,7 @@ export async function applyGuardrails(req: ChatRequest, list: readonly Guardrail
       current = mapRequestText(current, (text) => res.reduce((t, re) => t.replace(re, (m) => placeholderFor(label, m)), text))
       fired.push({ id: g.id, kind: g.kind, action: 'redact' })
     } else if (g.kind === 'moderation') {
+      if (g.applies_to === 'output') continue
       const flagged = await moderate(g, textsOf(current, ['user', 'tool']), moderationTarget(g.provider))
       if (!flagged) continue
       if (g.action === 'block') refuse(g, flagged === 'error' ? 'the moderation service could not be asked' : 'flagged by the moderation service')
@@ -103,8 +108,10 @@ export async function applyGuardrails(req: ChatRequest, list: readonly Guardrail
   return { req: current, fired, restore: restore && restore.size > 0 ? restore : undefined }
 }
 
+export type ModerationGuardrail = Extract<GuardrailConfig, { kind: 'moderation' }>
+
 // true / 'error' (when on_error is block) when the service says no; false when it allows.
-async function moderate(g: Extract<GuardrailConfig, { kind: 'moderation' }>, texts: string[], target: ModerationTarget | undefined): Promise<boolean | 'error'> {
+export async function moderate(g: ModerationGuardrail, texts: string[], target: ModerationTarget | undefined): Promise<boolean | 'error'> {
   if (texts.length === 0) return false
   try {
     if (!target) throw new Error('no such provider')
@@ -125,6 +132,17 @@ async function moderate(g: Extract<GuardrailConfig, { kind: 'moderation' }>, tex
 }
 
 type Role = ChatRequest['messages'][number]['role']
+
+// The text a JSON answer holds (every string but the structural ones).
+export function answerTexts(body: string): string[] {
+  const out: string[] = []
+  try {
+    mapStrings(JSON.parse(body), (t) => (out.push(t), t))
+  } catch {
+    out.push(body)
+  }
+  return out.filter((t) => t.trim() !== '')
+}
 
 // The text of the request's messages (and of a native body's, which some targets get instead).
 function textsOf(req: ChatRequest, roles?: readonly Role[]): string[] {

@@ -49,6 +49,8 @@ export interface Completion {
   // The OpenAI-format body for the client, as text (an OpenAI upstream's bytes unchanged).
   body: string
   usage: Usage | undefined
+  // An output guardrail refused the answer: the caller gets this error, the usage is still billed.
+  refusal?: GatewayError
 }
 
 // Turns one upstream stream into OpenAI SSE bytes, event by event.

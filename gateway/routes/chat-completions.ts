@@ -16,9 +16,10 @@ import { parseGatewayOptions, type GatewayOptions } from '../gateway-options.ts'
 import { openAiSurface, type Surface } from '../surfaces/surface.ts'
 import { answerOfBody, cacheUseOf, replayBody, replayStream, type CachedAnswer, type CacheStore, type CacheUse } from '../cache/cache.ts'
 import { tapStreamForCache } from '../cache/tap.ts'
-import { applyGuardrails, guardrailsFor, type Fired, type GuardrailRun } from '../guardrails/apply.ts'
-import { restoringAdapter } from '../guardrails/restore.ts'
+import { applyGuardrails, guardrailsFor, moderate, answerTexts, type Fired, type GuardrailRun, type ModerationGuardrail, type ModerationTarget } from '../guardrails/apply.ts'
+import { guardedAdapter, outputGuardrails, answerRules, type TextRule } from '../guardrails/output.ts'
 import type { ProviderAdapter } from '../providers/types.ts'
+import type { GuardrailConfig } from '../../shared/config/schema.ts'
 import { costPico } from '../../shared/money.ts'
 import type { QuotaService } from '../quota/quota.ts'
 import { routeRequest, type RoutingDecision, type RoutingState } from '../routing/router.ts'
@@ -108,22 +109,32 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
 }
 
-// The guardrails of the defaults, the route and the client, applied to the request.
-async function runGuardrails(ctx: RequestContext, deps: ChatDeps, a: Accepted): Promise<GuardrailRun | undefined> {
+// The guardrails of the defaults, the route and the client.
+function guardrailList(ctx: RequestContext, a: Accepted): GuardrailConfig[] {
   const file = ctx.snapshot.config.file
-  if (file.guardrails.length === 0) return undefined
-  const list = guardrailsFor(file.guardrails, [file.guardrail_defaults, ctx.snapshot.routes.get(a.req.model)?.guardrails, a.caller.client.guardrails])
+  if (file.guardrails.length === 0) return []
+  return guardrailsFor(file.guardrails, [file.guardrail_defaults, ctx.snapshot.routes.get(a.req.model)?.guardrails, a.caller.client.guardrails])
+}
+
+// The guardrails of the request applied to it.
+async function runGuardrails(ctx: RequestContext, deps: ChatDeps, a: Accepted): Promise<GuardrailRun | undefined> {
+  const list = guardrailList(ctx, a)
   if (list.length === 0) return undefined
-  return applyGuardrails(a.req, list, (providerId) => {
-    const target = [...ctx.snapshot.targets.values()].find((r) => r.target.provider.provider_id === providerId)?.target
-    return target ? { baseUrl: target.provider.base_url, apiKey: target.apiKey } : undefined
-  })
+  return applyGuardrails(a.req, list, (providerId) => moderationTarget(ctx, providerId))
+}
+
+function moderationTarget(ctx: RequestContext, providerId: string): ModerationTarget | undefined {
+  const target = [...ctx.snapshot.targets.values()].find((r) => r.target.provider.provider_id === providerId)?.target
+  return target ? { baseUrl: target.provider.base_url, apiKey: target.apiKey } : undefined
 }
 
 function noteGuardrails(deps: ChatDeps, ledger: RequestLedger, fired: Fired[] | undefined): void {
   if (!fired?.length) return
-  ledger.outcome.guardrails = fired.map((f) => ({ id: f.id, action: f.action }))
-  for (const f of fired) deps.metrics.guardrails.inc([f.id, f.action])
+  const seen = (ledger.outcome.guardrails ??= [])
+  for (const f of fired) {
+    seen.push(f.stage ? { id: f.id, action: f.action, stage: f.stage } : { id: f.id, action: f.action })
+    deps.metrics.guardrails.inc([f.id, f.action])
+  }
 }
 
 // An accepted request: route, reserve, then answer once or relay a stream.
@@ -152,7 +163,16 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   }
   const chain = await reserve(surface, ledger, decision.chain, ctx.snapshot, tr)
   if (chain instanceof Response) return chain
-  const plan: CallPlan = { ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr), cache: use?.store ? { use, store: deps.cache! } : undefined, restore, openAiChunks: surface === openAiSurface }
+  const list = guardrailList(ctx, { caller, req, options })
+  const output = outputGuardrails(list)
+  const rules = restore || output.length > 0 ? () => answerRules(restore, output, (f) => noteGuardrails(deps, ledger, [f])) : undefined
+  const moderation = list.filter((g) => g.kind === 'moderation' && g.applies_to !== 'input') as ModerationGuardrail[]
+  const plan: CallPlan = {
+    ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr),
+    cache: use?.store ? { use, store: deps.cache! } : undefined,
+    answerRules: rules,
+    outputModeration: moderation.length > 0 ? { list: moderation, target: (id) => moderationTarget(ctx, id), note: (f) => noteGuardrails(deps, ledger, [f]) } : undefined,
+  }
   return ledger.outcome.stream ? relayStream(ctx, ledger, plan, req) : answerOnce(ctx, ledger, plan)
 }
 
@@ -249,9 +269,10 @@ async function reserve(surface: Surface, ledger: RequestLedger, chain: readonly 
 // How the request's calls are made: the chain, the settings, admission (with a top-up reservation
 // after a call that may have been billed), a span per call.
 export interface CallPlan {
-  // The originals of redacted text, put back into the answer, and whether its stream is OpenAI chunks.
-  restore?: Map<string, string>
-  openAiChunks?: boolean
+  // The rules answers go through: the originals of redacted text put back, output guardrails.
+  answerRules?: () => TextRule[]
+  // Moderation of non-streamed answers.
+  outputModeration?: { list: ModerationGuardrail[]; target: (providerId: string) => ModerationTarget | undefined; note: (f: Fired) => void }
   // Where the answer is kept for the response cache, when the request uses it.
   cache?: { use: CacheUse; store: CacheStore }
   chain: readonly Route[]
@@ -308,7 +329,7 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
   try {
     served = await dispatch(plan.chain, plan.settings, plan.deps, ledger.signal, ledger.attempts, (r) => {
       ledger.trying(r)
-      return plan.attempt(r, (h) => completeChat(restoring(plan, surface.adapterFor(r, budget.requestFor(r))), r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
+      return plan.attempt(r, (h) => completeChat(guarding(plan, surface.adapterFor(r, budget.requestFor(r))), r.target, budget.requestFor(r), budget.optionsFor(r), ledger.signal, limits, h))
     })
   } catch (err) {
     if (err !== CLIENT_CLOSED) return failed(surface, ledger, err)
@@ -322,6 +343,9 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
   ledger.outcome.ttfbMs = performance.now() - ctx.startedAt
   let body = value.completion.body
   const reported = value.completion.usage
+  // An answer an output guardrail refused: billed as answered, the caller told why.
+  const refusal = value.completion.refusal ?? (plan.outputModeration ? await moderateAnswer(plan.outputModeration, body) : undefined)
+  if (refusal) ledger.outcome.error = refusal
   if (reported) {
     const usage = budget.guardFor(route).check(reported)
     // Figures that failed the check never reach the caller either, nor odd extras around sane
@@ -329,7 +353,7 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
     if (usage !== reported || reported.rewrite || body.indexOf('"usage"') !== body.lastIndexOf('"usage"')) body = surface.withUsage(body, usage)
     ledger.end({ kind: 'answered', usage })
     // Kept for the cache: an answer whose usage passed the check.
-    if (plan.cache && usage === reported) {
+    if (plan.cache && usage === reported && !refusal) {
       const answer = answerOfBody(body, usage, { provider_id: route.target.provider.provider_id, upstream_model: route.target.upstreamModel, cost_pico: costPico(route.target.price, usage.input_tokens, usage.output_tokens) })
       if (answer) void plan.cache.store.put(plan.cache.use.key, answer, plan.cache.use.config.ttl_seconds * 1000).catch(() => undefined)
     }
@@ -337,9 +361,26 @@ async function answerOnce(ctx: RequestContext, ledger: RequestLedger, plan: Call
     // No usage in the answer: recorded as counted from its text, booked as the whole estimate.
     ledger.end({ kind: 'unreported', seen: { body }, bookWhole: true })
   }
+  if (refusal) return surface.errorResponse(refusal, ledger.headers)
   const headers: Record<string, string> = { ...ledger.headers, 'content-type': 'application/json' }
   if (value.upstreamRequestId) headers['x-upstream-request-id'] = value.upstreamRequestId
   return new Response(body, { headers })
+}
+
+// A non-streamed answer asked about by the moderation guardrails that check answers: the refusal
+// of one that blocks it, else undefined (one that logs is noted).
+async function moderateAnswer(m: NonNullable<CallPlan['outputModeration']>, body: string): Promise<GatewayError | undefined> {
+  const texts = answerTexts(body)
+  for (const g of m.list) {
+    const flagged = await moderate(g, texts, m.target(g.provider))
+    if (!flagged) continue
+    if (g.action === 'block') {
+      m.note({ id: g.id, kind: g.kind, action: 'block', stage: 'output' })
+      return new GatewayError('content_policy_violation', `The answer was stopped by guardrail '${g.id}' (moderation: ${flagged === 'error' ? 'the moderation service could not be asked' : 'flagged by the moderation service'}).`, { param: `guardrail:${g.id}` })
+    }
+    m.note({ id: g.id, kind: g.kind, action: 'log', stage: 'output' })
+  }
+  return undefined
 }
 
 // A streaming request: fallback ends once the stream's first bytes are ready; what goes wrong after
@@ -360,7 +401,7 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       (r) => {
         const guard = ledger.trying(r)
         return plan.attempt(r, (h) =>
-          openChatStream(restoring(plan, cacheTap(plan, surface.adapterFor(r, budget.requestFor(r)))), r.target, budget.requestFor(r), {
+          openChatStream(cacheTap(plan, guarding(plan, surface.adapterFor(r, budget.requestFor(r)))), r.target, budget.requestFor(r), {
             limits: { maxEventBytes: server.max_event_bytes, maxErrorBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio },
             callerWantsUsage: surface.wantsUsageChunk(req),
             errorFrame: surface.errorFrame,
@@ -397,7 +438,7 @@ function cacheTap(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
   return tapStreamForCache(adapter, (answer) => void cache.store.put(cache.use.key, answer, cache.use.config.ttl_seconds * 1000).catch(() => undefined))
 }
 
-// The answer with the originals of redacted text put back, when a guardrail asked for it.
-function restoring(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
-  return plan.restore ? restoringAdapter(adapter, plan.restore, plan.openAiChunks) : adapter
+// The answer through the rules (the originals of redacted text put back, output guardrails), when any apply.
+function guarding(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
+  return plan.answerRules ? guardedAdapter(adapter, plan.answerRules) : adapter
 }

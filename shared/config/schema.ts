@@ -82,6 +82,8 @@ export type CacheConfig = Static<typeof CacheConfig>
 
 // Guardrails: checks on what a request sends (and, for pii restore, what it gets back), by id.
 const GuardrailId = t.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })
+const AppliesTo = t.Union([t.Literal('input'), t.Literal('output'), t.Literal('both')], { default: 'input' })
+
 export const GuardrailConfig = t.Union([
   t.Object(
     {
@@ -92,6 +94,8 @@ export const GuardrailConfig = t.Union([
       // With redact: the originals put back in the answer (stream included).
       restore: t.Boolean({ default: false }),
       types: t.Array(t.Union([t.Literal('email'), t.Literal('phone'), t.Literal('card'), t.Literal('iban'), t.Literal('secret')]), { default: ['email', 'phone', 'card', 'iban', 'secret'] }),
+      // What it checks: the request (input), the answer (output: redact replaces, block stops it), or both.
+      applies_to: AppliesTo,
     },
     strict,
   ),
@@ -102,6 +106,10 @@ export const GuardrailConfig = t.Union([
       action: t.Union([t.Literal('redact'), t.Literal('block')]),
       // JavaScript regular expressions, matched case-insensitively.
       patterns: t.Array(t.String({ minLength: 1, maxLength: 1000 }), { minItems: 1, maxItems: 100 }),
+      applies_to: AppliesTo,
+      // On a streamed answer, how much text is held back while a match may be forming: the longest
+      // match it must catch (a longer one may go out in part).
+      max_match_chars: t.Integer({ minimum: 1, maximum: 4096, default: 256 }),
     },
     strict,
   ),
@@ -113,7 +121,8 @@ export const GuardrailConfig = t.Union([
       // A provider speaking OpenAI's /v1/moderations (its base_url and key), and the model to ask.
       provider: t.String({ minLength: 1 }),
       model: t.String({ minLength: 1 }),
-      applies_to: t.Union([t.Literal('input')], { default: 'input' }),
+      // Output: a non-streamed answer is asked about before the caller gets it.
+      applies_to: AppliesTo,
       timeout_ms: t.Integer({ minimum: 10, maximum: 60_000, default: 2000 }),
       on_error: t.Union([t.Literal('allow'), t.Literal('block')], { default: 'allow' }),
       action: t.Union([t.Literal('block'), t.Literal('log')]),

@@ -7,6 +7,8 @@ import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts
 
 const KEY = 'sk-guard-client'
 const STRICT_KEY = 'sk-guard-strict'
+const OUT_KEY = 'sk-guard-output'
+const OUT_BLOCK_KEY = 'sk-guard-output-block'
 const price = { cost_per_1k_input_tokens: 0.003, cost_per_1k_output_tokens: 0.015 }
 const EMAIL = 'ann.lee@example.com'
 const CARD = '4111 1111 1111 1111'
@@ -32,12 +34,17 @@ beforeAll(async () => {
         { id: 'project-x', kind: 'regex', action: 'block', patterns: ['project\\s+x'] },
         { id: 'safety', kind: 'moderation', provider: 'p', model: 'omni-moderation-latest', action: 'block', on_error: 'allow' },
         { id: 'safety-strict', kind: 'moderation', provider: 'mod-down', model: 'mod-x', action: 'block', on_error: 'block', timeout_ms: 500 },
+        { id: 'pii-out', kind: 'pii', action: 'redact', applies_to: 'output' },
+        { id: 'card-block', kind: 'pii', action: 'block', applies_to: 'output', types: ['card'] },
+        { id: 'safety-out', kind: 'moderation', provider: 'p', model: 'omni-moderation-latest', action: 'block', applies_to: 'output' },
       ],
       guardrail_defaults: ['no-injection'],
       quotas: [{ quota_id: 'q', entity_type: 'user', entity_id: 'guarded', period: 'day', token_limit: 1_000_000 }],
       clients: [
         { client_id: 'guarded', team_id: 't', guardrails: ['pii', 'project-x', 'safety'], keys: [{ name: 'k', sha256: hashKey(KEY) }] },
         { client_id: 'strict', team_id: 't', guardrails: ['safety-strict'], keys: [{ name: 'k', sha256: hashKey(STRICT_KEY) }] },
+        { client_id: 'output', team_id: 't', guardrails: ['pii-out', 'safety-out'], keys: [{ name: 'k', sha256: hashKey(OUT_KEY) }] },
+        { client_id: 'output-block', team_id: 't', guardrails: ['card-block'], keys: [{ name: 'k', sha256: hashKey(OUT_BLOCK_KEY) }] },
       ],
     },
   })
@@ -145,5 +152,67 @@ describe('refusals name the guardrail and bill nothing', () => {
     const text = await (await fetch(`${gw.url}/metrics`)).text()
     expect(text).toContain('gateway_guardrail_actions_total{guardrail="no-injection",action="block"}')
     expect(text).toContain('gateway_guardrail_actions_total{guardrail="pii",action="redact"}')
+  })
+})
+
+describe('output guardrails: what the model answers', () => {
+  const raw = (key: string, body: unknown) => fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const recordOf = (res: Response) => gw.waitForLog((l) => l.msg === 'request' && l.request_id === res.headers.get('x-request-id'))
+
+  it('redacts personal data in an answer, leaving the request as the caller sent it', async () => {
+    const out = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: OUT_KEY, maxRetries: 0 })
+    emulator.setBehavior('up', { reply: `The card on file is ${CARD}, owner ${EMAIL}.` })
+    const { data, response } = await out.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: `which card has ${EMAIL}?` }] }).withResponse()
+    expect(JSON.stringify(chatCall()?.body)).toContain(EMAIL)
+    expect(data.choices[0]?.message.content).toBe('The card on file is [CARD_1], owner [EMAIL_1].')
+    const record = await recordOf(response)
+    expect(record.guardrails).toEqual([{ id: 'pii-out', action: 'redact', stage: 'output' }])
+    expect(record.cost_pico).toBeGreaterThan(0)
+  })
+
+  it('redacts a card number the provider streams across four chunks: no byte of it reaches the caller', async () => {
+    emulator.setBehavior('up', { reply: `Sure: ${CARD} is the one.` })
+    const res = await raw(OUT_KEY, { model: 'm', stream: true, messages: [{ role: 'user', content: 'card?' }] })
+    const text = await res.text()
+    expect(text).not.toContain('4111')
+    expect(text).not.toContain('1111')
+    const content = text.split('\n\n').filter((f) => f.startsWith('data: {')).map((f) => JSON.parse(f.slice(6)).choices?.[0]?.delta?.content ?? '').join('')
+    expect(content).toBe('Sure: [CARD_1] is the one.')
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true)
+    expect((await recordOf(res)).guardrails).toEqual([{ id: 'pii-out', action: 'redact', stage: 'output' }])
+  })
+
+  it('stops a stream before a card number leaves, with an error frame naming the guardrail; the call is billed', async () => {
+    const lead = 'word '.repeat(80)
+    emulator.setBehavior('up', { reply: `${lead}then ${CARD} and more.` })
+    const res = await raw(OUT_BLOCK_KEY, { model: 'm', stream: true, messages: [{ role: 'user', content: 'go' }] })
+    expect(res.status).toBe(200)
+    const text = await res.text()
+    // What came before it streamed (held back by 256 characters at most); not a digit of it did.
+    const content = text.split('\n\n').filter((f) => f.startsWith('data: {"id"')).map((f) => JSON.parse(f.slice(6)).choices?.[0]?.delta?.content ?? '').join('')
+    expect(content.length).toBeGreaterThan(40)
+    expect(lead.startsWith(content)).toBe(true)
+    expect(text).not.toContain('4111')
+    expect(text).toContain('"code":"content_policy_violation"')
+    expect(text).toContain('guardrail:card-block')
+    const record = await recordOf(res)
+    expect(record).toMatchObject({ error_code: 'content_policy_violation', guardrails: [{ id: 'card-block', action: 'block', stage: 'output' }] })
+    expect(record.cost_pico).toBeGreaterThan(0)
+  })
+
+  it('refuses a non-streamed answer the moderation service flags, billing what the provider answered', async () => {
+    emulator.setBehavior('up', { reply: 'This answer is UNSAFE.' })
+    const res = await raw(OUT_KEY, { model: 'm', messages: [{ role: 'user', content: 'hello' }] })
+    expect(res.status).toBe(400)
+    const body = (await res.json()) as { error: { code: string; param: string; message: string } }
+    expect(body.error).toMatchObject({ code: 'content_policy_violation', param: 'guardrail:safety-out' })
+    expect(body.error.message).not.toContain('UNSAFE')
+    const record = await recordOf(res)
+    expect(record).toMatchObject({ error_code: 'content_policy_violation', guardrails: [{ id: 'safety-out', action: 'block', stage: 'output' }] })
+    expect(record.output_tokens).toBeGreaterThan(0)
+    expect(record.cost_pico).toBeGreaterThan(0)
+    // The provider answered properly: its breaker and the next request are untouched.
+    emulator.setBehavior('up', { reply: 'fine' })
+    expect((await raw(OUT_KEY, { model: 'm', messages: [{ role: 'user', content: 'hello' }] })).status).toBe(200)
   })
 })
