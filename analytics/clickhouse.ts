@@ -1,6 +1,6 @@
 // One small interface over both engines: clickhouse-server over HTTP (@clickhouse/client) and embedded chdb.
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client'
-import { drainPending, Session } from 'chdb'
+import type * as Chdb from 'chdb'
 
 export interface ClickHouse {
   engine: 'server' | 'embedded'
@@ -43,7 +43,18 @@ export function connectClickHouse(url: string): ClickHouse {
 }
 
 // chdb is one engine per process bound to one data folder: close() before opening another folder.
-export function openEmbeddedClickHouse(dataDir: string): ClickHouse {
+// chdb (a 500 MB native library) is an optional dependency, loaded only here: an install that uses
+// a ClickHouse server (CLICKHOUSE_URL) can leave it out (npm ci --omit=optional).
+async function loadChdb(): Promise<typeof Chdb> {
+  try {
+    return await import('chdb')
+  } catch (err) {
+    throw new Error(`embedded ClickHouse needs the optional package chdb, which is not installed (npm install chdb), or set CLICKHOUSE_URL to a ClickHouse server (${(err as Error).message.split('\n')[0]})`)
+  }
+}
+
+export async function openEmbeddedClickHouse(dataDir: string): Promise<ClickHouse> {
+  const { drainPending, Session } = await loadChdb()
   const session = new Session(dataDir, {
     // 18.16 quotes 64-bit integers in JSON by default, current ClickHouse does not: match the server.
     connectionArgs: ['--output_format_json_quote_64bit_integers=1'],

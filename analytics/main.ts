@@ -2,11 +2,19 @@
 import { createLogger } from '../shared/log.ts'
 import { loadWorkerConfig } from './config.ts'
 import { startWorker } from './worker.ts'
+import { StartupError } from './startup.ts'
 
 const config = loadWorkerConfig(process.env)
 const log = createLogger(config.logLevel)
 // A drain that cannot go on exits the process, so a supervisor restarts it.
-const worker = await startWorker(config, log, 'stream', () => process.exit(1))
+let worker
+try {
+  worker = await startWorker(config, log, 'stream', () => process.exit(1))
+} catch (err) {
+  if (!(err instanceof StartupError)) throw err
+  process.stderr.write(`${err.message}\n`)
+  process.exit(78)
+}
 log.lifecycle('analytics listening', { port: worker.port, clickhouse: config.clickhouseUrl ? 'server' : `embedded (${config.dataDir})`, consumer: config.consumer })
 
 let stopping = false

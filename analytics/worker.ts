@@ -12,6 +12,7 @@ import { StreamDrain } from './drain.ts'
 import { migrate } from './migrate.ts'
 import { rollupDay, staleDays } from './rollup.ts'
 import { clickHouseStore, InProcessUsageSink, trackDays } from './store.ts'
+import { checkPortFree, lockDataDir, StartupError } from './startup.ts'
 
 export interface Worker {
   ch: ClickHouse
@@ -31,7 +32,16 @@ const RECONCILE_EVERY_MS = 3_600_000
 const RECONCILE_DAYS = 62
 
 export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stream' | 'in-process', onFatal: (err: unknown) => void = () => {}): Promise<Worker> {
-  const ch = config.clickhouseUrl ? connectClickHouse(config.clickhouseUrl) : openEmbeddedClickHouse(config.dataDir)
+  // What would fail later with a trace fails here with one line: the port, the data folder.
+  checkPortFree(config.host, config.port)
+  const unlock = config.clickhouseUrl ? undefined : lockDataDir(config.dataDir)
+  let ch: ClickHouse
+  try {
+    ch = config.clickhouseUrl ? connectClickHouse(config.clickhouseUrl) : await openEmbeddedClickHouse(config.dataDir)
+  } catch (err) {
+    unlock?.()
+    throw new StartupError(`analytics: embedded ClickHouse cannot open ${config.dataDir} (${(err as Error).message.split('\n')[0]}); set ANALYTICS_DATA_DIR to another folder`)
+  }
   const applied = await migrate(ch)
   if (applied.length > 0) log.info('analytics migrations applied', { versions: applied })
   const tracked = trackDays(clickHouseStore(ch))
@@ -120,6 +130,7 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
       lagSampler?.stop()
       redis?.disconnect()
       await ch.close()
+      unlock?.()
     },
   }
 }

@@ -66,7 +66,7 @@ async function throughput(redisServer: RedisServer, engine: 'server' | 'embedded
   await ch?.close()
   await server?.stop()
   if (!server) {
-    const check = openEmbeddedClickHouse(dir)
+    const check = await openEmbeddedClickHouse(dir)
     const stored = await storedCount(check)
     await check.close()
     if (stored !== RECORDS) throw new Error(`embedded store has ${stored} of ${RECORDS}`)

@@ -4,13 +4,41 @@ import OpenAI from 'openai'
 import { startEmulator } from '../test/harness/emulator.ts'
 
 const once = process.argv.includes('--once')
+const port = Number(process.env.PORT ?? '8080')
+
+// Both ports must be free: a demo that talked to another gateway would report its success.
+for (const [what, p, setting] of [['the emulator', 4010, 'stop what holds it'], ['the gateway', port, 'stop it (npm start?), or set PORT']] as const) {
+  try {
+    Bun.listen({ hostname: '0.0.0.0', port: p, socket: { data() {} } }).stop(true)
+  } catch {
+    process.stderr.write(`demo: port ${p} for ${what} is in use by another process; ${setting}\n`)
+    process.exit(1)
+  }
+}
+
 const emulator = startEmulator({ port: 4010 })
 const gateway = Bun.spawn([process.execPath, 'gateway/main.ts'], {
-  env: { ...process.env, GATEWAY_CONFIG: 'config/gateway.sample.yaml', PORT: process.env.PORT ?? '8080', LOG_LEVEL: 'warn' },
-  stdout: 'inherit',
+  env: { ...process.env, GATEWAY_CONFIG: 'config/gateway.sample.yaml', PORT: String(port), LOG_LEVEL: 'error' },
+  stdout: 'pipe',
   stderr: 'inherit',
 })
-const base = `http://127.0.0.1:${process.env.PORT ?? '8080'}`
+// The gateway's own lines stay out of the demo's output but for errors.
+void (async () => {
+  let held = ''
+  for await (const chunk of gateway.stdout as ReadableStream<Uint8Array>) {
+    const lines = (held + new TextDecoder().decode(chunk)).split('\n')
+    held = lines.pop() ?? ''
+    for (const line of lines) if (!line.startsWith('{') || line.includes('"level":"error"')) process.stdout.write(`${line}\n`)
+  }
+})()
+let stopping = false
+void gateway.exited.then((code) => {
+  if (stopping) return
+  process.stderr.write(`demo: the gateway exited (code ${code}) before the demo ended\n`)
+  emulator.stop()
+  process.exit(1)
+})
+const base = `http://127.0.0.1:${port}`
 
 async function waitUntilReady(): Promise<void> {
   const deadline = Date.now() + 15_000
@@ -43,11 +71,14 @@ async function main(): Promise<void> {
 }
 
 function shutdown(code: number): void {
+  if (stopping) return
+  stopping = true
   gateway.kill('SIGTERM')
   void gateway.exited.then(() => emulator.stop()).then(() => process.exit(code))
 }
 
 process.on('SIGINT', () => shutdown(0))
+process.on('SIGTERM', () => shutdown(0))
 main().catch((err: unknown) => {
   console.error(err)
   shutdown(1)

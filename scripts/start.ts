@@ -1,6 +1,7 @@
 // npm start: the gateway; without REDIS_URL, the analytics worker runs in the same process and gets usage records directly (ANALYTICS=off: log lines only).
 import { loadWorkerConfig } from '../analytics/config.ts'
 import { startWorker } from '../analytics/worker.ts'
+import { StartupError } from '../analytics/startup.ts'
 import { runGateway, type LocalUsage } from '../gateway/server.ts'
 import { launch } from '../gateway/supervisor.ts'
 import type { Logger } from '../shared/log.ts'
@@ -9,7 +10,15 @@ import { loadConfig } from '../shared/config/load.ts'
 async function localUsage(log: Logger): Promise<LocalUsage | undefined> {
   if (process.env.ANALYTICS === 'off') return undefined
   const config = loadWorkerConfig(process.env)
-  const worker = await startWorker(config, log, 'in-process')
+  let worker
+  try {
+    worker = await startWorker(config, log, 'in-process')
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err
+    // One line naming the port or folder and the setting; a restart would not help (EX_CONFIG).
+    process.stderr.write(`${err.message}\n`)
+    process.exit(78)
+  }
   log.lifecycle('analytics listening', { port: worker.port, clickhouse: config.clickhouseUrl ? 'server' : `embedded (${config.dataDir})`, mode: 'in-process' })
   // The console's analytics calls (/admin/analytics) go to this worker unless told otherwise.
   process.env.ANALYTICS_URL ||= `http://127.0.0.1:${worker.port}`

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'bun:test'
 import { Secret } from '../../shared/secret.ts'
 import { startEmulator } from '../../test/harness/emulator.ts'
 import { openAiAdapter } from '../providers/openai/adapter.ts'
-import { checkProviderHealth } from './health.ts'
+import { checkProviderHealth, failureDetail } from './health.ts'
 
 const emulator = startEmulator({ apiKey: 'sk-health-key' })
 afterAll(() => emulator.stop())
@@ -27,7 +27,7 @@ describe('checkProviderHealth', () => {
 
   it('is unhealthy, with the status only, when the provider refuses the key', async () => {
     const r = await checkProviderHealth(openAiAdapter, provider(emulator.baseUrl), new Secret('sk-wrong'), 1000)
-    expect(r).toMatchObject({ healthy: false, detail: 'status 401' })
+    expect(r).toMatchObject({ healthy: false, detail: `status 401 from 127.0.0.1:${new URL(emulator.baseUrl).port}` })
   })
 
   it('is unhealthy when nothing listens', async () => {
@@ -36,8 +36,18 @@ describe('checkProviderHealth', () => {
     await closed.stop(true)
     const r = await checkProviderHealth(openAiAdapter, provider(url), undefined, 1000)
     expect(r.healthy).toBe(false)
-    // The network error's code, not the name of its class ("TypeError"); the error itself for the log.
-    expect(r.detail).toBe('ECONNREFUSED')
+    // What happened and where, with the network error's code (not the name of its class, "TypeError"); the error itself for the log.
+    expect(r.detail).toBe(`connection refused by ${new URL(url).host} (ECONNREFUSED): nothing listens there`)
     expect(r.error).toMatchObject({ code: 'ECONNREFUSED' })
+  })
+})
+
+describe('failureDetail', () => {
+  it('names the host and what failed for DNS, TLS, resets and timeouts', () => {
+    const err = (code: string) => Object.assign(new Error('x'), { code })
+    expect(failureDetail(err('ENOTFOUND'), 'https://api.example.invalid/v1', 1000)).toBe('DNS: cannot resolve api.example.invalid (ENOTFOUND)')
+    expect(failureDetail(err('CERT_HAS_EXPIRED'), 'https://api.example.invalid/v1', 1000)).toBe('TLS with api.example.invalid:443 failed (CERT_HAS_EXPIRED)')
+    expect(failureDetail(err('ECONNRESET'), 'http://10.0.0.1:8000', 1000)).toBe('connection to 10.0.0.1:8000 broken (ECONNRESET)')
+    expect(failureDetail(Object.assign(new Error('t'), { name: 'TimeoutError' }), 'http://h:1', 250)).toBe('no answer from h:1 within 250 ms')
   })
 })

@@ -25,9 +25,30 @@ export async function checkProviderHealth(
     const res = await fetchUpstream(req, AbortSignal.timeout(timeoutMs))
     // Only the status matters: the body is not read (it could be anything, of any size).
     await res.body?.cancel().catch(() => undefined)
-    return { healthy: res.ok, latency_ms: performance.now() - started, detail: res.ok ? undefined : `status ${res.status}` }
+    return { healthy: res.ok, latency_ms: performance.now() - started, detail: res.ok ? undefined : `status ${res.status} from ${hostOf(provider.base_url)}` }
   } catch (err) {
-    const name = errorName(err)
-    return { healthy: false, latency_ms: performance.now() - started, detail: name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : name, error: err }
+    return { healthy: false, latency_ms: performance.now() - started, detail: failureDetail(err, provider.base_url, timeoutMs), error: err }
   }
+}
+
+function hostOf(baseUrl: string): string {
+  try {
+    const u = new URL(baseUrl)
+    return `${u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`
+  } catch {
+    return 'the provider'
+  }
+}
+
+// What a network failure means, in words an operator acts on: refused, unresolved, TLS, timeout.
+export function failureDetail(err: unknown, baseUrl: string, timeoutMs: number): string {
+  const name = errorName(err)
+  const host = hostOf(baseUrl)
+  if (name === 'TimeoutError') return `no answer from ${host} within ${timeoutMs} ms`
+  if (/^(ECONNREFUSED|ConnectionRefused)$/.test(name)) return `connection refused by ${host} (${name}): nothing listens there`
+  if (/^(ENOTFOUND|EAI_AGAIN|DNSException)$/.test(name)) return `DNS: cannot resolve ${host.replace(/:\d+$/, '')} (${name})`
+  if (/^(CERT_|ERR_TLS|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED)/.test(name)) return `TLS with ${host} failed (${name})`
+  if (/^(ECONNRESET|ConnectionClosed|EPIPE)$/.test(name)) return `connection to ${host} broken (${name})`
+  if (/^(EHOSTUNREACH|ENETUNREACH|FailedToOpenSocket)$/.test(name)) return `cannot reach ${host} (${name})`
+  return `${name} reaching ${host}`
 }

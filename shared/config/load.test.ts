@@ -59,6 +59,29 @@ describe('loadConfig', () => {
     expect(problems.some((p) => p.startsWith('/providers/0/models/0/cost_per_1k_input_tokens'))).toBe(true)
   })
 
+  it('says which key was meant, lists the allowed values, and reports shape and reference problems together', () => {
+    const doc = minimal() as Record<string, unknown> & ReturnType<typeof minimal>
+    ;(doc as Record<string, unknown>).server = { log_levle: 'debug' }
+    ;(doc.providers[0] as Record<string, unknown>).kind = 'antropic'
+    ;(doc as Record<string, unknown>).guardrails = [{ id: 'g', kind: 'pii', action: 'redcat' }, { id: 'h', kind: 'piii', action: 'block' }]
+    ;(doc as Record<string, unknown>).routes = [{ name: 'r', targets: [{ provider: 'nobody', model: 'x' }] }]
+    const problems = problemsOf(doc)
+    expect(problems).toContain('/server/log_levle: unknown setting "log_levle" (did you mean "log_level"?)')
+    expect(problems).toContain('/providers/0/kind: "antropic" is not one of openai, openai-compatible, anthropic, gemini (did you mean "anthropic"?)')
+    // A guardrail's own fields, checked against the shape its kind names (its defaults applied).
+    expect(problems).toContain('/guardrails/0/action: "redcat" is not one of redact, block (did you mean "redact"?)')
+    expect(problems).toContain('/guardrails/1/kind: "piii" is not one of pii, regex, prompt_injection, moderation (did you mean "pii"?)')
+    // A reference problem in the same report as the shape problems.
+    expect(problems).toContain('/routes/0/targets/0/provider: no provider "nobody"')
+    expect(problems.some((p) => p.includes('Expected union value') || p.includes('Expected required property'))).toBe(false)
+  })
+
+  it('lists the known keys when a misspelling is not close to any', () => {
+    const doc = minimal() as Record<string, unknown>
+    doc.server = { zzzzzz: 1 }
+    expect(problemsOf(doc).find((p) => p.startsWith('/server/zzzzzz'))).toMatch(/^\/server\/zzzzzz: unknown setting "zzzzzz"; known here: .*log_level/)
+  })
+
   it('refuses an inline secret', () => {
     const doc = minimal()
     ;(doc.providers[0] as Record<string, unknown>).api_key_secret = 'sk-live-123'

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { extname } from 'node:path'
 import { Value } from '@sinclair/typebox/value'
+import { explainErrors } from './explain.ts'
 import { parse as parseYaml } from 'yaml'
 import { GatewayConfig, type LogLevel } from './schema.ts'
 import { Secret } from '../secret.ts'
@@ -66,16 +67,22 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
   if (env.GATEWAY_WORKERS !== undefined && isObject(withDefaults) && isObject(withDefaults.server)) {
     withDefaults.server.workers = /^\d+$/.test(env.GATEWAY_WORKERS) ? Number(env.GATEWAY_WORKERS) : env.GATEWAY_WORKERS
   }
-  if (!Value.Check(GatewayConfig, withDefaults)) {
-    const problems = [...Value.Errors(GatewayConfig, withDefaults)].map(
-      (e) =>
-        `${e.path || '/'}: ${e.message}${e.path.endsWith('/port') && env.PORT ? ' (from PORT)' : ''}${e.path.endsWith('/workers') && env.GATEWAY_WORKERS ? ' (from GATEWAY_WORKERS)' : ''}`,
-    )
-    throw new ConfigError(source, dedupe(problems))
+  // Every problem of the file in one report: the shape, then (as far as the shape allows) the
+  // references between its parts and the environment.
+  const problems: string[] = []
+  const shapeOk = Value.Check(GatewayConfig, withDefaults)
+  if (!shapeOk) {
+    for (const p of explainErrors(GatewayConfig, withDefaults)) {
+      problems.push(`${p}${/^\/server\/port:/.test(p) && env.PORT ? ' (from PORT)' : ''}${/^\/server\/workers:/.test(p) && env.GATEWAY_WORKERS ? ' (from GATEWAY_WORKERS)' : ''}`)
+    }
   }
-  const file = withDefaults
-  const problems = checkReferences(file)
-  const logLevel = env.LOG_LEVEL ?? file.server.log_level ?? 'info'
+  const file = withDefaults as GatewayConfig
+  try {
+    problems.push(...checkReferences(file))
+  } catch {
+    // A part too malformed to follow: its shape errors above say what is wrong.
+  }
+  const logLevel = env.LOG_LEVEL ?? file.server?.log_level ?? 'info'
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) problems.push(`LOG_LEVEL: unknown level "${logLevel}"`)
   const sampler = env.OTEL_TRACES_SAMPLER
   if (sampler && !SAMPLERS.includes(sampler)) problems.push(`OTEL_TRACES_SAMPLER: "${sampler}" is not one of ${SAMPLERS.join(', ')}`)
@@ -91,10 +98,10 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
   }
   // Each worker keeps its own memory: budgets, rate limits and breakers in memory would be per
   // worker, and several in-process analytics workers would share one data folder.
-  if (file.server.workers > 1 && !env.REDIS_URL) {
+  if (shapeOk && file.server.workers > 1 && !env.REDIS_URL) {
     problems.push(`server.workers: ${file.server.workers} workers need REDIS_URL (budgets, rate limits and breakers must be shared between them, and usage records go through its stream); set REDIS_URL or use 1`)
   }
-  if (problems.length > 0) throw new ConfigError(source, problems)
+  if (problems.length > 0) throw new ConfigError(source, dedupe(problems))
 
   const secrets = new Map<string, Secret>()
   const unavailable = new Map<string, string>()

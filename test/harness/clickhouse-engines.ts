@@ -26,7 +26,7 @@ export async function openTestEngine(kind: EngineKind): Promise<TestEngine> {
     }
   }
   const dir = mkdtempSync(join(tmpdir(), 'chdb-test-'))
-  const ch = openEmbeddedClickHouse(dir)
+  const ch = await openEmbeddedClickHouse(dir)
   return {
     ch,
     async stop() {

@@ -23,12 +23,12 @@ export const geminiWire: WireFormat = {
   },
 
   complete(r, body) {
-    return { candidates: [{ content: { parts: parts(r, r.words), role: 'model' }, finishReason: 'STOP', index: 0 }], usageMetadata: usage(r, true), modelVersion: r.model, responseId: r.id }
+    return { candidates: [{ content: { parts: parts(r, r.words), role: 'model' }, finishReason: 'STOP', index: 0 }], usageMetadata: usage(r, true), modelVersion: r.model, responseId: geminiId(r.id) }
   },
 
   frames(r: EmulatedReply, _body, b: Behavior): Frame[] {
     const chunk = (p: unknown[], final: boolean) =>
-      `data: ${JSON.stringify({ candidates: [{ content: { parts: p, role: 'model' }, ...(final ? { finishReason: 'STOP' } : {}), index: 0 }], usageMetadata: usage(r, final), modelVersion: r.model, responseId: r.id })}\r\n\r\n`
+      `data: ${JSON.stringify({ candidates: [{ content: { parts: p, role: 'model' }, ...(final ? { finishReason: 'STOP' } : {}), index: 0 }], usageMetadata: usage(r, final), modelVersion: r.model, responseId: geminiId(r.id) })}\r\n\r\n`
     if (r.toolCalls.length) return withFaults([], [chunk(parts(r, []), true)], [], b, 'data: {"candidates": broken\r\n\r\n')
     const content = r.words.map((w, i) => chunk([{ text: w }], i === r.words.length - 1))
     if (b.stream_error_after_chunks !== undefined) {
@@ -75,4 +75,9 @@ const ERRORS: Record<number, [number, string, string]> = {
   429: [429, 'RESOURCE_EXHAUSTED', 'You exceeded your current quota, please check your plan.'],
   500: [500, 'INTERNAL', 'An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting'],
   503: [503, 'UNAVAILABLE', 'The model is overloaded. Please try again later.'],
+}
+
+// Gemini's response ids are bare tokens (no chatcmpl- prefix; the gateway adds it).
+function geminiId(id: string): string {
+  return id.replace(/^chatcmpl-/, '')
 }

@@ -295,7 +295,8 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
           return
         }
         if (frame === BREAK) {
-          controller.error(new Error('emulated disconnect'))
+          // The connection breaks; an error without a value keeps Bun from printing a trace of it.
+          controller.error(undefined)
           return
         }
         controller.enqueue(enc.encode(frame))
