@@ -220,6 +220,9 @@ export class RequestLedger {
         // being one that may have been billed).
         const last = this.attempts.findLast((a) => a.outcome !== 'skipped')
         if (route && ending.error.code === 'gateway_shutting_down' && last?.error_code === 'gateway_shutting_down') return this.#estimate(route, { abandoned: true }, false)
+        // A stream an output guardrail stopped before its first bytes went out: the provider
+        // answered, and bills it, as for one stopped later.
+        if (route && ending.error.code === 'content_policy_violation' && last?.error_code === 'content_policy_violation') return this.#estimate(route, { abandoned: true }, false)
         return this.#write()
       }
       case 'abandoned': {

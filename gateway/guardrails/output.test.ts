@@ -19,7 +19,7 @@ const pii = (over: Partial<Extract<GuardrailConfig, { kind: 'pii' }>> = {}): Out
 function stream(restore: Map<string, string> | undefined, guards: OutputGuardrail[] = [], fired: Fired[] = []) {
   const adapter = guardedAdapter({ openStream: () => passthrough() } as unknown as ProviderAdapter, () => answerRules(restore, guards, (f) => fired.push(f)))
   const t = adapter.openStream(undefined as never, { callerWantsUsage: false })
-  return { onEvent: (e: SseEvent) => text(t.onEvent(e)) }
+  return { onEvent: (e: SseEvent) => text(t.onEvent(e)), end: () => t.end() }
 }
 
 const text = (out: string | Uint8Array | undefined): string | undefined => (out === undefined || typeof out === 'string' ? out : new TextDecoder().decode(out))
@@ -153,5 +153,80 @@ describe('output guardrails on a whole answer', () => {
     expect(rewriteBody(answerRules(undefined, [pii({ action: 'block' })], () => undefined), body).body).toBe(body)
     const r = rewriteBody(answerRules(undefined, [pii({ action: 'block' })], () => undefined), '{"content":[{"type":"text","text":"mail ann@example.com"}]}')
     expect(r.refusal?.code).toBe('content_policy_violation')
+  })
+})
+
+// Attacks found by review: every way a value split across events could slip through.
+describe('output guardrails against a hostile stream', () => {
+  const CARD = '4111 1111 1111 1111'
+  const rawEv = (raw: string): SseEvent => ({ raw: enc.encode(raw), data: undefined, event: undefined, id: undefined })
+  const delta = (d: unknown, finish: string | null = null, index = 0) => ev(JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index, delta: d, finish_reason: finish }] }))
+  function feed(events: SseEvent[], guards: OutputGuardrail[] = [pii()], restore?: Map<string, string>): string {
+    const t = stream(restore, guards)
+    let sent = ''
+    for (const e of events) sent += t.onEvent(e) ?? ''
+    return sent + (t.end() ?? '')
+  }
+
+  it('keeps text held across events that end nothing: an empty delta, a signature delta, a keepalive', () => {
+    expect(feed([delta({ content: 'card 4111 1111' }), delta({}), rawEv(': keepalive\n\n'), delta({ content: ' 1111 1111 ok' }), delta({}, 'stop'), ev('[DONE]')])).not.toContain('1111')
+    const block = (d: unknown) => ev(JSON.stringify({ type: 'content_block_delta', index: 0, delta: d }), 'content_block_delta')
+    const sent = feed([block({ type: 'text_delta', text: 'mail ann.lee' }), block({ type: 'signature_delta', signature: 'x' }), block({ type: 'text_delta', text: '@example.com' }), ev(JSON.stringify({ type: 'content_block_stop', index: 0 }), 'content_block_stop')])
+    expect(sent).not.toContain('ann.lee')
+    expect(sent).toContain('[EMAIL_1]')
+  })
+
+  it('checks refusals, legacy function_call arguments, the text a content block starts with, and the other strings of an event', () => {
+    expect(feed([delta({ refusal: 'no: 4111 1111' }), delta({ refusal: ' 1111 1111' }), delta({ function_call: { arguments: '{"c":"4111 1111' } }), delta({ function_call: { arguments: ' 1111 1111"}' } })])).not.toContain('1111')
+    expect(feed([delta({ content: 'hi', refusal: CARD })])).not.toContain(CARD)
+    const start = ev(JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: 'card 4111 1111' } }), 'content_block_start')
+    expect(feed([start, ev(JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: ' 1111 1111' } }), 'content_block_delta')])).not.toContain('1111')
+  })
+
+  it('reads events as a client does: several data lines, CR line endings, \\u escapes in tool arguments', () => {
+    expect(feed([rawEv(`data: {"choices":[{"index":0,"delta":{"content":"${CARD} "}}]}\ndata: \n\n`)])).not.toContain(CARD)
+    const cr = feed([rawEv(`event: content_block_delta\rdata: ${JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: `card ${CARD}` } })}\r\r`)])
+    expect(cr).not.toContain(CARD)
+    expect(cr).toContain('event: content_block_delta\n')
+    const args = '{"to":"ann\\u0040example.com","card":"\\u0034111 1111 1111 1111"}'
+    const sent = feed([delta({ tool_calls: [{ index: 0, function: { arguments: args.slice(0, 12) } }] }), delta({ tool_calls: [{ index: 0, function: { arguments: args.slice(12) } }] }), delta({}, 'tool_calls')])
+    expect(sent).not.toContain('example.com')
+    expect(sent).not.toContain('1111')
+    const body = JSON.stringify({ choices: [{ index: 0, message: { tool_calls: [{ id: 't', type: 'function', function: { name: 'f', arguments: args } }] } }] })
+    const out = JSON.parse(rewriteBody(answerRules(undefined, [pii()], () => undefined), body).body)
+    expect(JSON.parse(out.choices[0].message.tool_calls[0].function.arguments)).toEqual({ to: '[EMAIL_1]', card: '[CARD_1]' })
+  })
+
+  it('lets a quiet channel go while another streams on: content, then a long tool call', () => {
+    const t = stream(undefined, [pii()])
+    let sent = t.onEvent(delta({ role: 'assistant', content: 'Let me check.' })) ?? ''
+    for (let i = 0; i < 200; i++) sent += t.onEvent(delta({ tool_calls: [{ index: 0, function: { arguments: `{"q":"w${i}"} `.slice(0, 10) } }] })) ?? ''
+    expect(sent).toContain('Let me check.')
+    expect(sent.length).toBeGreaterThan(1000)
+  })
+
+  it('finds a card split across interleaved choices and keeps surrogate pairs and sequence numbers whole', () => {
+    const events: SseEvent[] = []
+    for (const p of ['card 4111', ' 1111', ' 1111', ' 1111 end']) events.push(delta({ content: p }, null, 0), delta({ content: p }, null, 1))
+    expect(feed([...events, delta({}, 'stop')])).not.toContain('1111')
+    const sent = feed([delta({ content: 'a \ud83d' }), delta({ content: '\ude00 ann@example.com \ud83d' }), delta({ content: '\ude00' }), delta({}, 'stop')])
+    const text = sent.split('\n\n').filter((f) => f.startsWith('data: {')).map((f) => JSON.parse(f.slice(6)).choices[0].delta.content ?? '').join('')
+    expect(text).toBe('a \ud83d\ude00 [EMAIL_1] \ud83d\ude00')
+    const rd = (d: string, n: number) => ev(JSON.stringify({ type: 'response.output_text.delta', item_id: 'm', output_index: 0, content_index: 0, delta: d, sequence_number: n }), 'response.output_text.delta')
+    const r = feed([rd('a 4111 11', 1), rd('11 1111 1111 b', 2), ev(JSON.stringify({ type: 'response.output_text.done', item_id: 'm', output_index: 0, content_index: 0, text: `a ${CARD} b`, sequence_number: 3 }), 'response.output_text.done')])
+    expect(r).not.toContain('1111')
+    expect(r.match(/sequence_number":(\d)/g)).toEqual(['sequence_number":1', 'sequence_number":2', 'sequence_number":3'])
+  })
+
+  it('walks JSON of any depth without overflowing, and leaves the caller own restored originals alone', () => {
+    const nested = (depth: number) => `{"choices":${'['.repeat(depth)}"${CARD}"${']'.repeat(depth)}}`
+    expect(rewriteBody(answerRules(undefined, [pii()], () => undefined), nested(2_000)).body).not.toContain(CARD)
+    // Deeper than can be written back: refused, never passed on unchecked.
+    const deep = rewriteBody(answerRules(undefined, [pii()], () => undefined), nested(200_000))
+    expect(deep.refusal?.code).toBe('content_policy_violation')
+    // restore puts back what the caller sent itself: not the model's, so not the output guardrail's.
+    const r = rewriteBody(answerRules(new Map([['[CARD_1]', CARD]]), [pii({ action: 'block' })], () => undefined), '{"content":"Your card [CARD_1]"}')
+    expect(r.refusal).toBeUndefined()
+    expect(JSON.parse(r.body).content).toBe(`Your card ${CARD}`)
   })
 })

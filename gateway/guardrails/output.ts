@@ -28,6 +28,8 @@ export interface TextRule {
   find(text: string): Match[]
   // How many characters at the end of text still undecided may be the start of a match.
   hold(text: string): number
+  // The most hold ever answers.
+  bound: number
 }
 
 export type OutputGuardrail = Extract<GuardrailConfig, { kind: 'pii' | 'regex' }>
@@ -40,8 +42,9 @@ export function outputGuardrails(list: readonly GuardrailConfig[]): OutputGuardr
 const PII_LABEL: Record<PiiType, string> = { email: 'EMAIL', phone: 'PHONE', card: 'CARD', iban: 'IBAN', secret: 'SECRET' }
 
 
-// The rules for one answer: the originals back in place of their placeholders, then each output
-// guardrail. onFired hears each guardrail the first time it acts.
+// The rules for one answer, side by side on the text the provider sent: the originals back in place
+// of their placeholders (the caller's own text: output guardrails do not apply to it), and each
+// output guardrail. onFired hears each guardrail the first time it acts.
 export function answerRules(restore: ReadonlyMap<string, string> | undefined, guardrails: readonly OutputGuardrail[], onFired: (f: Fired) => void): TextRule[] {
   const rules: TextRule[] = []
   if (restore && restore.size > 0) {
@@ -58,6 +61,7 @@ export function answerRules(restore: ReadonlyMap<string, string> | undefined, gu
         const partial = PARTIAL_PLACEHOLDER.exec(text.length > MAX_HOLD ? text.slice(-MAX_HOLD) : text)
         return partial ? partial[0].length : 0
       },
+      bound: MAX_HOLD,
     })
   }
   // One placeholder per value and label for the whole answer (the same email twice: [EMAIL_1] twice).
@@ -93,6 +97,7 @@ export function answerRules(restore: ReadonlyMap<string, string> | undefined, gu
           })
         },
         hold: (text) => Math.min(text.length, PII_HOLD),
+        bound: PII_HOLD,
       })
     } else {
       const res = g.patterns.map((p) => new RegExp(p, 'giu'))
@@ -110,6 +115,7 @@ export function answerRules(restore: ReadonlyMap<string, string> | undefined, gu
           return out
         },
         hold: (text) => Math.min(text.length, g.max_match_chars),
+        bound: g.max_match_chars,
       })
     }
   }
@@ -127,9 +133,35 @@ function matchesOf(rules: readonly TextRule[], text: string): Match[] {
   return out
 }
 
+// The matches in JSON text (tool arguments) as a parser reads it: \u escapes decoded for the
+// detectors, positions given back in the text as written.
+function matchesIn(rules: readonly TextRule[], text: string, json: boolean): Match[] {
+  if (!json || !text.includes('\\u')) return matchesOf(rules, text)
+  let view = ''
+  const at: number[] = []
+  for (let i = 0; i < text.length; ) {
+    if (text[i] === '\\' && text[i + 1] === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) {
+      view += String.fromCharCode(parseInt(text.slice(i + 2, i + 6), 16))
+      at.push(i)
+      i += 6
+    } else if (text[i] === '\\' && i + 1 < text.length) {
+      // Another escape stays as written (two characters).
+      view += text.slice(i, i + 2)
+      at.push(i, i + 1)
+      i += 2
+    } else {
+      view += text[i]
+      at.push(i)
+      i++
+    }
+  }
+  at.push(text.length)
+  return matchesOf(rules, view).map((m) => ({ ...m, start: at[m.start]!, end: at[m.end]! }))
+}
+
 // A whole text rewritten (throws the refusal of a guardrail that blocks).
 export function rewriteText(rules: readonly TextRule[], text: string, json = false): string {
-  const matches = matchesOf(rules, text)
+  const matches = matchesIn(rules, text, json)
   if (matches.length === 0) return text
   let out = ''
   let at = 0
@@ -146,27 +178,29 @@ export function rewriteText(rules: readonly TextRule[], text: string, json = fal
 const STRUCTURAL = new Set(['type', 'role', 'id', 'object', 'model', 'call_id', 'tool_use_id', 'tool_call_id', 'item_id', 'response_id', 'previous_response_id', 'system_fingerprint', 'finish_reason', 'stop_reason', 'stop_sequence', 'service_tier', 'status', 'signature', 'encrypted_content', 'media_type', 'data', 'name', 'format', 'file_id'])
 const JSON_TEXT = new Set(['arguments', 'partial_json'])
 
-// Every string of a parsed answer rewritten in place; whether any changed.
-function rewriteStrings(rules: readonly TextRule[], value: unknown, json = false): { value: unknown; changed: boolean } {
-  if (typeof value === 'string') {
-    const out = rewriteText(rules, value, json)
-    return { value: out, changed: out !== value }
-  }
+// Every string of a parsed answer rewritten in place (but the slots in skip); whether any changed.
+// Walked with a stack, so no nesting depth can overflow it.
+function rewriteStrings(rules: readonly TextRule[], value: unknown, skip?: Map<object, Set<string>>): boolean {
   let changed = false
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const r = rewriteStrings(rules, value[i])
-      if (r.changed) ((value[i] = r.value), (changed = true))
-    }
-  } else if (typeof value === 'object' && value !== null) {
-    const obj = value as Record<string, unknown>
-    for (const k of Object.keys(obj)) {
-      if (STRUCTURAL.has(k)) continue
-      const r = rewriteStrings(rules, obj[k], JSON_TEXT.has(k))
-      if (r.changed) ((obj[k] = r.value), (changed = true))
+  const stack: unknown[] = [value]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    if (typeof v !== 'object' || v === null) continue
+    const skipped = skip?.get(v)
+    const keys = Array.isArray(v) ? v.keys() : Object.keys(v)
+    for (const k of keys) {
+      if (typeof k === 'string' && (STRUCTURAL.has(k) || skipped?.has(k))) continue
+      const child = (v as Record<string | number, unknown>)[k]
+      if (typeof child === 'string') {
+        const out = rewriteText(rules, child, typeof k === 'string' && JSON_TEXT.has(k))
+        if (out !== child) {
+          ;(v as Record<string | number, unknown>)[k] = out
+          changed = true
+        }
+      } else if (typeof child === 'object' && child !== null) stack.push(child)
     }
   }
-  return { value, changed }
+  return changed
 }
 
 // A JSON answer rewritten: the body as it came when nothing changed; the refusal when a guardrail blocks.
@@ -178,10 +212,11 @@ export function rewriteBody(rules: readonly TextRule[], body: string): { body: s
     return { body }
   }
   try {
-    const r = rewriteStrings(rules, parsed)
-    return { body: r.changed ? JSON.stringify(r.value) : body }
+    return { body: rewriteStrings(rules, parsed) ? JSON.stringify(parsed) : body }
   } catch (err) {
     if (err instanceof GatewayError) return { body, refusal: err }
+    // Nested past what can be written back (tens of thousands deep): not passed on unchecked.
+    if (err instanceof RangeError) return { body, refusal: new GatewayError('content_policy_violation', 'The answer could not be checked by the output guardrails (nested too deeply).', { param: 'guardrail' }) }
     throw err
   }
 }
@@ -200,12 +235,13 @@ export function guardedAdapter(adapter: ProviderAdapter, makeRules: () => TextRu
   }
 }
 
-// One piece of text in an event (a delta), in its channel (a choice, a content block, an output item).
+// One piece of text in an event (a delta), in its channel (a choice's content, a content block, an
+// output item's text, a tool call's arguments).
 interface Slot {
   channel: string
   json: boolean
-  get(): string
-  set(text: string): void
+  owner: Record<string, unknown>
+  key: string
 }
 
 interface Piece {
@@ -217,66 +253,103 @@ interface Piece {
 }
 
 interface Unit {
-  frame: string
-  // The parsed event and how to write it back, when it is JSON.
-  parsed?: { data: unknown; lines: string[]; dataAt: number }
+  lines: string[]
+  // The parsed data and where its data lines are, when it is JSON.
+  parsed?: { data: unknown; dataAt: number[] }
   pieces: Array<{ piece: Piece; channel: Channel }>
   dirty: boolean
 }
 
 interface Channel {
+  json: boolean
   // Text not yet decided, from `decided` on.
   raw: string
   decided: number
-  // The last characters decided, as context for the next scan (word boundaries, lookbehinds).
+  // The last characters decided, as context for the next scan (word boundaries, lookbehinds, a
+  // match that began in text already sent).
   context: string
   pieces: Piece[]
+  // The stream's text count when this channel last got text.
+  lastAt: number
 }
 
 const CONTEXT = 32
+// A long hold is scanned in steps of this many characters, not at every small event.
 export const SCAN_STEP = 64
 const decoder = new TextDecoder()
 
-// The text slots of an event of any surface: OpenAI chat chunks (content, tool call arguments),
-// Anthropic's content_block_delta (text, thinking, partial_json), the Responses API's *.delta.
+// The text slots of an event of any surface: OpenAI chat chunks (content, refusal, reasoning, tool
+// call and function call arguments), Anthropic's content_block_start and content_block_delta (text,
+// thinking, partial_json), the Responses API's *.delta events.
 function slotsOf(data: unknown): Slot[] {
   if (typeof data !== 'object' || data === null) return []
   const d = data as Record<string, unknown>
   const out: Slot[] = []
-  const field = (obj: Record<string, unknown>, key: string, channel: string, json: boolean) => {
-    if (typeof obj[key] === 'string') out.push({ channel, json, get: () => obj[key] as string, set: (t) => void (obj[key] = t) })
+  const field = (owner: unknown, key: string, channel: string, json: boolean) => {
+    if (typeof owner === 'object' && owner !== null && typeof (owner as Record<string, unknown>)[key] === 'string') out.push({ channel, json, owner: owner as Record<string, unknown>, key })
   }
   if (Array.isArray(d.choices)) {
-    for (const c of d.choices as Array<Record<string, unknown>>) {
-      const delta = c?.delta as Record<string, unknown> | undefined
+    for (const c of d.choices as unknown[]) {
+      if (typeof c !== 'object' || c === null) continue
+      const choice = c as Record<string, unknown>
+      const delta = choice.delta as Record<string, unknown> | null | undefined
       if (typeof delta !== 'object' || delta === null) continue
-      field(delta, 'content', `c${c.index}`, false)
-      field(delta, 'reasoning_content', `r${c.index}`, false)
+      const i = String(choice.index)
+      field(delta, 'content', `c${i}`, false)
+      field(delta, 'refusal', `f${i}`, false)
+      field(delta, 'reasoning_content', `r${i}`, false)
+      field(delta.function_call, 'arguments', `fc${i}`, true)
       if (Array.isArray(delta.tool_calls)) {
-        for (const call of delta.tool_calls as Array<Record<string, unknown>>) {
-          const fn = call?.function as Record<string, unknown> | undefined
-          if (typeof fn === 'object' && fn !== null) field(fn, 'arguments', `t${c.index}.${call.index}`, true)
+        for (const call of delta.tool_calls as unknown[]) {
+          if (typeof call === 'object' && call !== null) field((call as Record<string, unknown>).function, 'arguments', `t${i}.${(call as Record<string, unknown>).index}`, true)
         }
       }
     }
-  } else if (d.type === 'content_block_delta' && typeof d.delta === 'object' && d.delta !== null) {
-    const delta = d.delta as Record<string, unknown>
-    field(delta, 'text', `b${d.index}`, false)
-    field(delta, 'thinking', `b${d.index}`, false)
-    field(delta, 'partial_json', `b${d.index}`, true)
+  } else if (d.type === 'content_block_delta') {
+    field(d.delta, 'text', `b${d.index}`, false)
+    field(d.delta, 'thinking', `b${d.index}`, false)
+    field(d.delta, 'partial_json', `b${d.index}`, true)
+  } else if (d.type === 'content_block_start') {
+    field(d.content_block, 'text', `b${d.index}`, false)
+    field(d.content_block, 'thinking', `b${d.index}`, false)
   } else if (typeof d.type === 'string' && d.type.startsWith('response.') && d.type.endsWith('.delta')) {
-    field(d, 'delta', `${d.type}:${d.item_id}:${d.output_index}:${d.content_index ?? d.summary_index ?? ''}`, d.type.includes('arguments'))
+    field(d, 'delta', `i:${d.item_id}:${d.output_index}:${d.content_index ?? d.summary_index ?? ''}:${d.type}`, d.type.includes('arguments'))
   }
   return out
 }
 
-// A stream's events rewritten by the rules. An event carrying text waits while the text of its
-// channel may still hold the start of a match; any other event (a block's end, a finish, the end of
-// the stream) decides everything before it. Events go out in order, changed only where a rule matched.
+// Which channels an event ends: 'all', a predicate over channel names, or none (undefined).
+function endsOf(data: unknown): 'all' | ((channel: string) => boolean) | undefined {
+  if (typeof data !== 'object' || data === null) return 'all'
+  const d = data as Record<string, unknown>
+  if (Array.isArray(d.choices)) {
+    const done = (d.choices as unknown[]).flatMap((c) => (typeof c === 'object' && c !== null && (c as Record<string, unknown>).finish_reason ? [String((c as Record<string, unknown>).index)] : []))
+    // The usage chunk (no choices) comes after every finish.
+    if (d.choices.length === 0) return 'all'
+    if (done.length === 0) return undefined
+    return (ch) => done.some((i) => ch === `c${i}` || ch === `f${i}` || ch === `r${i}` || ch === `fc${i}` || ch.startsWith(`t${i}.`))
+  }
+  if ('error' in d) return 'all'
+  if (d.type === 'content_block_stop') return (ch) => ch === `b${d.index}`
+  if (d.type === 'message_delta' || d.type === 'message_stop' || d.type === 'error') return 'all'
+  if (typeof d.type === 'string' && d.type.startsWith('response.')) {
+    if (d.type.endsWith('.done') && d.item_id !== undefined) return (ch) => ch.startsWith(`i:${d.item_id}:`)
+    if (/^response\.(completed|failed|incomplete|error)$/.test(d.type)) return 'all'
+  }
+  return undefined
+}
+
+// A stream's events rewritten by the rules. Text waits in its channel while a match may still be
+// forming there; the channel's end (a finish, a block's stop, an item's done, the stream's end) or
+// a long quiet while other channels go on decides it. Events go out in order, changed only where a
+// rule matched (the text a match began in goes with the event the match began in).
 export class GuardedStream implements StreamTranslator {
   #queue: Unit[] = []
   #channels = new Map<string, Channel>()
+  // Text seen across channels, to tell a quiet channel.
+  #seen = 0
   readonly #hold: (text: string) => number
+  readonly #quiet: number
 
   constructor(
     private readonly inner: StreamTranslator,
@@ -287,6 +360,7 @@ export class GuardedStream implements StreamTranslator {
       for (const r of rules) most = Math.max(most, r.hold(text))
       return most
     }
+    this.#quiet = 2 * Math.max(0, ...rules.map((r) => r.bound)) + SCAN_STEP
   }
 
   get usage() {
@@ -316,139 +390,154 @@ export class GuardedStream implements StreamTranslator {
   #take(out: Uint8Array | string | undefined, last: boolean): string | undefined {
     if (out !== undefined) {
       const text = typeof out === 'string' ? out : decoder.decode(out)
-      for (const frame of text.split(/\r?\n\r?\n/)) if (frame.trim() !== '') this.#add(frame)
+      let lines: string[] = []
+      for (const line of text.split(/\r\n|\r|\n/)) {
+        if (line !== '') lines.push(line)
+        else if (lines.length > 0) {
+          this.#add(lines)
+          lines = []
+        }
+      }
+      if (lines.length > 0) this.#add(lines)
     }
-    if (last) this.#decideAll()
+    if (last) this.#decide(() => true)
     return this.#release()
   }
 
-  #add(frame: string): void {
-    const lines = frame.split(/\r?\n/)
-    const dataAt = lines.findIndex((l) => l.startsWith('data:'))
-    const unit: Unit = { frame, pieces: [], dirty: false }
+  #add(lines: string[]): void {
+    const unit: Unit = { lines, pieces: [], dirty: false }
+    const dataAt = lines.flatMap((l, i) => (l.startsWith('data:') ? [i] : []))
     // A frame without data (a comment, a keepalive) waits its turn and decides nothing.
-    if (dataAt < 0 || lines.findIndex((l, i) => i > dataAt && l.startsWith('data:')) >= 0) {
-      if (dataAt >= 0) this.#decideAll()
+    if (dataAt.length === 0) {
       this.#queue.push(unit)
       return
     }
-    const payload = lines[dataAt]!.slice(lines[dataAt]!.startsWith('data: ') ? 6 : 5)
+    // Several data lines are one payload, joined by newlines (as a client's parser joins them).
+    const payload = dataAt.map((i) => lines[i]!.slice(lines[i]!.startsWith('data: ') ? 6 : 5)).join('\n')
     let data: unknown
     try {
       data = JSON.parse(payload)
     } catch {
-      // [DONE], or what is not JSON: the end of whatever came before.
-      this.#decideAll()
+      // [DONE], or what is not JSON: the end of everything before it.
+      this.#decide(() => true)
       this.#queue.push(unit)
       return
     }
-    unit.parsed = { data, lines, dataAt }
+    unit.parsed = { data, dataAt }
     const slots = slotsOf(data)
-    if (slots.length === 0) {
-      const ping = typeof data === 'object' && data !== null && (data as { type?: unknown }).type === 'ping'
-      if (!ping) {
-        this.#decideAll()
-        // An event with whole texts (a finished item, the whole response) is rewritten as it is.
-        if (rewriteStrings(this.rules, data).changed) unit.dirty = true
-      }
-      this.#queue.push(unit)
-      return
-    }
+    // The event's other strings are whole texts (a finished item, the whole response, a title).
+    const skip = new Map<object, Set<string>>()
+    for (const s of slots) skip.set(s.owner, (skip.get(s.owner) ?? new Set()).add(s.key))
+    if (rewriteStrings(this.rules, data, skip)) unit.dirty = true
     this.#queue.push(unit)
+    // An event that ends channels ends them with its own text in.
+    const ends = endsOf(data)
+    if (slots.length > 0) this.#addText(unit, slots)
+    if (ends) this.#decide(ends === 'all' ? () => true : ends)
+  }
+
+  #addText(unit: Unit, slots: Slot[]): void {
     const touched = new Set<Channel>()
     for (const slot of slots) {
       let ch = this.#channels.get(slot.channel)
       if (!ch) {
-        ch = { raw: '', decided: 0, context: '', pieces: [] }
+        ch = { json: slot.json, raw: '', decided: 0, context: '', pieces: [], lastAt: 0 }
         this.#channels.set(slot.channel, ch)
       }
-      const text = slot.get()
+      const text = slot.owner[slot.key] as string
       const start = ch.decided + ch.raw.length
       const piece: Piece = { slot, start, end: start + text.length, out: '' }
       ch.raw += text
       ch.pieces.push(piece)
+      this.#seen += text.length
+      ch.lastAt = this.#seen
       unit.pieces.push({ piece, channel: ch })
       touched.add(ch)
     }
-    for (const ch of touched) this.#decide(ch, false)
+    for (const ch of touched) this.#decideChannel(ch, false)
+    // A channel quiet while others went on (content, then a long tool call) is done for now.
+    for (const ch of this.#channels.values()) if (ch.raw !== '' && !touched.has(ch) && this.#seen - ch.lastAt > this.#quiet) this.#decideChannel(ch, true)
   }
 
-  #decideAll(): void {
-    for (const ch of this.#channels.values()) this.#decide(ch, true)
+  #decide(which: (channel: string) => boolean): void {
+    for (const [name, ch] of this.#channels) if (which(name)) this.#decideChannel(ch, true)
   }
 
   // Decides what of a channel's text no match can still reach, rewrites it and hands it to its pieces.
-  #decide(ch: Channel, all: boolean): void {
+  #decideChannel(ch: Channel, all: boolean): void {
     if (ch.raw === '') return
     const hold = all ? 0 : this.#hold(ch.raw)
     let cut = ch.raw.length - hold
-    // A long hold is scanned in steps of SCAN_STEP characters, not at every small event.
     if (hold > 0 && cut < Math.min(SCAN_STEP, hold)) return
-    const scan = ch.context + ch.raw
     const offset = ch.context.length
-    const matches = matchesOf(this.rules, scan).filter((m) => m.start >= offset && m.start - offset < Math.max(cut, 0))
+    // A match that began in text already sent is cut at the send: what is left of it is replaced.
+    const matches = matchesIn(this.rules, ch.context + ch.raw, ch.json)
+      .filter((m) => m.end > offset && m.start - offset < cut)
+      .map((m) => (m.start < offset ? { ...m, start: offset } : m))
     for (const m of matches) {
       if (m.refuse) throw m.refuse()
       cut = Math.max(cut, m.end - offset)
     }
     if (cut <= 0) return
     // The decided text, rewritten, given to the pieces it came from (a replacement to the piece
-    // where its match starts).
+    // where its match starts); the pieces are walked once, in order.
     const from = ch.decided
+    let pi = 0
+    const pieceAt = (rel: number): Piece => {
+      while (pi < ch.pieces.length - 1 && ch.pieces[pi]!.end <= from + rel) pi++
+      return ch.pieces[pi]!
+    }
     let at = 0
     let mi = 0
-    const emit = (upTo: number) => {
-      // Plain text from `at` to `upTo`, split at piece ends.
+    while (at < cut) {
+      const m = matches[mi]
+      const upTo = m && m.start - offset < cut ? m.start - offset : cut
       while (at < upTo) {
-        const piece = pieceAt(ch, from + at)!
+        const piece = pieceAt(at)
         const stop = Math.min(upTo, piece.end - from)
         piece.out += ch.raw.slice(at, stop)
         at = stop
       }
-    }
-    while (at < cut) {
-      const m = matches[mi]
       if (m && m.start - offset < cut) {
-        emit(m.start - offset)
-        pieceAt(ch, from + at)!.out += m.replace!(pieceAt(ch, from + at)!.slot.json)
+        const piece = pieceAt(at)
+        piece.out += m.replace!(piece.slot.json)
         at = m.end - offset
         mi++
-      } else emit(cut)
+      }
     }
     ch.context = (ch.context + ch.raw.slice(0, cut)).slice(-CONTEXT)
     ch.raw = ch.raw.slice(cut)
     ch.decided = from + cut
     // Pieces wholly decided leave the channel (their units still hold them).
-    while (ch.pieces.length > 0 && ch.pieces[0]!.end <= ch.decided) ch.pieces.shift()
+    let done = 0
+    while (done < ch.pieces.length && ch.pieces[done]!.end <= ch.decided) done++
+    if (done > 0) ch.pieces = ch.pieces.slice(done)
   }
 
   // Every unit from the front whose text is decided, written out.
   #release(): string | undefined {
     let out = ''
-    while (this.#queue.length > 0) {
-      const unit = this.#queue[0]!
+    let n = 0
+    for (; n < this.#queue.length; n++) {
+      const unit = this.#queue[n]!
       if (unit.pieces.some(({ piece, channel }) => piece.end > channel.decided)) break
-      this.#queue.shift()
       for (const { piece } of unit.pieces) {
-        if (piece.out !== piece.slot.get()) {
-          piece.slot.set(piece.out)
+        if (piece.out !== piece.slot.owner[piece.slot.key]) {
+          piece.slot.owner[piece.slot.key] = piece.out
           unit.dirty = true
         }
       }
       if (!unit.dirty || !unit.parsed) {
-        out += `${unit.frame}\n\n`
+        out += `${unit.lines.join('\n')}\n\n`
         continue
       }
-      const { lines, dataAt, data } = unit.parsed
-      lines[dataAt] = `data: ${JSON.stringify(data)}`
+      // The payload as one data line, where the first was; the event's other lines as they were.
+      const { dataAt, data } = unit.parsed
+      const first = dataAt[0]!
+      const lines = unit.lines.flatMap((l, i) => (i === first ? [`data: ${JSON.stringify(data)}`] : dataAt.includes(i) ? [] : [l]))
       out += `${lines.join('\n')}\n\n`
     }
+    if (n > 0) this.#queue = this.#queue.slice(n)
     return out === '' ? undefined : out
   }
-}
-
-// The piece of a channel holding the character at an offset (a zero-length piece is skipped).
-function pieceAt(ch: Channel, offset: number): Piece | undefined {
-  for (const p of ch.pieces) if (offset >= p.start && offset < p.end) return p
-  return undefined
 }

@@ -155,7 +155,11 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   const surface = ctx.surface ?? openAiSurface
   // Options that shape the answer (provider_options, a chosen provider or policy) are not in the key: not cached.
   const shaped = options.provider_options !== undefined || options.provider !== undefined || options.policy !== undefined || options.fallback !== undefined
-  const use = deps.cache && surface === openAiSurface && !redacted && !shaped ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
+  // Answers checked by output guardrails are not cached (a hit would skip the check, and another
+  // caller's guardrails may differ).
+  const list = guardrailList(ctx, { caller, req, options })
+  const output = outputGuardrails(list)
+  const use = deps.cache && surface === openAiSurface && !redacted && !shaped && output.length === 0 ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
   if (use && deps.cache) {
     ledger.headers['x-gateway-cache'] = 'miss'
     const hit = use.lookup ? await deps.cache.get(use.key).catch(() => undefined) : undefined
@@ -163,8 +167,6 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   }
   const chain = await reserve(surface, ledger, decision.chain, ctx.snapshot, tr)
   if (chain instanceof Response) return chain
-  const list = guardrailList(ctx, { caller, req, options })
-  const output = outputGuardrails(list)
   const rules = restore || output.length > 0 ? () => answerRules(restore, output, (f) => noteGuardrails(deps, ledger, [f])) : undefined
   const moderation = list.filter((g) => g.kind === 'moderation' && g.applies_to !== 'input') as ModerationGuardrail[]
   const plan: CallPlan = {

@@ -21,6 +21,8 @@ describe('startHealthMonitor', () => {
       monitor.stop()
     }
     const line = lines.find((l) => l.msg === 'provider health')
-    expect(line).toMatchObject({ level: 'warn', provider: 'p', healthy: false, detail: 'ECONNREFUSED', err: { code: 'ECONNREFUSED' } })
+    expect(line).toMatchObject({ level: 'warn', provider: 'p', healthy: false, err: { code: 'ECONNREFUSED' } })
+    // What failed and where, in words.
+    expect(line?.detail).toMatch(/^connection refused by 127\.0\.0\.1:\d+ \(ECONNREFUSED\): nothing listens there$/)
   })
 })

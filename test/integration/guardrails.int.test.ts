@@ -1,6 +1,9 @@
 // Guardrails through the real gateway and the emulator (which records what the provider received): PII redacted before the provider sees it and restored in the answer, streamed and not; operator patterns; each prompt-injection pattern refused; the moderation service asked and honoured, its failure handled per on_error; a refusal recorded and billed nothing.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'bun:test'
 import OpenAI, { APIError } from 'openai'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { hashKey } from '../../gateway/auth.ts'
 import { startEmulator, type Emulator } from '../harness/emulator.ts'
 import { startGateway, type GatewayProcess } from '../harness/gateway-process.ts'
@@ -43,7 +46,7 @@ beforeAll(async () => {
       clients: [
         { client_id: 'guarded', team_id: 't', guardrails: ['pii', 'project-x', 'safety'], keys: [{ name: 'k', sha256: hashKey(KEY) }] },
         { client_id: 'strict', team_id: 't', guardrails: ['safety-strict'], keys: [{ name: 'k', sha256: hashKey(STRICT_KEY) }] },
-        { client_id: 'output', team_id: 't', guardrails: ['pii-out', 'safety-out'], keys: [{ name: 'k', sha256: hashKey(OUT_KEY) }] },
+        { client_id: 'output', team_id: 't', guardrails: ['pii-out', 'safety-out'], cache: { ttl_seconds: 60 }, keys: [{ name: 'k', sha256: hashKey(OUT_KEY) }] },
         { client_id: 'output-block', team_id: 't', guardrails: ['card-block'], keys: [{ name: 'k', sha256: hashKey(OUT_BLOCK_KEY) }] },
       ],
     },
@@ -198,6 +201,32 @@ describe('output guardrails: what the model answers', () => {
     const record = await recordOf(res)
     expect(record).toMatchObject({ error_code: 'content_policy_violation', guardrails: [{ id: 'card-block', action: 'block', stage: 'output' }] })
     expect(record.cost_pico).toBeGreaterThan(0)
+  })
+
+  it('bills a short stream stopped before its first bytes went out, answering a 400', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'guard-')), 'short.sse')
+    const c = (delta: unknown, finish: string | null = null) => `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 1, model: 'up', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
+    writeFileSync(file, `${c({ role: 'assistant', content: '' })}${c({ content: `Card: ${CARD}.` })}${c({}, 'stop')}data: [DONE]\n\n`)
+    emulator.setBehavior('up', { replay: file })
+    const res = await raw(OUT_BLOCK_KEY, { model: 'm', stream: true, messages: [{ role: 'user', content: 'go' }] })
+    const text = await res.text()
+    expect(res.status).toBe(400)
+    expect(text).not.toContain('4111')
+    expect(JSON.parse(text).error.code).toBe('content_policy_violation')
+    const record = await recordOf(res)
+    expect(record).toMatchObject({ error_code: 'content_policy_violation', guardrails: [{ id: 'card-block', action: 'block', stage: 'output' }] })
+    expect(record.cost_pico).toBeGreaterThan(0)
+  })
+
+  it('does not cache answers output guardrails check (a hit would skip them)', async () => {
+    emulator.setBehavior('up', { reply: `Card ${CARD} noted.` })
+    const body = { model: 'm', temperature: 0, messages: [{ role: 'user', content: 'which card?' }] }
+    for (let i = 0; i < 2; i++) {
+      const res = await raw(OUT_KEY, body)
+      expect(res.headers.get('x-gateway-cache')).toBeNull()
+      expect(((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]?.message.content).toBe('Card [CARD_1] noted.')
+    }
+    expect(emulator.requests.filter((r) => r.path === '/v1/chat/completions').length).toBe(2)
   })
 
   it('refuses a non-streamed answer the moderation service flags, billing what the provider answered', async () => {
