@@ -3,6 +3,10 @@ import { createLogger } from '../shared/log.ts'
 import { loadWorkerConfig } from './config.ts'
 import { startWorker } from './worker.ts'
 import { StartupError } from './startup.ts'
+import { stopWithNpm } from '../shared/parent-watch.ts'
+
+// npm exits on SIGTERM without passing it on: stop with it.
+stopWithNpm()
 
 const config = loadWorkerConfig(process.env)
 const log = createLogger(config.logLevel)

@@ -2,6 +2,10 @@
 // through the official openai SDK. Keeps serving until Ctrl-C; `npm run demo -- --once` exits after the requests.
 import OpenAI from 'openai'
 import { startEmulator } from '../test/harness/emulator.ts'
+import { stopWithNpm } from '../shared/parent-watch.ts'
+
+// npm exits on SIGTERM without passing it on: stop with it.
+stopWithNpm()
 
 const once = process.argv.includes('--once')
 const port = Number(process.env.PORT ?? '8080')

@@ -6,6 +6,10 @@ import { runGateway, type LocalUsage } from '../gateway/server.ts'
 import { launch } from '../gateway/supervisor.ts'
 import type { Logger } from '../shared/log.ts'
 import { loadConfig } from '../shared/config/load.ts'
+import { stopWithNpm } from '../shared/parent-watch.ts'
+
+// npm exits on SIGTERM without passing it on: stop with it.
+stopWithNpm()
 
 async function localUsage(log: Logger): Promise<LocalUsage | undefined> {
   if (process.env.ANALYTICS === 'off') return undefined

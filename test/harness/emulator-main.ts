@@ -1,5 +1,9 @@
 // Runs the upstream emulator as its own process: PORT (default 4010), EMULATOR_API_KEY (optional).
 import { startEmulator } from './emulator.ts'
+import { stopWithNpm } from '../../shared/parent-watch.ts'
+
+// npm exits on SIGTERM without passing it on: stop with it.
+stopWithNpm()
 
 const emulator = startEmulator({
   port: Number(process.env.PORT ?? 4010),
