@@ -48,8 +48,47 @@ function ibanValid(raw: string): boolean {
   return rem === 1
 }
 
-// Every piece of personal data of the types asked for, in text order, never overlapping.
+// Characters that change nothing a reader sees (zero-width spaces and joiners, word joiners,
+// invisible operators, the byte order mark, soft hyphens): dropped before the detectors read text.
+const INVISIBLE = /[\u00AD\u200B-\u200F\u2060-\u2064\uFEFF]/
+const INVISIBLE_ANY = new RegExp(INVISIBLE.source)
+const PLAIN = /^[\x00-\x7F]*$/
+
+// The text as the detectors read it: compatibility forms folded (full-width digits and letters,
+// ligatures: NFKC) and invisible characters dropped, with each read character's place in the text.
+export function readable(text: string): { view: string; at: number[] } | undefined {
+  if (PLAIN.test(text)) return undefined
+  // Most text (accents, other scripts) reads as it is: one native pass says so.
+  if (!INVISIBLE_ANY.test(text) && text.normalize('NFKC') === text) return undefined
+  let view = ''
+  const at: number[] = []
+  let i = 0
+  for (const ch of text) {
+    if (!INVISIBLE.test(ch)) {
+      const folded = ch.normalize('NFKC')
+      view += folded
+      for (let k = 0; k < folded.length; k++) at.push(i)
+    }
+    i += ch.length
+  }
+  at.push(text.length)
+  return { view, at }
+}
+
+// Every piece of personal data of the types asked for, in text order, never overlapping; found in
+// the text as a reader sees it (full-width digits, zero-width characters between them), its place
+// and text given as they are in the text.
 export function findPii(text: string, types: readonly PiiType[]): Found[] {
+  const r = readable(text)
+  if (!r) return findPiiIn(text, types)
+  return findPiiIn(r.view, types).map((f) => {
+    const start = r.at[f.start]!
+    const end = r.at[f.end]!
+    return { type: f.type, start, end, text: text.slice(start, end) }
+  })
+}
+
+function findPiiIn(text: string, types: readonly PiiType[]): Found[] {
   const found: Found[] = []
   const add = (type: PiiType, re: RegExp, ok: (m: string) => boolean = () => true) => {
     if (!types.includes(type)) return
@@ -81,8 +120,9 @@ const INJECTION: Array<[string, RegExp]> = [
 const INVISIBLE_TAGS = /[\u{E0000}-\u{E007F}]/u
 
 // The first injection pattern the text matches, by name; undefined when none does.
-export function findInjection(text: string): string | undefined {
-  if (INVISIBLE_TAGS.test(text)) return 'invisible Unicode tags'
+export function findInjection(raw: string): string | undefined {
+  if (INVISIBLE_TAGS.test(raw)) return 'invisible Unicode tags'
+  const text = readable(raw)?.view ?? raw
   for (const [name, re] of INJECTION) if (re.test(text)) return name
   return undefined
 }

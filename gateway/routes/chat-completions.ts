@@ -110,10 +110,14 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
 }
 
 // The guardrails of the defaults, the route and the client.
-function guardrailList(ctx: RequestContext, a: Accepted): GuardrailConfig[] {
+function guardrailList(ctx: RequestContext, a: Pick<Accepted, 'caller' | 'req'>): GuardrailConfig[] {
+  return guardrailsOf(ctx, a.req.model, a.caller)
+}
+
+export function guardrailsOf(ctx: RequestContext, model: string, caller: Caller): GuardrailConfig[] {
   const file = ctx.snapshot.config.file
   if (file.guardrails.length === 0) return []
-  return guardrailsFor(file.guardrails, [file.guardrail_defaults, ctx.snapshot.routes.get(a.req.model)?.guardrails, a.caller.client.guardrails])
+  return guardrailsFor(file.guardrails, [file.guardrail_defaults, ctx.snapshot.routes.get(model)?.guardrails, caller.client.guardrails])
 }
 
 // The guardrails of the request applied to it.
@@ -123,12 +127,12 @@ async function runGuardrails(ctx: RequestContext, deps: ChatDeps, a: Accepted): 
   return applyGuardrails(a.req, list, (providerId) => moderationTarget(ctx, providerId))
 }
 
-function moderationTarget(ctx: RequestContext, providerId: string): ModerationTarget | undefined {
+export function moderationTarget(ctx: RequestContext, providerId: string): ModerationTarget | undefined {
   const target = [...ctx.snapshot.targets.values()].find((r) => r.target.provider.provider_id === providerId)?.target
   return target ? { baseUrl: target.provider.base_url, apiKey: target.apiKey } : undefined
 }
 
-function noteGuardrails(deps: ChatDeps, ledger: RequestLedger, fired: Fired[] | undefined): void {
+export function noteGuardrails(deps: ChatDeps, ledger: RequestLedger, fired: Fired[] | undefined): void {
   if (!fired?.length) return
   const seen = (ledger.outcome.guardrails ??= [])
   for (const f of fired) {
@@ -157,7 +161,7 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   const shaped = options.provider_options !== undefined || options.provider !== undefined || options.policy !== undefined || options.fallback !== undefined
   // Answers checked by output guardrails are not cached (a hit would skip the check, and another
   // caller's guardrails may differ).
-  const list = guardrailList(ctx, { caller, req, options })
+  const list = guardrailList(ctx, { caller, req })
   const output = outputGuardrails(list)
   const use = deps.cache && surface === openAiSurface && !redacted && !shaped && output.length === 0 ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
   if (use && deps.cache) {

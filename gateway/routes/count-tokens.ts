@@ -11,7 +11,7 @@ import { fromMessagesRequest } from '../surfaces/anthropic/request.ts'
 import { anthropicErrorResponse, anthropicSurface } from '../surfaces/anthropic/surface.ts'
 import { fetchUpstream } from '../upstream/call.ts'
 import { readBodyText } from '../upstream/bounded-body.ts'
-import type { RequestContext } from './chat-completions.ts'
+import { guardrailsOf, type RequestContext } from './chat-completions.ts'
 import type { RequestGate } from '../request-gate.ts'
 import type { QuotaService } from '../quota/quota.ts'
 
@@ -31,7 +31,10 @@ export async function countMessageTokens(ctx: RequestContext, routing: RoutingSt
     if (!route) throw new GatewayError('provider_unavailable', `No target can serve '${req.model}' now.`)
     // Anthropic's count is a call with the gateway's key: it counts against the provider's
     // rate_limit_rpm like any other, and at the limit the estimate answers instead.
-    const counted = route.adapter.kind === 'anthropic' && (await quota.admitProvider(route.target.provider).catch(() => 0)) === undefined ? await providerCount(route, req, ctx.request.signal) : undefined
+    // With guardrails on the request, the prompt does not leave the gateway to be counted: the
+    // estimate answers (nothing is sent, so nothing needs redacting or refusing).
+    const guarded = guardrailsOf(ctx, req.model, caller).some((g) => g.kind === 'prompt_injection' || g.applies_to !== 'output')
+    const counted = !guarded && route.adapter.kind === 'anthropic' && (await quota.admitProvider(route.target.provider).catch(() => 0)) === undefined ? await providerCount(route, req, ctx.request.signal) : undefined
     if (counted !== undefined) return Response.json({ input_tokens: counted }, { headers: { ...headers, 'x-gateway-token-count': 'provider' } })
     const estimate = await guessInputTokens(route, req, options.provider_options ?? {}, new RequestCounter())
     return Response.json({ input_tokens: estimate }, { headers: { ...headers, 'x-gateway-token-count': 'estimate' } })

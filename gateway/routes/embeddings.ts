@@ -16,7 +16,8 @@ import { startRequestTrace, type RequestTrace } from '../tracing.ts'
 import { CLIENT_CLOSED, completeChat } from '../upstream/call.ts'
 import { dispatch } from '../upstream/dispatch.ts'
 import { UsageGuard } from '../usage-check.ts'
-import { callPlan, CLOSE_AFTER, type ChatDeps, type RequestContext } from './chat-completions.ts'
+import { callPlan, CLOSE_AFTER, guardrailsOf, moderationTarget, noteGuardrails, type ChatDeps, type RequestContext } from './chat-completions.ts'
+import { applyGuardrails, type Fired } from '../guardrails/apply.ts'
 
 // OpenAI's own bounds: 2,048 inputs a call.
 const MAX_INPUTS = 2048
@@ -56,33 +57,66 @@ export async function handleEmbeddings(ctx: RequestContext, deps: ChatDeps): Pro
     return errorResponse(e, CLOSE_AFTER.has(e.code) ? { ...baseHeaders, connection: 'close' } : baseHeaders)
   }
   ctx.connection.hold()
-  const { caller, req, options } = accepted
-  // The pipeline's routing and records know requests by their model: the rest of a chat request is empty.
-  const asChat: ChatRequest = { model: req.model, messages: [] }
-  const counter = new RequestCounter()
-  const budget = new RequestBudget(deps.quota, ctx.requestId, asChat, caller, ctx.snapshot.config.file.quotas, {}, {
-    estimateFor: (route) => {
-      embeddingsOf(route).buildRequest(req, route.target)
-      return estimateEmbeddings(route, req, counter)
-    },
-  })
-  const ledger = new RequestLedger(deps, place, tr, budget, {
-    requestId: ctx.requestId,
-    clientRequestId: ctx.clientRequestId,
-    caller,
-    req: asChat,
-    stream: false,
-    endpoint: 'embeddings',
-    startedAt: ctx.startedAt,
-    headers: baseHeaders,
-    routeOf: (key) => ctx.snapshot.targets.get(key),
-    signal: live.signal,
-  })
+  const { caller, options } = accepted
+  const open = (req: EmbeddingsRequest, counter: RequestCounter) => {
+    // The pipeline's routing and records know requests by their model: the rest of a chat request is empty.
+    const asChat: ChatRequest = { model: req.model, messages: [] }
+    const budget = new RequestBudget(deps.quota, ctx.requestId, asChat, caller, ctx.snapshot.config.file.quotas, {}, {
+      estimateFor: (route) => {
+        embeddingsOf(route).buildRequest(req, route.target)
+        return estimateEmbeddings(route, req, counter)
+      },
+    })
+    return new RequestLedger(deps, place, tr, budget, {
+      requestId: ctx.requestId,
+      clientRequestId: ctx.clientRequestId,
+      caller,
+      req: asChat,
+      stream: false,
+      endpoint: 'embeddings',
+      startedAt: ctx.startedAt,
+      headers: baseHeaders,
+      routeOf: (key) => ctx.snapshot.targets.get(key),
+      signal: live.signal,
+    })
+  }
+  // Guardrails on the inputs before any provider sees them (redacted or refused, as for chat), and
+  // before the budget, which reserves for what is sent.
+  let guarded: { req: EmbeddingsRequest; fired: Fired[] }
   try {
-    return await serve(ctx, deps, ledger, req, options, caller, counter, tr)
+    guarded = await guardInputs(ctx, accepted.req, caller)
+  } catch (err) {
+    const refused = open(accepted.req, new RequestCounter())
+    noteGuardrails(deps, refused, (err as { fired?: Fired[] }).fired)
+    return failed(refused, err)
+  }
+  const counter = new RequestCounter()
+  const ledger = open(guarded.req, counter)
+  noteGuardrails(deps, ledger, guarded.fired)
+  try {
+    return await serve(ctx, deps, ledger, guarded.req, options, caller, counter, tr)
   } catch (err) {
     return failed(ledger, err)
   }
+}
+
+// The request with its inputs through the guardrails of the defaults, the model's route and the
+// client (each input read as what a user says). Token ids cannot be read: a request of them is
+// refused when guardrails apply. What fired is recorded; nothing is restored (an embedding has no text).
+async function guardInputs(ctx: RequestContext, req: EmbeddingsRequest, caller: Caller): Promise<{ req: EmbeddingsRequest; fired: Fired[] }> {
+  const list = guardrailsOf(ctx, req.model, caller).filter((g) => g.kind === 'prompt_injection' || g.applies_to !== 'output')
+  if (list.length === 0) return { req, fired: [] }
+  if (req.input.some((v) => typeof v !== 'string')) {
+    const g = list[0]!
+    throw Object.assign(new GatewayError('content_policy_violation', `The request was refused by guardrail '${g.id}' (${g.kind}: token ids cannot be checked; send text).`, { param: `guardrail:${g.id}` }), { fired: [{ id: g.id, kind: g.kind, action: 'block' }] })
+  }
+  const texts = req.input as string[]
+  const run = await applyGuardrails({ model: req.model, messages: texts.map((t) => ({ role: 'user' as const, content: t })) }, list.map((g) => (g.kind === 'pii' ? { ...g, restore: false } : g)), (id) => moderationTarget(ctx, id))
+  if (!run.fired.some((f) => f.action === 'redact')) return { req, fired: run.fired }
+  const redacted = run.req.messages.map((m) => m.content as string)
+  // What an OpenAI-format target gets as it came: its input redacted too, in the caller's shape.
+  const raw = { ...req.raw, input: typeof req.raw.input === 'string' ? redacted[0] : redacted }
+  return { req: { ...req, input: redacted, raw }, fired: run.fired }
 }
 
 async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, req: EmbeddingsRequest, options: GatewayOptions, caller: Caller, counter: RequestCounter, tr: RequestTrace): Promise<Response> {

@@ -245,3 +245,34 @@ describe('output guardrails: what the model answers', () => {
     expect((await raw(OUT_KEY, { model: 'm', messages: [{ role: 'user', content: 'hello' }] })).status).toBe(200)
   })
 })
+
+describe('guardrails on embeddings and token counts', () => {
+  const embed = (input: unknown) => fetch(`${gw.url}/v1/embeddings`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', input }) })
+
+  it('redacts embedding inputs before the provider sees them, and records it', async () => {
+    const res = await embed([`mail ${EMAIL}`, 'hello'])
+    expect(res.status).toBe(200)
+    expect(((await res.json()) as { data: unknown[] }).data.length).toBe(2)
+    const sent = emulator.requests.find((r) => r.path === '/v1/embeddings')?.body as { input: string[] }
+    expect(sent.input).toEqual(['mail [EMAIL_1]', 'hello'])
+    const record = await gw.waitForLog((l) => l.msg === 'request' && l.request_id === res.headers.get('x-request-id'))
+    expect(record).toMatchObject({ endpoint: 'embeddings', guardrails: [{ id: 'pii', action: 'redact' }] })
+  })
+
+  it('refuses embedding inputs a guardrail blocks, and token ids it cannot read, sending nothing', async () => {
+    for (const [input, id] of [['the Project X plan', 'project-x'], [[[1, 2, 3]], 'pii']] as const) {
+      const res = await embed(input)
+      expect(res.status).toBe(400)
+      expect(((await res.json()) as { error: { code: string; param: string } }).error).toMatchObject({ code: 'content_policy_violation', param: `guardrail:${id}` })
+    }
+    expect(emulator.requests.some((r) => r.path === '/v1/embeddings')).toBe(false)
+  })
+
+  it('counts a guarded prompt without sending it to the provider', async () => {
+    const res = await fetch(`${gw.url}/v1/messages/count_tokens`, { method: 'POST', headers: { 'x-api-key': KEY, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'claude', messages: [{ role: 'user', content: `write to ${EMAIL}` }] }) })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('x-gateway-token-count')).toBe('estimate')
+    expect(((await res.json()) as { input_tokens: number }).input_tokens).toBeGreaterThan(0)
+    expect(emulator.requests.length).toBe(0)
+  })
+})
