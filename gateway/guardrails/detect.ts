@@ -60,17 +60,30 @@ export function readable(text: string): { view: string; at: number[] } | undefin
   if (PLAIN.test(text)) return undefined
   // Most text (accents, other scripts) reads as it is: one native pass says so.
   if (!INVISIBLE_ANY.test(text) && text.normalize('NFKC') === text) return undefined
-  let view = ''
+  // ASCII characters (most of any text) go as they are; only the others are looked at.
+  const parts: string[] = []
   const at: number[] = []
-  let i = 0
-  for (const ch of text) {
+  let run = 0
+  for (let i = 0; i < text.length; ) {
+    const code = text.charCodeAt(i)
+    if (code < 0x80) {
+      at.push(i)
+      i++
+      continue
+    }
+    if (run < i) parts.push(text.slice(run, i))
+    const size = code >= 0xd800 && code <= 0xdbff && i + 1 < text.length ? 2 : 1
+    const ch = text.slice(i, i + size)
     if (!INVISIBLE.test(ch)) {
       const folded = ch.normalize('NFKC')
-      view += folded
+      parts.push(folded)
       for (let k = 0; k < folded.length; k++) at.push(i)
     }
-    i += ch.length
+    i += size
+    run = i
   }
+  if (run < text.length) parts.push(text.slice(run))
+  const view = parts.join('')
   at.push(text.length)
   return { view, at }
 }
