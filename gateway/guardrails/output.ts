@@ -237,7 +237,7 @@ export function guardedAdapter(adapter: ProviderAdapter, makeRules: () => TextRu
 
 // One piece of text in an event (a delta), in its channel (a choice's content, a content block, an
 // output item's text, a tool call's arguments).
-interface Slot {
+export interface Slot {
   channel: string
   json: boolean
   owner: Record<string, unknown>
@@ -281,7 +281,7 @@ const decoder = new TextDecoder()
 // The text slots of an event of any surface: OpenAI chat chunks (content, refusal, reasoning, tool
 // call and function call arguments), Anthropic's content_block_start and content_block_delta (text,
 // thinking, partial_json), the Responses API's *.delta events.
-function slotsOf(data: unknown): Slot[] {
+export function slotsOf(data: unknown): Slot[] {
   if (typeof data !== 'object' || data === null) return []
   const d = data as Record<string, unknown>
   const out: Slot[] = []

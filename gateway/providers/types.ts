@@ -59,6 +59,8 @@ export interface StreamTranslator {
   onEvent(event: SseEvent): Uint8Array | string | undefined
   // Frames to send once the upstream ended cleanly.
   end(): string | undefined
+  // When present, called instead of end(): frames that need a moment (an answer checked as a whole).
+  finish?(): Promise<string | undefined>
   // Set once the upstream reported usage.
   readonly usage: Usage | undefined
   // Whether the upstream said the response is complete (OpenAI's [DONE]).

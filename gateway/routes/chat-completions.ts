@@ -18,6 +18,7 @@ import { answerOfBody, cacheUseOf, replayBody, replayStream, type CachedAnswer, 
 import { tapStreamForCache } from '../cache/tap.ts'
 import { applyGuardrails, guardrailsFor, moderate, answerTexts, type Fired, type GuardrailRun, type ModerationGuardrail, type ModerationTarget } from '../guardrails/apply.ts'
 import { guardedAdapter, outputGuardrails, answerRules, type TextRule } from '../guardrails/output.ts'
+import { moderatedAdapter, type OutputModeration } from '../guardrails/moderated-stream.ts'
 import type { ProviderAdapter } from '../providers/types.ts'
 import type { GuardrailConfig } from '../../shared/config/schema.ts'
 import { costPico } from '../../shared/money.ts'
@@ -163,7 +164,8 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   // caller's guardrails may differ).
   const list = guardrailList(ctx, { caller, req })
   const output = outputGuardrails(list)
-  const use = deps.cache && surface === openAiSurface && !redacted && !shaped && output.length === 0 ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
+  const moderation = list.filter((g): g is ModerationGuardrail => g.kind === 'moderation' && g.applies_to !== 'input')
+  const use = deps.cache && surface === openAiSurface && !redacted && !shaped && output.length === 0 && moderation.length === 0 ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
   if (use && deps.cache) {
     ledger.headers['x-gateway-cache'] = 'miss'
     const hit = use.lookup ? await deps.cache.get(use.key).catch(() => undefined) : undefined
@@ -172,7 +174,6 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   const chain = await reserve(surface, ledger, decision.chain, ctx.snapshot, tr)
   if (chain instanceof Response) return chain
   const rules = restore || output.length > 0 ? () => answerRules(restore, output, (f) => noteGuardrails(deps, ledger, [f])) : undefined
-  const moderation = list.filter((g) => g.kind === 'moderation' && g.applies_to !== 'input') as ModerationGuardrail[]
   const plan: CallPlan = {
     ...callPlan(ctx, deps, ledger, { ...decision, chain: [...chain] }, tr),
     cache: use?.store ? { use, store: deps.cache! } : undefined,
@@ -278,7 +279,7 @@ export interface CallPlan {
   // The rules answers go through: the originals of redacted text put back, output guardrails.
   answerRules?: () => TextRule[]
   // Moderation of non-streamed answers.
-  outputModeration?: { list: ModerationGuardrail[]; target: (providerId: string) => ModerationTarget | undefined; note: (f: Fired) => void }
+  outputModeration?: OutputModeration
   // Where the answer is kept for the response cache, when the request uses it.
   cache?: { use: CacheUse; store: CacheStore }
   chain: readonly Route[]
@@ -407,7 +408,7 @@ async function relayStream(ctx: RequestContext, ledger: RequestLedger, plan: Cal
       (r) => {
         const guard = ledger.trying(r)
         return plan.attempt(r, (h) =>
-          openChatStream(cacheTap(plan, guarding(plan, surface.adapterFor(r, budget.requestFor(r)))), r.target, budget.requestFor(r), {
+          openChatStream(moderating(plan, server.max_response_bytes, cacheTap(plan, guarding(plan, surface.adapterFor(r, budget.requestFor(r))))), r.target, budget.requestFor(r), {
             limits: { maxEventBytes: server.max_event_bytes, maxErrorBytes: server.max_response_bytes, maxRatio: server.max_decompression_ratio },
             callerWantsUsage: surface.wantsUsageChunk(req),
             errorFrame: surface.errorFrame,
@@ -442,6 +443,11 @@ function cacheTap(plan: CallPlan, adapter: ProviderAdapter): ProviderAdapter {
   const cache = plan.cache
   if (!cache) return adapter
   return tapStreamForCache(adapter, (answer) => void cache.store.put(cache.use.key, answer, cache.use.config.ttl_seconds * 1000).catch(() => undefined))
+}
+
+// A streamed answer held until the moderation guardrails that check answers have judged it whole.
+function moderating(plan: CallPlan, maxBytes: number, adapter: ProviderAdapter): ProviderAdapter {
+  return plan.outputModeration ? moderatedAdapter(adapter, plan.outputModeration, maxBytes) : adapter
 }
 
 // The answer through the rules (the originals of redacted text put back, output guardrails), when any apply.

@@ -139,7 +139,7 @@ export async function openUpstreamStream(adapter: ProviderAdapter, target: Targe
       const { done, value } = read
       if (done) {
         const out = collect(parseEvents(undefined).map(translate))
-        const joined = collect([out, translator.end()])
+        const joined = collect([out, translator.finish ? await translator.finish() : translator.end()])
         const bytes = joined && target.redactor.bytes(joined)
         // A translator that framed an in-stream provider error already told the client.
         const error = translator.error ?? (translator.finished ? undefined : new GatewayError('upstream_error', `${id}: the provider closed the stream before it finished`))

@@ -229,6 +229,25 @@ describe('output guardrails: what the model answers', () => {
     expect(emulator.requests.filter((r) => r.path === '/v1/chat/completions').length).toBe(2)
   })
 
+  it('holds a streamed answer until the moderation service judged it: refused before a word left, or sent whole', async () => {
+    emulator.setBehavior('up', { reply: 'This streamed answer is UNSAFE for sure.' })
+    const res = await raw(OUT_KEY, { model: 'm', stream: true, messages: [{ role: 'user', content: 'hello' }] })
+    const text = await res.text()
+    expect(text).not.toContain('streamed')
+    expect(text).toContain('"code":"content_policy_violation"')
+    expect(text).toContain('guardrail:safety-out')
+    const record = await recordOf(res)
+    expect(record).toMatchObject({ error_code: 'content_policy_violation', guardrails: [{ id: 'safety-out', action: 'block', stage: 'output' }] })
+    expect(record.cost_pico).toBeGreaterThan(0)
+    const asked = emulator.requests.filter((r) => r.path === '/v1/moderations').map((r) => JSON.stringify(r.body))
+    expect(asked.some((b) => b.includes('This streamed answer is UNSAFE for sure.'))).toBe(true)
+    emulator.setBehavior('up', { reply: 'A calm answer.' })
+    const out = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: OUT_KEY, maxRetries: 0 })
+    let streamed = ''
+    for await (const chunk of await out.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hello' }] })) streamed += chunk.choices[0]?.delta.content ?? ''
+    expect(streamed).toBe('A calm answer.')
+  })
+
   it('refuses a non-streamed answer the moderation service flags, billing what the provider answered', async () => {
     emulator.setBehavior('up', { reply: 'This answer is UNSAFE.' })
     const res = await raw(OUT_KEY, { model: 'm', messages: [{ role: 'user', content: 'hello' }] })
