@@ -33,15 +33,20 @@ export function geminiEmbeddings(headers: (target: Target) => Record<string, str
       return { url: joinUrl(target.provider.base_url, `/v1beta/models/${encodeURIComponent(target.upstreamModel)}:batchEmbedContents`), method: 'POST', headers: headers(target), body: JSON.stringify({ requests }) }
     },
     readAnswer(text, target, req): EmbeddingsAnswer {
-      const embeddings = parseObject(text).embeddings
+      const body = parseObject(text)
+      const embeddings = body.embeddings
       if (!Array.isArray(embeddings) || embeddings.length !== req.input.length) throw new GatewayError('upstream_bad_response', `The provider returned ${Array.isArray(embeddings) ? embeddings.length : 'no'} embeddings for ${req.input.length} inputs.`)
       const data = embeddings.map((e: { values?: unknown }, index) => {
         const values = e?.values
         if (!Array.isArray(values) || !values.every((v) => typeof v === 'number')) throw new GatewayError('upstream_bad_response', 'The provider returned an embedding that is not a list of numbers.')
         return { object: 'embedding', index, embedding: req.encoding_format === 'base64' ? float32Base64(values as number[]) : values }
       })
-      // Gemini reports no token counts: the gateway's count goes in (see the route).
-      return { body: JSON.stringify({ object: 'list', data, model: target.upstreamModel, usage: { prompt_tokens: 0, total_tokens: 0 } }), usage: undefined }
+      // Newer Gemini embedding models report usageMetadata.promptTokenCount; without it the
+      // gateway's count goes in (see the route, which checks either against the input).
+      const prompt = (body.usageMetadata as { promptTokenCount?: unknown } | undefined)?.promptTokenCount
+      const usage = typeof prompt === 'number' && Number.isSafeInteger(prompt) && prompt >= 0 ? embeddingUsage(prompt, false) : undefined
+      const tokens = usage?.input_tokens ?? 0
+      return { body: JSON.stringify({ object: 'list', data, model: target.upstreamModel, usage: { prompt_tokens: tokens, total_tokens: tokens } }), usage }
     },
   }
 }

@@ -247,6 +247,7 @@ export function startEmulator(opts: EmulatorOptions = {}): Emulator {
     const b = behaviorFor(model)
     if (b.latency_ms) await Bun.sleep(b.latency_ms)
     if (failsNow(model, b) && b.status !== undefined) return wire.error(b.status, b.retry_after)
+    if (b.replay) return new Response(readFileSync(b.replay), { headers: { 'content-type': 'application/json' } })
     if (geminiModel) {
       const reqs = (body.requests as Array<{ content?: { parts?: Array<{ text?: string }> }; outputDimensionality?: number }> | undefined) ?? []
       return Response.json({ embeddings: reqs.map((r) => ({ values: vectorOf(r.content?.parts?.map((p) => p.text ?? '').join('') ?? '', r.outputDimensionality ?? 8) })) })
