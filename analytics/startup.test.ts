@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'bun:test'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { checkPortFree, lockDataDir, StartupError } from './startup.ts'
@@ -33,21 +33,22 @@ describe('the analytics worker refuses to start, in one line, when', () => {
     expect(() => checkPortFree('127.0.0.1', busy.port)).not.toThrow()
   })
 
-  it('another live process holds the data folder, naming the folder and ANALYTICS_DATA_DIR', async () => {
+  it('another live process holds the data folder, naming the folder and ANALYTICS_DATA_DIR; free again when it is gone', async () => {
     const dir = tmp()
-    const other = Bun.spawn(['sleep', '30'])
+    const other = Bun.spawn([process.execPath, join(import.meta.dir, '..', 'test', 'harness', 'lock-holder.ts'), dir], { stdout: 'pipe' })
+    const reader = other.stdout.getReader()
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('locked\n')
     try {
-      writeFileSync(join(dir, 'gateway.lock'), String(other.pid))
       expect(() => lockDataDir(dir)).toThrow(StartupError)
-      expect(() => lockDataDir(dir)).toThrow(`analytics: the data folder ${dir} is in use by process ${other.pid} (another npm start?); stop it, or set ANALYTICS_DATA_DIR to another folder (or ANALYTICS=off)`)
+      expect(() => lockDataDir(dir)).toThrow(`analytics: the data folder ${dir} is in use by another process (another npm start?); stop it, or set ANALYTICS_DATA_DIR to another folder (or ANALYTICS=off)`)
     } finally {
-      other.kill()
+      other.kill('SIGKILL')
       await other.exited
     }
-    // Its process gone, the lock is taken over; released, the file goes.
+    // Its process gone (killed: no release ran), the folder is free.
     const release = lockDataDir(dir)
-    expect(readFileSync(join(dir, 'gateway.lock'), 'utf8')).toBe(String(process.pid))
+    expect(() => lockDataDir(dir)).toThrow(StartupError)
     release()
-    expect(existsSync(join(dir, 'gateway.lock'))).toBe(false)
+    lockDataDir(dir)()
   })
 })

@@ -1,5 +1,6 @@
 // What keeps the analytics worker from starting, said in one line that names the port or folder and the setting that changes it (no stack trace): a port in use, a data folder another process holds.
-import { mkdirSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs'
+import { Database } from 'bun:sqlite'
+import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
 export class StartupError extends Error {
@@ -13,40 +14,33 @@ export function checkPortFree(host: string, port: number): void {
     const probe = Bun.listen({ hostname: host, port, socket: { data() {} } })
     probe.stop(true)
   } catch (err) {
-    if ((err as { code?: string }).code !== 'EADDRINUSE') throw err
-    throw new StartupError(`analytics: cannot listen on ${host}:${port}: the port is in use by another process (another npm start?); stop it, or set ANALYTICS_PORT (0 picks a free port)`)
+    const code = (err as { code?: string }).code
+    if (code === 'EADDRINUSE') throw new StartupError(`analytics: cannot listen on ${host}:${port}: the port is in use by another process (another npm start?); stop it, or set ANALYTICS_PORT (0 picks a free port)`)
+    throw new StartupError(`analytics: cannot listen on ${host}:${port} (${code ?? (err as Error).message}); set ANALYTICS_HOST / ANALYTICS_PORT`)
   }
 }
 
-// Embedded ClickHouse allows one process per data folder: a lock file with this process's id, taken
-// before the engine opens (which would otherwise fail with its own trace). A lock whose process is
-// gone is taken over. Returns the release.
+// Embedded ClickHouse allows one process per data folder: an exclusive SQLite lock in it, taken
+// before the engine opens (which would otherwise fail with its own trace) and held while this process
+// runs; the operating system lets it go with the process, however it ends. Returns the release.
 export function lockDataDir(dir: string): () => void {
   mkdirSync(dir, { recursive: true })
-  const path = join(dir, 'gateway.lock')
-  for (let tries = 0; tries < 2; tries++) {
-    try {
-      const fd = openSync(path, 'wx')
-      writeSync(fd, String(process.pid))
-      closeSync(fd)
-      return () => rmSync(path, { force: true })
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw err
-      const holder = Number(readFileSync(path, 'utf8').trim())
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
-        throw new StartupError(`analytics: the data folder ${resolve(dir)} is in use by process ${holder} (another npm start?); stop it, or set ANALYTICS_DATA_DIR to another folder (or ANALYTICS=off)`)
-      }
-      rmSync(path, { force: true })
-    }
-  }
-  throw new StartupError(`analytics: cannot lock the data folder ${resolve(dir)}; set ANALYTICS_DATA_DIR to another folder`)
-}
-
-function alive(pid: number): boolean {
+  const path = join(dir, 'gateway-lock.sqlite')
+  let db: Database
   try {
-    process.kill(pid, 0)
-    return true
+    db = new Database(path, { create: true })
   } catch (err) {
-    return (err as { code?: string }).code === 'EPERM'
+    throw new StartupError(`analytics: cannot create ${path} (${(err as Error).message}); set ANALYTICS_DATA_DIR to a folder this process may write`)
   }
+  db.exec('PRAGMA locking_mode = EXCLUSIVE')
+  try {
+    db.exec('PRAGMA journal_mode = WAL')
+    db.exec('BEGIN EXCLUSIVE')
+    db.exec('CREATE TABLE IF NOT EXISTS holder (since TEXT)')
+    db.exec('COMMIT')
+  } catch {
+    db.close()
+    throw new StartupError(`analytics: the data folder ${resolve(dir)} is in use by another process (another npm start?); stop it, or set ANALYTICS_DATA_DIR to another folder (or ANALYTICS=off)`)
+  }
+  return () => db.close()
 }

@@ -221,8 +221,14 @@ export class RequestLedger {
         const last = this.attempts.findLast((a) => a.outcome !== 'skipped')
         if (route && ending.error.code === 'gateway_shutting_down' && last?.error_code === 'gateway_shutting_down') return this.#estimate(route, { abandoned: true }, false)
         // A stream an output guardrail stopped before its first bytes went out: the provider
-        // answered, and bills it, as for one stopped later.
-        if (route && ending.error.code === 'content_policy_violation' && last?.error_code === 'content_policy_violation') return this.#estimate(route, { abandoned: true }, false)
+        // answered, and bills it: as it reported, when it had (the whole answer was held), else as
+        // for one stopped later.
+        if (route && ending.error.code === 'content_policy_violation' && last?.error_code === 'content_policy_violation') {
+          const reported = usageOf(ending.error)
+          if (!reported) return this.#estimate(route, { abandoned: true }, false)
+          o.usage = this.#guard ? this.#guard.check(reported) : reported
+          return this.#write()
+        }
         return this.#write()
       }
       case 'abandoned': {
@@ -304,4 +310,9 @@ export class RequestLedger {
     const last = this.attempts.findLast(which)
     return last ? this.#routeOf(last.target) : undefined
   }
+}
+
+// The provider's usage an output guardrail's refusal carries, when the answer had reported it.
+function usageOf(err: GatewayError): Usage | undefined {
+  return (err as GatewayError & { usage?: Usage }).usage
 }

@@ -48,44 +48,49 @@ function ibanValid(raw: string): boolean {
   return rem === 1
 }
 
-// Characters that change nothing a reader sees (zero-width spaces and joiners, word joiners,
-// invisible operators, the byte order mark, soft hyphens): dropped before the detectors read text.
-const INVISIBLE = /[\u00AD\u200B-\u200F\u2060-\u2064\uFEFF]/
-const INVISIBLE_ANY = new RegExp(INVISIBLE.source)
+// Characters that change nothing a reader sees (zero-width spaces and joiners, variation
+// selectors, bidirectional controls, soft hyphens, fillers: Unicode's default-ignorable code
+// points) and combining marks (accents, underlines drawn over a digit): dropped before the
+// detectors read text.
+const IGNORED = /[\p{Default_Ignorable_Code_Point}\p{Mn}\p{Me}]/u
+const IGNORED_ALL = /[\p{Default_Ignorable_Code_Point}\p{Mn}\p{Me}]/gu
 const PLAIN = /^[\x00-\x7F]*$/
 
 // The text as the detectors read it: compatibility forms folded (full-width digits and letters,
-// ligatures: NFKC) and invisible characters dropped, with each read character's place in the text.
-export function readable(text: string): { view: string; at: number[] } | undefined {
+// ligatures, enclosed numbers: NFKC, marks dropped) and ignorable characters dropped; for each read
+// character, where the character it came from starts and ends in the text.
+export function readable(text: string): { view: string; from: number[]; to: number[] } | undefined {
   if (PLAIN.test(text)) return undefined
-  // Most text (accents, other scripts) reads as it is: one native pass says so.
-  if (!INVISIBLE_ANY.test(text) && text.normalize('NFKC') === text) return undefined
+  // Most text (accents aside, other scripts) reads as it is: one native pass says so.
+  if (!IGNORED.test(text) && text.normalize('NFKC') === text) return undefined
   // ASCII characters (most of any text) go as they are; only the others are looked at.
   const parts: string[] = []
-  const at: number[] = []
+  const from: number[] = []
+  const to: number[] = []
   let run = 0
   for (let i = 0; i < text.length; ) {
     const code = text.charCodeAt(i)
     if (code < 0x80) {
-      at.push(i)
+      from.push(i)
+      to.push(i + 1)
       i++
       continue
     }
     if (run < i) parts.push(text.slice(run, i))
-    const size = code >= 0xd800 && code <= 0xdbff && i + 1 < text.length ? 2 : 1
+    const size = code >= 0xd800 && code <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00 ? 2 : 1
     const ch = text.slice(i, i + size)
-    if (!INVISIBLE.test(ch)) {
-      const folded = ch.normalize('NFKC')
-      parts.push(folded)
-      for (let k = 0; k < folded.length; k++) at.push(i)
+    let folded = ch.normalize('NFKC')
+    if (IGNORED.test(folded)) folded = ch.normalize('NFKD').replace(IGNORED_ALL, '')
+    parts.push(folded)
+    for (let k = 0; k < folded.length; k++) {
+      from.push(i)
+      to.push(i + size)
     }
     i += size
     run = i
   }
   if (run < text.length) parts.push(text.slice(run))
-  const view = parts.join('')
-  at.push(text.length)
-  return { view, at }
+  return { view: parts.join(''), from, to }
 }
 
 // Every piece of personal data of the types asked for, in text order, never overlapping; found in
@@ -95,8 +100,9 @@ export function findPii(text: string, types: readonly PiiType[]): Found[] {
   const r = readable(text)
   if (!r) return findPiiIn(text, types)
   return findPiiIn(r.view, types).map((f) => {
-    const start = r.at[f.start]!
-    const end = r.at[f.end]!
+    // A match that begins or ends inside a character's folded form takes the whole character.
+    const start = r.from[f.start]!
+    const end = r.to[f.end - 1]!
     return { type: f.type, start, end, text: text.slice(start, end) }
   })
 }

@@ -13,8 +13,8 @@ const enc = new TextEncoder()
 const rawEv = (raw: string): SseEvent => ({ raw: enc.encode(raw), data: undefined, event: undefined, id: undefined })
 const passthrough = (): StreamTranslator => ({ usage: undefined, finished: true, contentChunks: 0, outputBytes: 0, error: undefined, onEvent: (e: SseEvent) => e.raw, end: () => undefined })
 
-function moderated(maxBytes = 1_000_000, fired: Fired[] = []) {
-  const list = [{ id: 'safety', kind: 'moderation' as const, provider: 'p', model: 'omni', applies_to: 'output' as const, timeout_ms: 2000, on_error: 'allow' as const, action: 'block' as const }]
+function moderated(maxBytes = 1_000_000, fired: Fired[] = [], onError: 'allow' | 'block' = 'allow') {
+  const list = [{ id: 'safety', kind: 'moderation' as const, provider: 'p', model: 'omni', applies_to: 'output' as const, timeout_ms: 2000, on_error: onError, action: 'block' as const }]
   const a = moderatedAdapter({ openStream: () => passthrough() } as unknown as ProviderAdapter, { list, target: () => ({ baseUrl: emulator.baseUrl, apiKey: undefined }), note: (f) => fired.push(f) }, maxBytes)
   return a.openStream(undefined as never, { callerWantsUsage: false })
 }
@@ -41,8 +41,15 @@ describe('a streamed answer under output moderation', () => {
     expect(fired).toEqual([{ id: 'safety', kind: 'moderation', action: 'block', stage: 'output' }])
   })
 
-  it('holds no more than the answer size limit', () => {
-    const t = moderated(100)
-    expect(() => t.onEvent(rawEv(`data: {"choices":[{"index":0,"delta":{"content":"${'x'.repeat(200)}"}}]}\n\n`))).toThrow(GatewayError)
+  it('holds no more than the answer size limit: past it the answer goes unjudged (on_error allow) or is refused (block)', async () => {
+    const long = rawEv(`data: {"choices":[{"index":0,"delta":{"content":"${'x'.repeat(200)}"}}]}\n\n`)
+    const lenient = moderated(100)
+    expect(lenient.onEvent(rawEv('data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'))).toBeUndefined()
+    const out = lenient.onEvent(long) as string
+    expect(out).toContain('"a"')
+    expect(out).toContain('x'.repeat(200))
+    expect(await lenient.finish!()).toBeUndefined()
+    const strict = moderated(100, [], 'block')
+    expect(() => strict.onEvent(long)).toThrow('too long to be judged whole')
   })
 })

@@ -45,9 +45,8 @@ class ModeratedStream implements StreamTranslator {
     return this.inner.error
   }
 
-  onEvent(event: SseEvent): undefined {
-    this.#hold(this.inner.onEvent(event))
-    return undefined
+  onEvent(event: SseEvent): string | undefined {
+    return this.#hold(this.inner.onEvent(event))
   }
 
   // Only through finish(): the service must answer first.
@@ -56,25 +55,43 @@ class ModeratedStream implements StreamTranslator {
   }
 
   async finish(): Promise<string | undefined> {
-    this.#hold(this.inner.end())
+    const tail = this.#hold(this.inner.end())
+    if (this.#unjudged) return tail
     const texts = [...this.#texts.values()].filter((t) => t.trim() !== '')
     for (const g of this.m.list) {
       const flagged = await moderate(g, texts, this.m.target(g.provider))
       if (!flagged) continue
-      if (g.action === 'block') {
-        this.m.note({ id: g.id, kind: g.kind, action: 'block', stage: 'output' })
-        throw new GatewayError('content_policy_violation', `The answer was stopped by guardrail '${g.id}' (moderation: ${flagged === 'error' ? 'the moderation service could not be asked' : 'flagged by the moderation service'}).`, { param: `guardrail:${g.id}` })
-      }
+      if (g.action === 'block') throw this.#refusal(g, flagged === 'error' ? 'the moderation service could not be asked' : 'flagged by the moderation service')
       this.m.note({ id: g.id, kind: g.kind, action: 'log', stage: 'output' })
     }
     return this.#held.length > 0 ? this.#held.join('') : undefined
   }
 
-  #hold(out: Uint8Array | string | undefined): void {
-    if (out === undefined) return
+  // Refused after the provider answered (it bills the call): with the usage it reported, if any.
+  #refusal(g: ModerationGuardrail, what: string): GatewayError {
+    this.m.note({ id: g.id, kind: g.kind, action: 'block', stage: 'output' })
+    const err = new GatewayError('content_policy_violation', `The answer was stopped by guardrail '${g.id}' (moderation: ${what}).`, { param: `guardrail:${g.id}`, accepted: true })
+    return this.inner.usage ? Object.assign(err, { usage: this.inner.usage }) : err
+  }
+
+  // Set once the answer outgrew what can be held: it then streams unjudged (every guardrail's
+  // on_error allows it) or was refused.
+  #unjudged = false
+
+  #hold(out: Uint8Array | string | undefined): string | undefined {
+    if (out === undefined) return undefined
     const text = typeof out === 'string' ? out : decoder.decode(out)
-    this.#bytes += text.length
-    if (this.#bytes > this.maxBytes) throw new GatewayError('upstream_bad_response', `The streamed answer is over ${this.maxBytes} bytes, the most output moderation holds to judge it whole.`)
+    if (this.#unjudged) return text
+    this.#bytes += Buffer.byteLength(text)
+    if (this.#bytes > this.maxBytes) {
+      // Too long to be judged whole: as when the service cannot be asked.
+      const strict = this.m.list.find((g) => g.on_error === 'block')
+      if (strict) throw this.#refusal(strict, `the answer is over ${this.maxBytes} bytes, too long to be judged whole`)
+      this.#unjudged = true
+      const held = this.#held.join('') + text
+      this.#held = []
+      return held
+    }
     this.#held.push(text)
     // Events as a client reads them: several data lines are one payload.
     for (const frame of text.split(/(?:\r\n|\r|\n){2}/)) {
@@ -91,5 +108,6 @@ class ModeratedStream implements StreamTranslator {
       }
       for (const slot of slotsOf(data)) this.#texts.set(slot.channel, (this.#texts.get(slot.channel) ?? '') + (slot.owner[slot.key] as string))
     }
+    return undefined
   }
 }

@@ -85,7 +85,8 @@ export function answerRules(restore: ReadonlyMap<string, string> | undefined, gu
   }
   const refusal = (g: OutputGuardrail, what: string) => () => {
     onFired({ id: g.id, kind: g.kind, action: 'block', stage: 'output' })
-    return new GatewayError('content_policy_violation', `The answer was stopped by guardrail '${g.id}' (${g.kind}: ${what}).`, { param: `guardrail:${g.id}` })
+    // After the provider accepted the call: it may bill it.
+    return new GatewayError('content_policy_violation', `The answer was stopped by guardrail '${g.id}' (${g.kind}: ${what}).`, { param: `guardrail:${g.id}`, accepted: true })
   }
   for (const g of guardrails) {
     if (g.kind === 'pii') {
@@ -380,11 +381,21 @@ export class GuardedStream implements StreamTranslator {
   }
 
   onEvent(event: SseEvent): string | undefined {
-    return this.#take(this.inner.onEvent(event), false)
+    return this.#billed(() => this.#take(this.inner.onEvent(event), false))
   }
 
   end(): string | undefined {
-    return this.#take(this.inner.end(), true)
+    return this.#billed(() => this.#take(this.inner.end(), true))
+  }
+
+  // A refusal carries the usage the provider reported, when it had (for the record and the budget).
+  #billed(run: () => string | undefined): string | undefined {
+    try {
+      return run()
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'content_policy_violation' && this.inner.usage) Object.assign(err, { usage: this.inner.usage })
+      throw err
+    }
   }
 
   #take(out: Uint8Array | string | undefined, last: boolean): string | undefined {

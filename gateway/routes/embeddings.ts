@@ -106,6 +106,10 @@ export async function handleEmbeddings(ctx: RequestContext, deps: ChatDeps): Pro
 async function guardInputs(ctx: RequestContext, req: EmbeddingsRequest, caller: Caller): Promise<{ req: EmbeddingsRequest; fired: Fired[] }> {
   const list = guardrailsOf(ctx, req.model, caller).filter((g) => g.kind === 'prompt_injection' || g.applies_to !== 'output')
   if (list.length === 0) return { req, fired: [] }
+  // What an OpenAI-format target gets is the body as it came: a field the gateway does not read
+  // would reach the provider unchecked.
+  const unread = req.extra[0]
+  if (unread !== undefined) throw new GatewayError('invalid_parameter', `Unrecognized request argument supplied: '${unread}'. Guardrails apply to this request, and only the fields they check are sent.`, { param: unread })
   if (req.input.some((v) => typeof v !== 'string')) {
     const g = list[0]!
     throw Object.assign(new GatewayError('content_policy_violation', `The request was refused by guardrail '${g.id}' (${g.kind}: token ids cannot be checked; send text).`, { param: `guardrail:${g.id}` }), { fired: [{ id: g.id, kind: g.kind, action: 'block' }] })

@@ -134,3 +134,17 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ GATEWAY_CONFIG: '/nonexistent/gw.yaml' })).toThrow(/cannot read file/)
   })
 })
+
+describe('a config that is not a mapping', () => {
+  it('is one clear problem, not a crash', () => {
+    for (const text of ['', 'null', '- a\n- b', '42']) {
+      expect(() => parseConfig(text, 'empty.yaml', {})).toThrow(ConfigError)
+      try {
+        parseConfig(text, 'empty.yaml', {})
+      } catch (err) {
+        expect((err as ConfigError).problems).toHaveLength(1)
+        expect((err as ConfigError).problems[0]).toStartWith('/: the config must be a mapping of settings')
+      }
+    }
+  })
+})

@@ -69,6 +69,8 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
   }
   // Every problem of the file in one report: the shape, then (as far as the shape allows) the
   // references between its parts and the environment.
+  // Not even an object (an empty file, a list): nothing more can be said.
+  if (!isObject(withDefaults)) throw new ConfigError(source, [`/: the config must be a mapping of settings (${withDefaults === null || withDefaults === undefined ? 'the file is empty' : `got ${Array.isArray(withDefaults) ? 'a list' : typeof withDefaults}`})`])
   const problems: string[] = []
   const shapeOk = Value.Check(GatewayConfig, withDefaults)
   if (!shapeOk) {
@@ -77,11 +79,7 @@ export function parseConfig(text: string, source: string, env: Env = {}): Config
     }
   }
   const file = withDefaults as GatewayConfig
-  try {
-    problems.push(...checkReferences(file))
-  } catch {
-    // A part too malformed to follow: its shape errors above say what is wrong.
-  }
+  problems.push(...checkReferences(file))
   const logLevel = env.LOG_LEVEL ?? file.server?.log_level ?? 'info'
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) problems.push(`LOG_LEVEL: unknown level "${logLevel}"`)
   const sampler = env.OTEL_TRACES_SAMPLER
@@ -143,62 +141,78 @@ function decodeText(text: string, source: string, ext: string): unknown {
 }
 
 // What a schema cannot say: uniqueness and references between sections.
+// The references between the file's parts. Each part is checked on its own: one too malformed to
+// follow (its shape errors say what is wrong) does not hide the others' problems.
 function checkReferences(file: GatewayConfig): string[] {
   const problems: string[] = []
+  const part = (check: () => void) => {
+    try {
+      check()
+    } catch {
+      // Reported by the shape check.
+    }
+  }
   const providerIds = new Set<string>()
   const modelNames = new Set<string>()
-  file.providers.forEach((p, i) => {
-    if (providerIds.has(p.provider_id)) problems.push(`/providers/${i}/provider_id: duplicate "${p.provider_id}"`)
-    providerIds.add(p.provider_id)
-    const own = new Set<string>()
-    p.models.forEach((m, j) => {
-      if (own.has(m.name)) problems.push(`/providers/${i}/models/${j}/name: duplicate "${m.name}" in this provider`)
-      own.add(m.name)
-      modelNames.add(m.name)
-      for (const field of ['cost_per_1k_input_tokens', 'cost_per_1k_output_tokens'] as const) {
-        try {
-          pricePerTokenPico(m[field])
-        } catch (err) {
-          problems.push(`/providers/${i}/models/${j}/${field}: ${(err as Error).message}`)
+  part(() =>
+    file.providers.forEach((p, i) => {
+      if (providerIds.has(p.provider_id)) problems.push(`/providers/${i}/provider_id: duplicate "${p.provider_id}"`)
+      providerIds.add(p.provider_id)
+      const own = new Set<string>()
+      p.models.forEach((m, j) => {
+        if (own.has(m.name)) problems.push(`/providers/${i}/models/${j}/name: duplicate "${m.name}" in this provider`)
+        own.add(m.name)
+        modelNames.add(m.name)
+        for (const field of ['cost_per_1k_input_tokens', 'cost_per_1k_output_tokens'] as const) {
+          try {
+            pricePerTokenPico(m[field])
+          } catch (err) {
+            problems.push(`/providers/${i}/models/${j}/${field}: ${(err as Error).message}`)
+          }
         }
+      })
+    }),
+  )
+  part(() => {
+    const teamIds = new Set(file.clients.map((c) => c.team_id))
+    const quotaIds = new Set<string>()
+    file.quotas.forEach((q, i) => {
+      if (quotaIds.has(q.quota_id)) problems.push(`/quotas/${i}/quota_id: duplicate "${q.quota_id}"`)
+      quotaIds.add(q.quota_id)
+      if (q.token_limit === undefined && q.cost_limit_usd === undefined) problems.push(`/quotas/${i}: needs token_limit, cost_limit_usd or both`)
+      if (q.entity_type === 'global' && q.entity_id !== undefined) problems.push(`/quotas/${i}/entity_id: a global quota has no entity_id`)
+      if (q.entity_type === 'user' && q.entity_id !== undefined && !file.clients.some((c) => c.client_id === q.entity_id)) {
+        problems.push(`/quotas/${i}/entity_id: no client "${q.entity_id}"`)
       }
+      if (q.entity_type === 'team' && q.entity_id !== undefined && !teamIds.has(q.entity_id)) problems.push(`/quotas/${i}/entity_id: no team "${q.entity_id}"`)
     })
   })
-  const teamIds = new Set(file.clients.map((c) => c.team_id))
-  const quotaIds = new Set<string>()
-  file.quotas.forEach((q, i) => {
-    if (quotaIds.has(q.quota_id)) problems.push(`/quotas/${i}/quota_id: duplicate "${q.quota_id}"`)
-    quotaIds.add(q.quota_id)
-    if (q.token_limit === undefined && q.cost_limit_usd === undefined) problems.push(`/quotas/${i}: needs token_limit, cost_limit_usd or both`)
-    if (q.entity_type === 'global' && q.entity_id !== undefined) problems.push(`/quotas/${i}/entity_id: a global quota has no entity_id`)
-    if (q.entity_type === 'user' && q.entity_id !== undefined && !file.clients.some((c) => c.client_id === q.entity_id)) {
-      problems.push(`/quotas/${i}/entity_id: no client "${q.entity_id}"`)
-    }
-    if (q.entity_type === 'team' && q.entity_id !== undefined && !teamIds.has(q.entity_id)) problems.push(`/quotas/${i}/entity_id: no team "${q.entity_id}"`)
-  })
-  problems.push(...checkRoutes(file))
-  problems.push(...checkGuardrails(file))
+  part(() => problems.push(...checkRoutes(file)))
+  part(() => problems.push(...checkGuardrails(file)))
   // A reservation must outlive the request: the last attempt may start at max_total_ms and run
   // for its own timeout. Shorter, and a slow request's usage would find its reservation gone.
-  if (file.quotas.length > 0) {
+  part(() => {
+    if (file.quotas.length === 0) return
     const longest = Math.max(file.server.stream_timeout_ms, ...file.providers.map((p) => p.timeout_ms))
     const needed = file.routing.max_total_ms + longest
     if (file.quota.reservation_ttl_ms < needed) {
       problems.push(`/quota/reservation_ttl_ms: must be at least routing.max_total_ms + the longest timeout (${needed} ms), so a reservation outlives its request`)
     }
-  }
-  const callable = new Set([...modelNames, ...file.routes.map((r) => r.name)])
-  const clientIds = new Set<string>()
-  const hashes = new Set<string>()
-  file.clients.forEach((c, i) => {
-    if (clientIds.has(c.client_id)) problems.push(`/clients/${i}/client_id: duplicate "${c.client_id}"`)
-    clientIds.add(c.client_id)
-    c.models?.forEach((m, j) => {
-      if (!callable.has(m)) problems.push(`/clients/${i}/models/${j}: no provider or route serves model "${m}"`)
-    })
-    c.keys.forEach((k, j) => {
-      if (hashes.has(k.sha256)) problems.push(`/clients/${i}/keys/${j}/sha256: this key is already assigned`)
-      hashes.add(k.sha256)
+  })
+  part(() => {
+    const callable = new Set([...modelNames, ...file.routes.map((r) => r.name)])
+    const clientIds = new Set<string>()
+    const hashes = new Set<string>()
+    file.clients.forEach((c, i) => {
+      if (clientIds.has(c.client_id)) problems.push(`/clients/${i}/client_id: duplicate "${c.client_id}"`)
+      clientIds.add(c.client_id)
+      c.models?.forEach((m, j) => {
+        if (!callable.has(m)) problems.push(`/clients/${i}/models/${j}: no provider or route serves model "${m}"`)
+      })
+      c.keys.forEach((k, j) => {
+        if (hashes.has(k.sha256)) problems.push(`/clients/${i}/keys/${j}/sha256: this key is already assigned`)
+        hashes.add(k.sha256)
+      })
     })
   })
   return problems
@@ -219,7 +233,7 @@ function checkGuardrails(file: GatewayConfig): string[] {
         }
       })
     }
-    if (g.kind === 'moderation' && !file.providers.some((p) => p.provider_id === g.provider)) problems.push(`/guardrails/${i}/provider: no provider "${g.provider}"`)
+    if (g.kind === 'moderation' && typeof g.provider === 'string' && !file.providers.some((p) => p.provider_id === g.provider)) problems.push(`/guardrails/${i}/provider: no provider "${g.provider}"`)
   })
   const named = (list: readonly string[] | undefined, at: string) => list?.forEach((id, j) => {
     if (!ids.has(id)) problems.push(`${at}/${j}: no guardrail "${id}"`)

@@ -237,7 +237,9 @@ describe('output guardrails: what the model answers', () => {
     expect(text).toContain('"code":"content_policy_violation"')
     expect(text).toContain('guardrail:safety-out')
     const record = await recordOf(res)
-    expect(record).toMatchObject({ error_code: 'content_policy_violation', guardrails: [{ id: 'safety-out', action: 'block', stage: 'output' }] })
+    // The provider finished and reported its usage before the answer was judged: billed as reported.
+    expect(record).toMatchObject({ error_code: 'content_policy_violation', guardrails: [{ id: 'safety-out', action: 'block', stage: 'output' }], usage_estimated: false })
+    expect(record.output_tokens).toBeGreaterThan(0)
     expect(record.cost_pico).toBeGreaterThan(0)
     const asked = emulator.requests.filter((r) => r.path === '/v1/moderations').map((r) => JSON.stringify(r.body))
     expect(asked.some((b) => b.includes('This streamed answer is UNSAFE for sure.'))).toBe(true)
@@ -284,6 +286,11 @@ describe('guardrails on embeddings and token counts', () => {
       expect(res.status).toBe(400)
       expect(((await res.json()) as { error: { code: string; param: string } }).error).toMatchObject({ code: 'content_policy_violation', param: `guardrail:${id}` })
     }
+    expect(emulator.requests.some((r) => r.path === '/v1/embeddings')).toBe(false)
+    // A field the gateway does not read would go to the provider unchecked: refused.
+    const extra = await fetch(`${gw.url}/v1/embeddings`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', input: 'hello', messages: [{ content: `mail ${EMAIL}` }] }) })
+    expect(extra.status).toBe(400)
+    expect(((await extra.json()) as { error: { param: string } }).error.param).toBe('messages')
     expect(emulator.requests.some((r) => r.path === '/v1/embeddings')).toBe(false)
   })
 
