@@ -1,5 +1,6 @@
 // One small interface over both engines: clickhouse-server over HTTP (@clickhouse/client) and embedded chdb.
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client'
+import { StartupError } from './startup.ts'
 import type * as Chdb from 'chdb'
 
 export interface ClickHouse {
@@ -44,12 +45,12 @@ export function connectClickHouse(url: string): ClickHouse {
 
 // chdb is one engine per process bound to one data folder: close() before opening another folder.
 // chdb (a 500 MB native library) is an optional dependency, loaded only here: an install that uses
-// a ClickHouse server (CLICKHOUSE_URL) can leave it out (npm ci --omit=optional).
+// a ClickHouse server (CLICKHOUSE_URL) can leave it out (npm rm --no-save chdb after npm ci).
 async function loadChdb(): Promise<typeof Chdb> {
   try {
     return await import('chdb')
-  } catch (err) {
-    throw new Error(`embedded ClickHouse needs the optional package chdb, which is not installed (npm install chdb), or set CLICKHOUSE_URL to a ClickHouse server (${(err as Error).message.split('\n')[0]})`)
+  } catch {
+    throw new StartupError('analytics: embedded ClickHouse needs the optional package chdb, which is not installed: npm install chdb, or set CLICKHOUSE_URL to a ClickHouse server (or ANALYTICS=off)')
   }
 }
 

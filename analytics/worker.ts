@@ -40,6 +40,7 @@ export async function startWorker(config: WorkerConfig, log: Logger, mode: 'stre
     ch = config.clickhouseUrl ? connectClickHouse(config.clickhouseUrl) : await openEmbeddedClickHouse(config.dataDir)
   } catch (err) {
     unlock?.()
+    if (err instanceof StartupError) throw err
     throw new StartupError(`analytics: embedded ClickHouse cannot open ${config.dataDir} (${(err as Error).message.split('\n')[0]}); set ANALYTICS_DATA_DIR to another folder`)
   }
   const applied = await migrate(ch)
