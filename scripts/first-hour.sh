@@ -103,14 +103,19 @@ step "without the optional chdb: npm start says so in one line; the gateway alon
 npm rm --no-save chdb >"$work/rm-chdb.log" 2>&1 || fail "npm rm chdb"
 if npm start >"$work/nochdb.log" 2>&1; then fail "npm start without chdb or CLICKHOUSE_URL did not fail"; fi
 grep -q '^analytics: embedded ClickHouse needs the optional package chdb' "$work/nochdb.log" || fail "npm start without chdb did not say what is missing"
+# The gateway alone does not start the demo emulator: it runs on its own.
+npm run emulator >"$work/emulator.log" 2>&1 &
+emulator=$!
+pids+=("$emulator")
 npm run gateway >"$work/gateway.log" 2>&1 &
 alone=$!
 pids+=("$alone")
 until_ok 60 curl -sf http://127.0.0.1:8080/readyz || fail "npm run gateway without chdb did not become ready"
 bash -c "$curl_cmd" | grep -q '"finish_reason":"stop"' || fail "npm run gateway without chdb did not answer"
-kill -TERM "$alone"
-wait "$alone" || true
+kill -TERM "$alone" "$emulator"
+wait "$alone" "$emulator" || true
 until_ok 30 port_free 8080 || fail "npm run gateway left the gateway running after SIGTERM"
+until_ok 30 port_free 4010 || fail "npm run emulator left the emulator running after SIGTERM"
 
 # Expected conditions print one line, never a trace.
 if grep -nE '^\s+at .+:[0-9]+(:[0-9]+)?\)?$|^[A-Za-z]*Error: ' "$work"/*.log; then fail "a stack trace in the output"; fi
