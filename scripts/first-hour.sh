@@ -110,6 +110,7 @@ pids+=("$emulator")
 npm run gateway >"$work/gateway.log" 2>&1 &
 alone=$!
 pids+=("$alone")
+until_ok 30 curl -sf http://127.0.0.1:4010/__emulator/stats || fail "npm run emulator did not come up"
 until_ok 60 curl -sf http://127.0.0.1:8080/readyz || fail "npm run gateway without chdb did not become ready"
 bash -c "$curl_cmd" | grep -q '"finish_reason":"stop"' || fail "npm run gateway without chdb did not answer"
 kill -TERM "$alone" "$emulator"
