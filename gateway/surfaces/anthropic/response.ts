@@ -106,6 +106,9 @@ export class AnthropicEventWriter implements StreamTranslator {
   #blocks = 0
   // OpenAI tool call index → Anthropic block index.
   readonly #tools = new Map<number, number>()
+  // Tool calls that began while another tool's block was open: Anthropic's blocks come one at a
+  // time, so a call that interleaves with another is kept whole and written once that one is done.
+  readonly #pending = new Map<number, { id: string; name: string; args: string }>()
   #stop: string | undefined
   #ended = false
   #errorSent = false
@@ -183,18 +186,30 @@ export class AnthropicEventWriter implements StreamTranslator {
     const choice = (chunk.choices as Array<{ delta?: Json; finish_reason?: unknown }> | undefined)?.[0]
     const delta = choice?.delta
     if (typeof delta?.content === 'string' && delta.content !== '') {
-      if (this.#open?.kind !== 'text') out += this.#openBlock('text', { type: 'text', text: '' })
+      if (this.#open?.kind !== 'text') out += this.#closeBlock() + this.#writePending() + this.#openBlock('text', { type: 'text', text: '' })
       out += sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'text_delta', text: delta.content } })
     }
     for (const call of (delta?.tool_calls as Array<{ index?: number; id?: string; function?: { name?: string; arguments?: string } }> | undefined) ?? []) {
       const toolIndex = call.index ?? 0
+      const args = call.function?.arguments
+      const held = this.#pending.get(toolIndex)
+      if (held) {
+        if (typeof args === 'string') held.args += args
+        continue
+      }
       let index = this.#tools.get(toolIndex)
       if (index === undefined) {
-        out += this.#openBlock('tool', { type: 'tool_use', id: call.id ?? `toolu_${toolIndex}`, name: call.function?.name ?? '', input: {} }, toolIndex)
+        const id = call.id ?? `toolu_${toolIndex}`
+        const name = call.function?.name ?? ''
+        // Another tool's block is open: this call waits, whole, until that one is done.
+        if (this.#open?.kind === 'tool') {
+          this.#pending.set(toolIndex, { id, name, args: typeof args === 'string' ? args : '' })
+          continue
+        }
+        out += this.#openBlock('tool', { type: 'tool_use', id, name, input: {} }, toolIndex)
         index = this.#open!.index
         this.#tools.set(toolIndex, index)
       }
-      const args = call.function?.arguments
       if (typeof args === 'string' && args !== '') out += sseEvent('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: args } })
     }
     if (choice?.finish_reason) this.#stop = toStopReason(choice.finish_reason)
@@ -227,6 +242,19 @@ export class AnthropicEventWriter implements StreamTranslator {
     return sseEvent('content_block_stop', { index })
   }
 
+  // The tool calls kept whole, each as a block of its own, in the order the provider numbered them.
+  #writePending(): string {
+    let out = ''
+    for (const [toolIndex, call] of [...this.#pending].sort((a, b) => a[0] - b[0])) {
+      out += this.#openBlock('tool', { type: 'tool_use', id: call.id, name: call.name, input: {} }, toolIndex)
+      this.#tools.set(toolIndex, this.#open!.index)
+      if (call.args !== '') out += sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'input_json_delta', partial_json: call.args } })
+      out += this.#closeBlock()
+    }
+    this.#pending.clear()
+    return out
+  }
+
   #finish(): string {
     this.#ended = true
     const reported = this.inner.usage
@@ -234,6 +262,7 @@ export class AnthropicEventWriter implements StreamTranslator {
     return (
       this.#start({}) +
       this.#closeBlock() +
+      this.#writePending() +
       sseEvent('message_delta', { delta: { stop_reason: this.#stop ?? 'end_turn', stop_sequence: null }, usage: usage ? toAnthropicUsage(usage) : { output_tokens: 0 } }) +
       sseEvent('message_stop', {})
     )
