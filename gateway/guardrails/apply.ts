@@ -111,7 +111,7 @@ export async function applyGuardrails(req: ChatRequest, list: readonly Guardrail
 export type ModerationGuardrail = Extract<GuardrailConfig, { kind: 'moderation' }>
 
 // true / 'error' (when on_error is block) when the service says no; false when it allows.
-export async function moderate(g: ModerationGuardrail, texts: string[], target: ModerationTarget | undefined): Promise<boolean | 'error'> {
+export async function moderate(g: ModerationGuardrail, texts: string[], target: ModerationTarget | undefined, signal?: AbortSignal): Promise<boolean | 'error'> {
   if (texts.length === 0) return false
   try {
     if (!target) throw new Error('no such provider')
@@ -119,7 +119,7 @@ export async function moderate(g: ModerationGuardrail, texts: string[], target: 
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(target.apiKey ? { authorization: `Bearer ${target.apiKey.reveal()}` } : {}) },
       body: JSON.stringify({ model: g.model, input: texts }),
-      signal: AbortSignal.timeout(g.timeout_ms),
+      signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(g.timeout_ms)]) : AbortSignal.timeout(g.timeout_ms),
       redirect: 'manual',
     })
     if (!res.ok) throw new Error(`moderation answered ${res.status}`)

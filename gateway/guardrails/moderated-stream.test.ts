@@ -53,3 +53,38 @@ describe('a streamed answer under output moderation', () => {
     expect(() => strict.onEvent(long)).toThrow('too long to be judged whole')
   })
 })
+
+describe('a moderated stream given up', () => {
+  it('stops the moderation call with it, and ends for the reason it was given up', async () => {
+    // A moderation service that takes the call and never answers; it says when the call came and when it went.
+    let asked!: () => void
+    let dropped!: () => void
+    const came = new Promise<void>((r) => (asked = r))
+    const went = new Promise<void>((r) => (dropped = r))
+    const service = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      fetch(req) {
+        asked()
+        req.signal.addEventListener('abort', () => dropped())
+        return new Promise<Response>(() => undefined)
+      },
+    })
+    try {
+      const ac = new AbortController()
+      const list = [{ id: 'safety', kind: 'moderation' as const, provider: 'p', model: 'omni', applies_to: 'output' as const, timeout_ms: 60_000, on_error: 'block' as const, action: 'block' as const }]
+      const fired: Fired[] = []
+      const a = moderatedAdapter({ openStream: () => passthrough() } as unknown as ProviderAdapter, { list, target: () => ({ baseUrl: `http://127.0.0.1:${service.port}/v1`, apiKey: undefined }), note: (f) => fired.push(f) }, 1_000_000)
+      const t = a.openStream(undefined as never, { callerWantsUsage: false, signal: ac.signal })
+      t.onEvent(rawEv('data: {"choices":[{"index":0,"delta":{"content":"hello"}}]}\n\n'))
+      const finished = t.finish!().catch((e: unknown) => e)
+      await came
+      ac.abort('caller left')
+      expect(await finished).toBe('caller left')
+      await went
+      expect(fired).toEqual([])
+    } finally {
+      await service.stop(true)
+    }
+  })
+})

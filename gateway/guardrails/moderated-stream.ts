@@ -12,7 +12,7 @@ export interface OutputModeration {
 }
 
 export function moderatedAdapter(adapter: ProviderAdapter, m: OutputModeration, maxBytes: number): ProviderAdapter {
-  return { ...adapter, openStream: (target, opts) => new ModeratedStream(adapter.openStream(target, opts), m, maxBytes) }
+  return { ...adapter, openStream: (target, opts) => new ModeratedStream(adapter.openStream(target, opts), m, maxBytes, opts.signal) }
 }
 
 const decoder = new TextDecoder()
@@ -27,6 +27,8 @@ class ModeratedStream implements StreamTranslator {
     private readonly inner: StreamTranslator,
     private readonly m: OutputModeration,
     private readonly maxBytes: number,
+    // The stream's own: the caller leaving stops the moderation call too.
+    private readonly signal?: AbortSignal,
   ) {}
 
   get usage() {
@@ -59,7 +61,9 @@ class ModeratedStream implements StreamTranslator {
     if (this.#unjudged) return tail
     const texts = [...this.#texts.values()].filter((t) => t.trim() !== '')
     for (const g of this.m.list) {
-      const flagged = await moderate(g, texts, this.m.target(g.provider))
+      const flagged = await moderate(g, texts, this.m.target(g.provider), this.signal)
+      // Given up while the service was asked (the caller left): that, not the service, ends it.
+      if (this.signal?.aborted) throw this.signal.reason
       if (!flagged) continue
       if (g.action === 'block') throw this.#refusal(g, flagged === 'error' ? 'the moderation service could not be asked' : 'flagged by the moderation service')
       this.m.note({ id: g.id, kind: g.kind, action: 'log', stage: 'output' })

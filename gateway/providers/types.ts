@@ -82,6 +82,9 @@ export interface StreamOptions {
   // Usage as the provider reported it → the figures to keep and show: the same object when sane,
   // replacement figures (with `anomaly` set) when not. Absent: shown as reported (tests).
   checkUsage?: (usage: Usage) => Usage
+  // Aborted when the stream is given up (the caller left, a deadline): work a translator starts of
+  // its own (output moderation's call) stops with it.
+  signal?: AbortSignal
 }
 
 // An OpenAI embeddings request as the gateway accepts it (POST /v1/embeddings).

@@ -101,7 +101,7 @@ export async function openUpstreamStream(adapter: ProviderAdapter, target: Targe
   }
   waitingSince = -1
 
-  const translator = adapter.openStream(target, { callerWantsUsage: opts.callerWantsUsage, checkUsage: opts.checkUsage })
+  const translator = adapter.openStream(target, { callerWantsUsage: opts.callerWantsUsage, checkUsage: opts.checkUsage, signal: ac.signal })
   // An event the translator trips over is the provider's fault, not the gateway's.
   const translate = (e: SseEvent) => {
     try {
