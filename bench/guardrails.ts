@@ -34,6 +34,23 @@ for (const [name, r] of cases) {
   const bytes = JSON.stringify(r.messages).length
   rows.push({ case: name, bytes, us_per_request: Math.round(us * 10) / 10, us_per_kb: Math.round((us / (bytes / 1024)) * 10) / 10 })
 }
+// A prompt at the body limit: read in slices, the event loop let go between them; the longest time
+// it was held is what every other request on the process waits at most.
+const huge = req(text(4 * 1024 * 1024))
+let lastTick = performance.now()
+let longestBlockMs = 0
+const ticker = setInterval(() => {
+  const now = performance.now()
+  longestBlockMs = Math.max(longestBlockMs, now - lastTick)
+  lastTick = now
+}, 0)
+const hugeStart = performance.now()
+lastTick = hugeStart
+await applyGuardrails(huge, SET, () => undefined)
+const hugeMs = performance.now() - hugeStart
+clearInterval(ticker)
+const blocking = { case: '4 MiB prompt', ms: Math.round(hugeMs), longest_event_loop_block_ms: Math.round(longestBlockMs * 10) / 10 }
+
 console.log(`guardrails bench — bun ${Bun.version}; the default set: pii (redact, restore), prompt_injection, one regex`)
 for (const r of rows) console.log(`${r.case.padEnd(28)}${String(r.bytes).padStart(8)} B  ${String(r.us_per_request).padStart(9)} µs  ${String(r.us_per_kb).padStart(7)} µs/KB`)
 
@@ -66,8 +83,9 @@ for (const [name, chars, per] of [
   const us = ((performance.now() - start) * 1000) / n
   streamRows.push({ case: name, chars, events: events.length, us_per_stream: Math.round(us), us_per_event: Math.round((us / events.length) * 10) / 10 })
 }
+console.log(`${blocking.case}: ${blocking.ms} ms in all, the event loop held ${blocking.longest_event_loop_block_ms} ms at most`)
 console.log('output pii guardrail on a streamed answer (in process, the relay excluded)')
 for (const r of streamRows) console.log(`${r.case.padEnd(34)}${String(r.events).padStart(6)} events  ${String(r.us_per_stream).padStart(8)} µs  ${String(r.us_per_event).padStart(7)} µs/event`)
 const path = resolve(import.meta.dir, 'results/guardrails.json')
 mkdirSync(resolve(path, '..'), { recursive: true })
-writeFileSync(path, `${JSON.stringify({ timestamp: new Date().toISOString(), rows, stream: streamRows }, null, 2)}\n`)
+writeFileSync(path, `${JSON.stringify({ timestamp: new Date().toISOString(), rows, blocking, stream: streamRows }, null, 2)}\n`)

@@ -4,7 +4,7 @@ import type { GuardrailConfig } from '../../shared/config/schema.ts'
 import { GatewayError } from '../errors.ts'
 import type { Secret } from '../../shared/secret.ts'
 import { joinUrl } from '../providers/url.ts'
-import { findInjection, findPii, type PiiType } from './detect.ts'
+import { findInjectionSliced, findPii, findPiiSliced, type Found, type PiiType } from './detect.ts'
 
 export interface Fired {
   id: string
@@ -62,21 +62,24 @@ export async function applyGuardrails(req: ChatRequest, list: readonly Guardrail
     if (g.kind === 'prompt_injection') {
       // What the user and tools say: the operator's own system prompt is not an attack.
       for (const text of textsOf(current, ['user', 'tool'])) {
-        const found = findInjection(text)
+        const found = await findInjectionSliced(text)
         if (!found) continue
         if (g.action === 'block') refuse(g, found)
         fired.push({ id: g.id, kind: g.kind, action: 'log' })
         break
       }
     } else if (g.kind === 'pii') {
-      const hits = textsOf(current).some((t) => findPii(t, g.types).length > 0)
+      // Read once (long texts in slices, letting other requests go between them), used twice.
+      const found = new Map<string, Found[]>()
+      for (const t of textsOf(current)) if (!found.has(t)) found.set(t, await findPiiSliced(t, g.types))
+      const hits = [...found.values()].some((f) => f.length > 0)
       if (!hits) continue
       if (g.action === 'block') refuse(g, 'personal data')
       const map = new Map<string, string>()
       current = mapRequestText(current, (text) => {
         let out = ''
         let at = 0
-        for (const f of findPii(text, g.types)) {
+        for (const f of found.get(text) ?? findPii(text, g.types)) {
           const p = placeholderFor(PLACEHOLDER[f.type], f.text)
           map.set(p, f.text)
           out += text.slice(at, f.start) + p

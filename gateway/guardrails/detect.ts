@@ -145,3 +145,40 @@ export function findInjection(raw: string): string | undefined {
   for (const [name, re] of INJECTION) if (re.test(text)) return name
   return undefined
 }
+
+// Long texts are read in slices, the event loop let go between them: a 4 MiB prompt must not hold
+// every other request for the whole scan. Each slice is read with the context around it that the
+// longest match needs (every detector's matches are bounded: 256 characters), and keeps the matches
+// that begin in it.
+const SLICE = 128 * 1024
+const BEFORE = 64
+const AFTER = 512
+const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+export async function findPiiSliced(text: string, types: readonly PiiType[]): Promise<Found[]> {
+  if (text.length <= SLICE) return findPii(text, types)
+  const out: Found[] = []
+  let last = 0
+  for (let at = 0; at < text.length; at += SLICE) {
+    const from = Math.max(0, at - BEFORE)
+    for (const f of findPii(text.slice(from, Math.min(text.length, at + SLICE + AFTER)), types)) {
+      const start = f.start + from
+      // Found again from the slice before, or inside one already found.
+      if (start < at || start < last) continue
+      out.push({ ...f, start, end: f.end + from })
+      last = f.end + from
+    }
+    await yieldLoop()
+  }
+  return out
+}
+
+export async function findInjectionSliced(text: string): Promise<string | undefined> {
+  if (text.length <= SLICE) return findInjection(text)
+  for (let at = 0; at < text.length; at += SLICE) {
+    const found = findInjection(text.slice(Math.max(0, at - AFTER), Math.min(text.length, at + SLICE + AFTER)))
+    if (found) return found
+    await yieldLoop()
+  }
+  return undefined
+}
