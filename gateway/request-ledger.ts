@@ -225,7 +225,7 @@ export class RequestLedger {
         // for one stopped later.
         if (route && ending.error.code === 'content_policy_violation' && last?.error_code === 'content_policy_violation') {
           const reported = usageOf(ending.error)
-          if (!reported) return this.#estimate(route, { abandoned: true }, false)
+          if (!reported) return this.#estimate(route, (ending.error as GatewayError & { seen?: AnswerSeen }).seen ?? { abandoned: true }, false)
           o.usage = this.#guard ? this.#guard.check(reported) : reported
           return this.#write()
         }

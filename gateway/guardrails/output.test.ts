@@ -4,7 +4,7 @@ import { GatewayError } from '../errors.ts'
 import type { ProviderAdapter, StreamTranslator } from '../providers/types.ts'
 import type { SseEvent } from '../upstream/sse.ts'
 import type { Fired } from './apply.ts'
-import { answerRules, guardedAdapter, MAX_HOLD, PII_HOLD, SCAN_STEP, rewriteBody, type OutputGuardrail } from './output.ts'
+import { answerRules, guardedAdapter, MAX_HOLD, PII_HOLD, SCAN_STEP, rewriteBody, rewriteText, type OutputGuardrail } from './output.ts'
 
 const enc = new TextEncoder()
 const ev = (data: string, event?: string): SseEvent => ({ raw: enc.encode(`${event ? `event: ${event}\n` : ''}data: ${data}\n\n`), data, event, id: undefined })
@@ -228,5 +228,63 @@ describe('output guardrails against a hostile stream', () => {
     const r = rewriteBody(answerRules(new Map([['[CARD_1]', CARD]]), [pii({ action: 'block' })], () => undefined), '{"content":"Your card [CARD_1]"}')
     expect(r.refusal).toBeUndefined()
     expect(JSON.parse(r.body).content).toBe(`Your card ${CARD}`)
+  })
+})
+
+describe('output guardrails against a hostile stream, second pass', () => {
+  const rawEv = (raw: string): SseEvent => ({ raw: enc.encode(raw), data: undefined, event: undefined, id: undefined })
+  const delta = (d: unknown, finish: string | null = null, index = 0) => ev(JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index, delta: d, finish_reason: finish }] }))
+  function feed(events: SseEvent[], guards: OutputGuardrail[] = [pii()]): string {
+    const t = stream(undefined, guards)
+    let sent = ''
+    for (const e of events) sent += t.onEvent(e) ?? ''
+    return sent + (t.end() ?? '')
+  }
+
+  it('reads tool arguments through every JSON escape, and keeps them valid JSON when it redacts', () => {
+    const rules = answerRules(undefined, [pii()], () => undefined)
+    for (const [value, hidden] of [
+      ['Card:\n4111111111111111', '4111'],
+      ['x\nann.lee@example.com', 'ann.lee'],
+      ['a\tDE89370400440532013000', 'DE89'],
+      ['say \u00224111 1111 1111 1111\u0022', '4111'],
+    ] as const) {
+      const out = rewriteText(rules, JSON.stringify({ v: value }), true)
+      expect(out).not.toContain(hidden)
+      expect(() => JSON.parse(out)).not.toThrow()
+    }
+    const args = JSON.stringify({ to: 'x\nann.lee@example.com' })
+    const sent = feed([delta({ tool_calls: [{ index: 0, function: { arguments: args.slice(0, 9) } }] }), delta({ tool_calls: [{ index: 0, function: { arguments: args.slice(9) } }] }), delta({}, 'tool_calls')])
+    const joined = sent.split('\n\n').filter((f) => f.startsWith('data: {')).map((f) => JSON.parse(f.slice(6)).choices[0].delta.tool_calls?.[0]?.function.arguments ?? '').join('')
+    expect(JSON.parse(joined)).toEqual({ to: 'x\n[EMAIL_1]' })
+  })
+
+  it('joins the text an item or a message starts with to the deltas that continue it', () => {
+    const start = ev(JSON.stringify({ type: 'message_start', message: { id: 'm', type: 'message', role: 'assistant', content: [{ type: 'text', text: 'mail ann.lee@exa' }] } }), 'message_start')
+    const more = ev(JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'mple.com now' } }), 'content_block_delta')
+    expect(feed([start, more, ev(JSON.stringify({ type: 'content_block_stop', index: 0 }), 'content_block_stop')])).not.toContain('ann.lee')
+    const added = ev(JSON.stringify({ type: 'response.output_item.added', output_index: 0, item: { id: 'msg_1', type: 'message', content: [{ type: 'output_text', text: 'mail ann.lee@exa' }] } }), 'response.output_item.added')
+    const part = ev(JSON.stringify({ type: 'response.content_part.added', item_id: 'msg_1', output_index: 0, content_index: 0, part: { type: 'output_text', text: 'mple.com' } }), 'response.content_part.added')
+    const d = ev(JSON.stringify({ type: 'response.output_text.delta', item_id: 'msg_1', output_index: 0, content_index: 0, delta: ' now' }), 'response.output_text.delta')
+    expect(feed([added, part, d, ev(JSON.stringify({ type: 'response.output_text.done', item_id: 'msg_1', output_index: 0, content_index: 0, text: 'x' }))])).not.toContain('ann.lee')
+  })
+
+  it('sees a match whose start was already sent, and waits for a key that keeps growing', () => {
+    const key = `sk-proj-${'A'.repeat(25)}`
+    const sent = feed([delta({ content: `key ${key}` }), ev(JSON.stringify({ choices: [] })), delta({ content: 'B'.repeat(37) }), delta({}, 'stop')])
+    expect(sent).not.toContain('BBBB')
+    const long = `sk-proj-${'x9'.repeat(200)}`
+    const parts = long.match(/.{1,10}/g)!.map((p) => delta({ content: p }))
+    const out = feed([delta({ content: 'key: ' }), ...parts, delta({ content: ' done' }), delta({}, 'stop')])
+    expect(out).not.toContain('x9x9')
+  })
+
+  it('takes a new channel in every event (3,000 tool calls), each written once', () => {
+    const events = Array.from({ length: 3000 }, (_, i) => delta({ tool_calls: [{ index: i, id: `c${i}`, function: { name: 'f', arguments: '{}' } }] }))
+    const t = stream(undefined, [pii()])
+    let sent = ''
+    for (const e of events) sent += t.onEvent(e) ?? ''
+    sent += t.onEvent(delta({}, 'tool_calls')) ?? ''
+    expect(sent.match(/"arguments":"\{\}"/g)?.length).toBe(3000)
   })
 })

@@ -134,30 +134,31 @@ function matchesOf(rules: readonly TextRule[], text: string): Match[] {
   return out
 }
 
-// The matches in JSON text (tool arguments) as a parser reads it: \u escapes decoded for the
-// detectors, positions given back in the text as written.
+// The matches in JSON text (tool arguments) as a parser reads it: every escape decoded for the
+// detectors (\n, \t, \", \uXXXX, ...), positions given back in the text as written, a match
+// always covering whole escapes (a replacement never cuts one, so the JSON stays valid).
+const ESCAPED: Record<string, string> = { n: '\n', t: '\t', r: '\r', b: '\b', f: '\f', '"': '"', '\\': '\\', '/': '/' }
 function matchesIn(rules: readonly TextRule[], text: string, json: boolean): Match[] {
-  if (!json || !text.includes('\\u')) return matchesOf(rules, text)
+  if (!json || !text.includes('\\')) return matchesOf(rules, text)
   let view = ''
-  const at: number[] = []
+  const from: number[] = []
+  const to: number[] = []
   for (let i = 0; i < text.length; ) {
-    if (text[i] === '\\' && text[i + 1] === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) {
-      view += String.fromCharCode(parseInt(text.slice(i + 2, i + 6), 16))
-      at.push(i)
-      i += 6
-    } else if (text[i] === '\\' && i + 1 < text.length) {
-      // Another escape stays as written (two characters).
-      view += text.slice(i, i + 2)
-      at.push(i, i + 1)
-      i += 2
-    } else {
-      view += text[i]
-      at.push(i)
-      i++
+    let size = 1
+    let ch = text[i]!
+    if (ch === '\\' && text[i + 1] === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) {
+      ch = String.fromCharCode(parseInt(text.slice(i + 2, i + 6), 16))
+      size = 6
+    } else if (ch === '\\' && i + 1 < text.length && ESCAPED[text[i + 1]!] !== undefined) {
+      ch = ESCAPED[text[i + 1]!]!
+      size = 2
     }
+    view += ch
+    from.push(i)
+    to.push(i + size)
+    i += size
   }
-  at.push(text.length)
-  return matchesOf(rules, view).map((m) => ({ ...m, start: at[m.start]!, end: at[m.end]! }))
+  return matchesOf(rules, view).map((m) => ({ ...m, start: from[m.start]!, end: m.end > m.start ? to[m.end - 1]! : from[m.start]! }))
 }
 
 // A whole text rewritten (throws the refusal of a guardrail that blocks).
@@ -262,6 +263,7 @@ interface Unit {
 }
 
 interface Channel {
+  name: string
   json: boolean
   // Text not yet decided, from `decided` on.
   raw: string
@@ -274,7 +276,14 @@ interface Channel {
   lastAt: number
 }
 
-const CONTEXT = 32
+// What of a channel's decided text is kept to read the next text with: the longest match, so a
+// match that began in text already sent is still seen whole (its rest is replaced).
+const CONTEXT_MIN = 256
+// A match that reaches the end of the text seen may still grow (a key streamed in pieces): it
+// waits, up to this many characters, before it is taken as it is.
+const GROW_LIMIT = 4096
+// Channels kept (their context) once done, the oldest let go past this many.
+const MAX_CHANNELS = 4096
 // A long hold is scanned in steps of this many characters, not at every small event.
 export const SCAN_STEP = 64
 const decoder = new TextDecoder()
@@ -313,10 +322,27 @@ export function slotsOf(data: unknown): Slot[] {
   } else if (d.type === 'content_block_start') {
     field(d.content_block, 'text', `b${d.index}`, false)
     field(d.content_block, 'thinking', `b${d.index}`, false)
+  } else if (d.type === 'message_start' && typeof d.message === 'object' && d.message !== null) {
+    // Text a message starts with is the opening of its blocks' channels, as a client appends to it.
+    const content = (d.message as Record<string, unknown>).content
+    if (Array.isArray(content)) content.forEach((block, i) => (field(block, 'text', `b${i}`, false), field(block, 'thinking', `b${i}`, false)))
   } else if (typeof d.type === 'string' && d.type.startsWith('response.') && d.type.endsWith('.delta')) {
-    field(d, 'delta', `i:${d.item_id}:${d.output_index}:${d.content_index ?? d.summary_index ?? ''}:${d.type}`, d.type.includes('arguments'))
+    field(d, 'delta', itemChannel(d.item_id, d.output_index, d.content_index ?? d.summary_index, d.type), d.type.includes('arguments'))
+  } else if (d.type === 'response.output_item.added' && typeof d.item === 'object' && d.item !== null) {
+    // An item may start with text of its own, which the deltas that follow continue.
+    const item = d.item as Record<string, unknown>
+    if (Array.isArray(item.content)) item.content.forEach((part, j) => field(part, 'text', itemChannel(item.id, d.output_index, j, 'response.output_text.delta'), false))
+    field(item, 'arguments', itemChannel(item.id, d.output_index, undefined, 'response.function_call_arguments.delta'), true)
+  } else if ((d.type === 'response.content_part.added' || d.type === 'response.reasoning_summary_part.added') && typeof d.part === 'object' && d.part !== null) {
+    const kind = d.type === 'response.content_part.added' ? 'response.output_text.delta' : 'response.reasoning_summary_text.delta'
+    field(d.part, 'text', itemChannel(d.item_id, d.output_index, d.content_index ?? d.summary_index, kind), false)
   }
   return out
+}
+
+// A Responses item's channel: its text, its arguments or its summary, by the delta event that continues it.
+function itemChannel(itemId: unknown, outputIndex: unknown, index: unknown, deltaType: string): string {
+  return `i:${itemId}:${outputIndex}:${index ?? ''}:${deltaType}`
 }
 
 // Which channels an event ends: 'all', a predicate over channel names, or none (undefined).
@@ -347,6 +373,9 @@ function endsOf(data: unknown): 'all' | ((channel: string) => boolean) | undefin
 export class GuardedStream implements StreamTranslator {
   #queue: Unit[] = []
   #channels = new Map<string, Channel>()
+  // The channels holding undecided text: the only ones an event's end or a quiet can concern.
+  #busy = new Set<Channel>()
+  readonly #context: number
   // Text seen across channels, to tell a quiet channel.
   #seen = 0
   readonly #hold: (text: string) => number
@@ -362,6 +391,7 @@ export class GuardedStream implements StreamTranslator {
       return most
     }
     this.#quiet = 2 * Math.max(0, ...rules.map((r) => r.bound)) + SCAN_STEP
+    this.#context = Math.max(CONTEXT_MIN, ...rules.map((r) => r.bound))
   }
 
   get usage() {
@@ -393,7 +423,8 @@ export class GuardedStream implements StreamTranslator {
     try {
       return run()
     } catch (err) {
-      if (err instanceof GatewayError && err.code === 'content_policy_violation' && this.inner.usage) Object.assign(err, { usage: this.inner.usage })
+      // What the provider had sent when it was stopped, when it had not reported its usage yet.
+      if (err instanceof GatewayError && err.code === 'content_policy_violation') Object.assign(err, this.inner.usage ? { usage: this.inner.usage } : { seen: { chunks: this.inner.contentChunks, bytes: this.inner.outputBytes } })
       throw err
     }
   }
@@ -452,13 +483,20 @@ export class GuardedStream implements StreamTranslator {
     for (const slot of slots) {
       let ch = this.#channels.get(slot.channel)
       if (!ch) {
-        ch = { json: slot.json, raw: '', decided: 0, context: '', pieces: [], lastAt: 0 }
+        ch = { name: slot.channel, json: slot.json, raw: '', decided: 0, context: '', pieces: [], lastAt: 0 }
         this.#channels.set(slot.channel, ch)
+        if (this.#channels.size > MAX_CHANNELS) {
+          for (const [name, old] of this.#channels) {
+            if (this.#channels.size <= MAX_CHANNELS / 2) break
+            if (!this.#busy.has(old) && old !== ch) this.#channels.delete(name)
+          }
+        }
       }
       const text = slot.owner[slot.key] as string
       const start = ch.decided + ch.raw.length
       const piece: Piece = { slot, start, end: start + text.length, out: '' }
       ch.raw += text
+      if (text !== '') this.#busy.add(ch)
       ch.pieces.push(piece)
       this.#seen += text.length
       ch.lastAt = this.#seen
@@ -467,11 +505,11 @@ export class GuardedStream implements StreamTranslator {
     }
     for (const ch of touched) this.#decideChannel(ch, false)
     // A channel quiet while others went on (content, then a long tool call) is done for now.
-    for (const ch of this.#channels.values()) if (ch.raw !== '' && !touched.has(ch) && this.#seen - ch.lastAt > this.#quiet) this.#decideChannel(ch, true)
+    for (const ch of [...this.#busy]) if (!touched.has(ch) && this.#seen - ch.lastAt > this.#quiet) this.#decideChannel(ch, true)
   }
 
   #decide(which: (channel: string) => boolean): void {
-    for (const [name, ch] of this.#channels) if (which(name)) this.#decideChannel(ch, true)
+    for (const ch of [...this.#busy]) if (which(ch.name)) this.#decideChannel(ch, true)
   }
 
   // Decides what of a channel's text no match can still reach, rewrites it and hands it to its pieces.
@@ -482,9 +520,15 @@ export class GuardedStream implements StreamTranslator {
     if (hold > 0 && cut < Math.min(SCAN_STEP, hold)) return
     const offset = ch.context.length
     // A match that began in text already sent is cut at the send: what is left of it is replaced.
-    const matches = matchesIn(this.rules, ch.context + ch.raw, ch.json)
-      .filter((m) => m.end > offset && m.start - offset < cut)
+    let matches = matchesIn(this.rules, ch.context + ch.raw, ch.json)
+      .filter((m) => m.end > offset)
       .map((m) => (m.start < offset ? { ...m, start: offset } : m))
+    if (!all) {
+      // One that reaches the end of what came may grow with what comes next: it waits.
+      const growing = matches.find((m) => m.end - offset >= ch.raw.length && ch.raw.length - (m.start - offset) <= GROW_LIMIT)
+      if (growing) cut = Math.min(cut, growing.start - offset)
+    }
+    matches = matches.filter((m) => m.start - offset < cut)
     for (const m of matches) {
       if (m.refuse) throw m.refuse()
       cut = Math.max(cut, m.end - offset)
@@ -516,8 +560,9 @@ export class GuardedStream implements StreamTranslator {
         mi++
       }
     }
-    ch.context = (ch.context + ch.raw.slice(0, cut)).slice(-CONTEXT)
+    ch.context = (ch.context + ch.raw.slice(0, cut)).slice(-this.#context)
     ch.raw = ch.raw.slice(cut)
+    if (ch.raw === '') this.#busy.delete(ch)
     ch.decided = from + cut
     // Pieces wholly decided leave the channel (their units still hold them).
     let done = 0

@@ -106,9 +106,10 @@ export class AnthropicEventWriter implements StreamTranslator {
   #blocks = 0
   // OpenAI tool call index → Anthropic block index.
   readonly #tools = new Map<number, number>()
-  // Tool calls that began while another tool's block was open: Anthropic's blocks come one at a
-  // time, so a call that interleaves with another is kept whole and written once that one is done.
-  readonly #pending = new Map<number, { id: string; name: string; args: string }>()
+  // Anthropic's blocks come one at a time, and a tool call's arguments may come until the end: once
+  // a tool's block is open it stays open to the end, and what comes after it (text, other calls,
+  // each kept whole) is written then, in the order it came.
+  #pending: Array<{ kind: 'text'; text: string } | { kind: 'tool'; toolIndex: number; id: string; name: string; args: string }> = []
   #stop: string | undefined
   #ended = false
   #errorSent = false
@@ -186,31 +187,39 @@ export class AnthropicEventWriter implements StreamTranslator {
     const choice = (chunk.choices as Array<{ delta?: Json; finish_reason?: unknown }> | undefined)?.[0]
     const delta = choice?.delta
     if (typeof delta?.content === 'string' && delta.content !== '') {
-      if (this.#open?.kind !== 'text') out += this.#closeBlock() + this.#writePending() + this.#openBlock('text', { type: 'text', text: '' })
-      out += sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'text_delta', text: delta.content } })
+      if (this.#open?.kind === 'tool') {
+        const last = this.#pending.at(-1)
+        if (last?.kind === 'text') last.text += delta.content
+        else this.#pending.push({ kind: 'text', text: delta.content })
+      } else {
+        if (this.#open?.kind !== 'text') out += this.#openBlock('text', { type: 'text', text: '' })
+        out += sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'text_delta', text: delta.content } })
+      }
     }
     for (const call of (delta?.tool_calls as Array<{ index?: number; id?: string; function?: { name?: string; arguments?: string } }> | undefined) ?? []) {
       const toolIndex = call.index ?? 0
-      const args = call.function?.arguments
-      const held = this.#pending.get(toolIndex)
-      if (held) {
-        if (typeof args === 'string') held.args += args
+      const args = typeof call.function?.arguments === 'string' ? call.function.arguments : ''
+      const index = this.#tools.get(toolIndex)
+      if (index !== undefined) {
+        // The open block's call streams on.
+        if (args !== '') out += sseEvent('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: args } })
         continue
       }
-      let index = this.#tools.get(toolIndex)
-      if (index === undefined) {
-        const id = call.id ?? `toolu_${toolIndex}`
-        const name = call.function?.name ?? ''
-        // Another tool's block is open: this call waits, whole, until that one is done.
-        if (this.#open?.kind === 'tool') {
-          this.#pending.set(toolIndex, { id, name, args: typeof args === 'string' ? args : '' })
-          continue
-        }
-        out += this.#openBlock('tool', { type: 'tool_use', id, name, input: {} }, toolIndex)
-        index = this.#open!.index
-        this.#tools.set(toolIndex, index)
+      const held = this.#pending.find((p) => p.kind === 'tool' && p.toolIndex === toolIndex)
+      if (held?.kind === 'tool') {
+        held.args += args
+        continue
       }
-      if (typeof args === 'string' && args !== '') out += sseEvent('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: args } })
+      const id = call.id ?? `toolu_${toolIndex}`
+      const name = call.function?.name ?? ''
+      if (this.#open?.kind === 'tool') {
+        this.#pending.push({ kind: 'tool', toolIndex, id, name, args })
+        continue
+      }
+      // The first call: its block opens now and stays open to the end.
+      out += this.#openBlock('tool', { type: 'tool_use', id, name, input: {} }, toolIndex)
+      this.#tools.set(toolIndex, this.#open!.index)
+      if (args !== '') out += sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'input_json_delta', partial_json: args } })
     }
     if (choice?.finish_reason) this.#stop = toStopReason(choice.finish_reason)
     return out
@@ -242,16 +251,19 @@ export class AnthropicEventWriter implements StreamTranslator {
     return sseEvent('content_block_stop', { index })
   }
 
-  // The tool calls kept whole, each as a block of its own, in the order the provider numbered them.
+  // What came after the open tool call, each whole in a block of its own, in the order it came.
   #writePending(): string {
     let out = ''
-    for (const [toolIndex, call] of [...this.#pending].sort((a, b) => a[0] - b[0])) {
-      out += this.#openBlock('tool', { type: 'tool_use', id: call.id, name: call.name, input: {} }, toolIndex)
-      this.#tools.set(toolIndex, this.#open!.index)
-      if (call.args !== '') out += sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'input_json_delta', partial_json: call.args } })
+    for (const item of this.#pending) {
+      if (item.kind === 'text') {
+        out += this.#openBlock('text', { type: 'text', text: '' }) + sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'text_delta', text: item.text } })
+      } else {
+        out += this.#openBlock('tool', { type: 'tool_use', id: item.id, name: item.name, input: {} }, item.toolIndex)
+        if (item.args !== '') out += sseEvent('content_block_delta', { index: this.#open!.index, delta: { type: 'input_json_delta', partial_json: item.args } })
+      }
       out += this.#closeBlock()
     }
-    this.#pending.clear()
+    this.#pending = []
     return out
   }
 
