@@ -9,7 +9,7 @@ import { inputBound } from './providers/billable.ts'
 import { countTokens } from './providers/tokenize.ts'
 import { estimateRequest, guessInputTokens, RequestCounter, withOutputCap, type Estimate } from './quota/estimate.ts'
 import { planFor, type EntityPlan, type QuotaService, type Reservation } from './quota/quota.ts'
-import { QUICK_INPUT_BOUND, UsageGuard, type UsageBounds } from './usage-check.ts'
+import { QUICK_INPUT_BOUND, UsageGuard, withinBounds, type UsageBounds } from './usage-check.ts'
 
 // What a request's answer says of its output when the provider reported no usage: a completion's
 // text, what a stream generated, or nothing (the caller left while the call ran).
@@ -178,7 +178,9 @@ export class RequestBudget {
     return new UsageGuard(
       { maxInput: est?.inputBound ?? QUICK_INPUT_BOUND, maxOutput: cap },
       () => usageBounds(route, this.#fit(route).req, this.optionsFor(route), est),
-      () => this.#wholeEstimate(route),
+      // Under a budget: what was reserved. Without one (nothing was estimated): the report's own
+      // figures within their bounds, never a free call.
+      (reported, bounds) => (est ? this.#wholeEstimate(route) : withinBounds(reported, bounds, MAX_REPORTED_INPUT)),
     )
   }
 

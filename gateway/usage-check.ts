@@ -41,7 +41,7 @@ export class UsageGuard {
   constructor(
     private readonly quick: UsageBounds,
     private readonly full: () => UsageBounds,
-    private readonly fallback: () => Usage,
+    private readonly fallback: (reported: Usage, bounds: UsageBounds) => Usage,
   ) {}
 
   check = (u: Usage): Usage => {
@@ -50,9 +50,17 @@ export class UsageGuard {
     const anomaly = findUsageAnomaly(u, this.bounds)
     if (!anomaly) return u
     this.anomaly ??= anomaly
-    return { ...this.fallback(), estimated: true, anomaly }
+    return { ...this.fallback(u, this.bounds), estimated: true, anomaly }
   }
 }
 
 // Every input bound leaves room for at least this many tokens (see inputBound).
 export const QUICK_INPUT_BOUND = 1024
+
+// A report that failed its check, each count brought within what it can be: the most the request
+// can have cost by its own figures (a count that is no number at all counts as its bound, or as
+// nothing when the bound is no bound).
+export function withinBounds(u: Usage, b: UsageBounds, noBound: number): Usage {
+  const fit = (n: unknown, max: number) => (typeof n === 'number' && Number.isFinite(n) && n >= 0 ? Math.min(Math.floor(n), max) : max >= noBound ? 0 : max)
+  return { input_tokens: fit(u.input_tokens, b.maxInput), output_tokens: fit(u.output_tokens, b.maxOutput), cached_input_tokens: 0, cache_write_input_tokens: 0, reasoning_tokens: 0, estimated: true }
+}

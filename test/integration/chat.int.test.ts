@@ -55,6 +55,16 @@ describe('chat completions through the gateway', () => {
     expect(line).toMatchObject({ client_id: 'full-client', status: 'success', input_tokens: data.usage?.prompt_tokens, output_tokens: 9 })
   })
 
+  it('records an impossible usage report as the most the call can have cost, not as free, without a budget', async () => {
+    emulator.setBehavior('emu-upstream', { usage_patch: { completion_tokens: 999_999, total_tokens: 1_000_010 } })
+    const { response } = await client.chat.completions.create({ ...ask, max_tokens: 50 }).withResponse()
+    const line = await usageLine(response.headers.get('x-request-id') ?? '')
+    // The output cap sent was 50: a report of 999,999 cannot be true, and 50 is the most it can be.
+    expect(line).toMatchObject({ error_code: 'upstream_bad_usage', output_tokens: 50, usage_estimated: true })
+    expect(line.input_tokens).toBeGreaterThan(0)
+    expect(line.cost_pico).toBeGreaterThan(0)
+  })
+
   it('streams deltas the SDK assembles, with the usage chunk only when asked', async () => {
     const plain = await client.chat.completions.create({ ...ask, stream: true })
     let text = ''
