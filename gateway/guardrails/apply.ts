@@ -33,25 +33,30 @@ export function guardrailsFor(all: readonly GuardrailConfig[], ids: ReadonlyArra
   return all.filter((g) => wanted.has(g.id))
 }
 
-const PLACEHOLDER: Record<PiiType, string> = { email: 'EMAIL', phone: 'PHONE', card: 'CARD', iban: 'IBAN', secret: 'SECRET' }
+export const PII_LABEL: Record<PiiType, string> = { email: 'EMAIL', phone: 'PHONE', card: 'CARD', iban: 'IBAN', secret: 'SECRET' }
+
+// Placeholders for one request or one answer: each value gets one per label ([EMAIL_1] twice for
+// the same email twice), numbered in the order they are met.
+export function placeholderNamer(): (label: string, value: string) => string {
+  const placeholders = new Map<string, string>()
+  const counts = new Map<string, number>()
+  return (label, value) => {
+    let p = placeholders.get(`${label}\u0000${value}`)
+    if (!p) {
+      const n = (counts.get(label) ?? 0) + 1
+      counts.set(label, n)
+      p = `[${label}_${n}]`
+      placeholders.set(`${label}\u0000${value}`, p)
+    }
+    return p
+  }
+}
 
 export async function applyGuardrails(req: ChatRequest, list: readonly GuardrailConfig[], moderationTarget: (providerId: string) => ModerationTarget | undefined): Promise<GuardrailRun> {
   const fired: Fired[] = []
   let current = req
   let restore: Map<string, string> | undefined
-  // Each original gets one placeholder for the whole request (the same email twice is [EMAIL_1] twice).
-  const placeholders = new Map<string, string>()
-  const counts = new Map<string, number>()
-  const placeholderFor = (label: string, original: string) => {
-    let p = placeholders.get(`${label}\u0000${original}`)
-    if (!p) {
-      const n = (counts.get(label) ?? 0) + 1
-      counts.set(label, n)
-      p = `[${label}_${n}]`
-      placeholders.set(`${label}\u0000${original}`, p)
-    }
-    return p
-  }
+  const placeholderFor = placeholderNamer()
   const refuse = (g: GuardrailConfig, what: string) => {
     fired.push({ id: g.id, kind: g.kind, action: 'block' })
     throw Object.assign(new GatewayError('content_policy_violation', `The request was refused by guardrail '${g.id}' (${g.kind}: ${what}).`, { param: `guardrail:${g.id}` }), { fired })
@@ -80,7 +85,7 @@ export async function applyGuardrails(req: ChatRequest, list: readonly Guardrail
         let out = ''
         let at = 0
         for (const f of found.get(text) ?? findPii(text, g.types)) {
-          const p = placeholderFor(PLACEHOLDER[f.type], f.text)
+          const p = placeholderFor(PII_LABEL[f.type], f.text)
           map.set(p, f.text)
           out += text.slice(at, f.start) + p
           at = f.end

@@ -3,8 +3,8 @@ import type { GuardrailConfig } from '../../shared/config/schema.ts'
 import { GatewayError } from '../errors.ts'
 import type { ProviderAdapter, StreamTranslator } from '../providers/types.ts'
 import type { SseEvent } from '../upstream/sse.ts'
-import type { Fired } from './apply.ts'
-import { findPii, type PiiType } from './detect.ts'
+import { PII_LABEL, placeholderNamer, type Fired } from './apply.ts'
+import { findPii } from './detect.ts'
 
 // The longest placeholder ([REDACTED_<64-char id>_<n>]) a split can cut.
 export const MAX_HOLD = 96
@@ -39,7 +39,6 @@ export function outputGuardrails(list: readonly GuardrailConfig[]): OutputGuardr
   return list.filter((g): g is OutputGuardrail => (g.kind === 'pii' || g.kind === 'regex') && g.applies_to !== 'input')
 }
 
-const PII_LABEL: Record<PiiType, string> = { email: 'EMAIL', phone: 'PHONE', card: 'CARD', iban: 'IBAN', secret: 'SECRET' }
 
 
 // The rules for one answer, side by side on the text the provider sent: the originals back in place
@@ -64,19 +63,7 @@ export function answerRules(restore: ReadonlyMap<string, string> | undefined, gu
       bound: MAX_HOLD,
     })
   }
-  // One placeholder per value and label for the whole answer (the same email twice: [EMAIL_1] twice).
-  const placeholders = new Map<string, string>()
-  const counts = new Map<string, number>()
-  const placeholderFor = (label: string, value: string) => {
-    let p = placeholders.get(`${label}\u0000${value}`)
-    if (!p) {
-      const n = (counts.get(label) ?? 0) + 1
-      counts.set(label, n)
-      p = `[${label}_${n}]`
-      placeholders.set(`${label}\u0000${value}`, p)
-    }
-    return p
-  }
+  const placeholderFor = placeholderNamer()
   const fired = new Set<string>()
   const fire = (g: OutputGuardrail) => {
     if (fired.has(g.id)) return
