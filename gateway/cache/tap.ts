@@ -3,6 +3,7 @@ import type { ProviderAdapter, StreamOptions, StreamTranslator, Target, Usage } 
 import type { SseEvent } from '../upstream/sse.ts'
 import type { CachedAnswer } from './cache.ts'
 import { costPico } from '../../shared/money.ts'
+import { WrappedTranslator } from '../providers/wrapped-translator.ts'
 
 const decoder = new TextDecoder()
 
@@ -10,7 +11,7 @@ export function tapStreamForCache(adapter: ProviderAdapter, keep: (answer: Cache
   return { ...adapter, openStream: (target, opts) => new CacheTap(adapter.openStream(target, opts), target, opts, keep) }
 }
 
-class CacheTap implements StreamTranslator {
+class CacheTap extends WrappedTranslator {
   #id = ''
   #model = ''
   #content = ''
@@ -19,27 +20,14 @@ class CacheTap implements StreamTranslator {
   #done = false
 
   constructor(
-    private readonly inner: StreamTranslator,
+    inner: StreamTranslator,
     private readonly target: Target,
     private readonly opts: StreamOptions,
     private readonly keep: (answer: CachedAnswer) => void,
-  ) {}
+  ) {
+    super(inner)
+  }
 
-  get usage() {
-    return this.inner.usage
-  }
-  get finished() {
-    return this.inner.finished
-  }
-  get contentChunks() {
-    return this.inner.contentChunks
-  }
-  get outputBytes() {
-    return this.inner.outputBytes
-  }
-  get error() {
-    return this.inner.error
-  }
 
   onEvent(event: SseEvent): Uint8Array | string | undefined {
     return this.#read(this.inner.onEvent(event))

@@ -4,6 +4,7 @@ import type { ProviderAdapter, StreamTranslator } from '../providers/types.ts'
 import type { SseEvent } from '../upstream/sse.ts'
 import { moderate, type Fired, type ModerationGuardrail, type ModerationTarget } from './apply.ts'
 import { slotsOf } from './output.ts'
+import { WrappedTranslator } from '../providers/wrapped-translator.ts'
 
 export interface OutputModeration {
   list: ModerationGuardrail[]
@@ -17,35 +18,22 @@ export function moderatedAdapter(adapter: ProviderAdapter, m: OutputModeration, 
 
 const decoder = new TextDecoder()
 
-class ModeratedStream implements StreamTranslator {
+class ModeratedStream extends WrappedTranslator {
   #held: string[] = []
   #bytes = 0
   // The answer's text, per channel (a choice's content, a block, a tool call's arguments).
   #texts = new Map<string, string>()
 
   constructor(
-    private readonly inner: StreamTranslator,
+    inner: StreamTranslator,
     private readonly m: OutputModeration,
     private readonly maxBytes: number,
     // The stream's own: the caller leaving stops the moderation call too.
     private readonly signal?: AbortSignal,
-  ) {}
+  ) {
+    super(inner)
+  }
 
-  get usage() {
-    return this.inner.usage
-  }
-  get finished() {
-    return this.inner.finished
-  }
-  get contentChunks() {
-    return this.inner.contentChunks
-  }
-  get outputBytes() {
-    return this.inner.outputBytes
-  }
-  get error() {
-    return this.inner.error
-  }
 
   onEvent(event: SseEvent): string | undefined {
     return this.#hold(this.inner.onEvent(event))

@@ -5,6 +5,7 @@ import type { ProviderAdapter, StreamTranslator } from '../providers/types.ts'
 import type { SseEvent } from '../upstream/sse.ts'
 import { PII_LABEL, placeholderNamer, type Fired } from './apply.ts'
 import { findPii } from './detect.ts'
+import { WrappedTranslator } from '../providers/wrapped-translator.ts'
 
 // The longest placeholder ([REDACTED_<64-char id>_<n>]) a split can cut.
 export const MAX_HOLD = 96
@@ -357,7 +358,7 @@ function endsOf(data: unknown): 'all' | ((channel: string) => boolean) | undefin
 // forming there; the channel's end (a finish, a block's stop, an item's done, the stream's end) or
 // a long quiet while other channels go on decides it. Events go out in order, changed only where a
 // rule matched (the text a match began in goes with the event the match began in).
-export class GuardedStream implements StreamTranslator {
+export class GuardedStream extends WrappedTranslator {
   #queue: Unit[] = []
   #channels = new Map<string, Channel>()
   // The channels holding undecided text: the only ones an event's end or a quiet can concern.
@@ -369,9 +370,10 @@ export class GuardedStream implements StreamTranslator {
   readonly #quiet: number
 
   constructor(
-    private readonly inner: StreamTranslator,
+    inner: StreamTranslator,
     private readonly rules: readonly TextRule[],
   ) {
+    super(inner)
     this.#hold = (text) => {
       let most = 0
       for (const r of rules) most = Math.max(most, r.hold(text))
@@ -381,21 +383,6 @@ export class GuardedStream implements StreamTranslator {
     this.#context = Math.max(CONTEXT_MIN, ...rules.map((r) => r.bound))
   }
 
-  get usage() {
-    return this.inner.usage
-  }
-  get finished() {
-    return this.inner.finished
-  }
-  get contentChunks() {
-    return this.inner.contentChunks
-  }
-  get outputBytes() {
-    return this.inner.outputBytes
-  }
-  get error() {
-    return this.inner.error
-  }
 
   onEvent(event: SseEvent): string | undefined {
     return this.#billed(() => this.#take(this.inner.onEvent(event), false))

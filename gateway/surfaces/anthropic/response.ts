@@ -2,6 +2,7 @@
 import { GatewayError } from '../../errors.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
 import type { StreamTranslator, Usage } from '../../providers/types.ts'
+import { WrappedTranslator } from '../../providers/wrapped-translator.ts'
 
 type Json = Record<string, unknown>
 
@@ -98,7 +99,7 @@ const decoder = new TextDecoder()
 // message_start, then per text run or tool call a content block (start, ping after the first,
 // deltas, stop), message_delta with the stop reason and usage, message_stop. Accounting (usage,
 // content chunks, errors) is the inner translator's.
-export class AnthropicEventWriter implements StreamTranslator {
+export class AnthropicEventWriter extends WrappedTranslator {
   #started = false
   #pinged = false
   // The content block open now, and how many were opened.
@@ -117,25 +118,15 @@ export class AnthropicEventWriter implements StreamTranslator {
   #badEvent: GatewayError | undefined
 
   constructor(
-    private readonly inner: StreamTranslator,
+    inner: StreamTranslator,
     private readonly model: string,
     // The gateway's check of a provider's usage report: what it returns is what the caller sees.
     private readonly check?: (usage: Usage) => Usage,
-  ) {}
+  ) {
+    super(inner)
+  }
 
-  get usage() {
-    return this.inner.usage
-  }
-  get finished() {
-    return this.inner.finished
-  }
-  get contentChunks() {
-    return this.inner.contentChunks
-  }
-  get outputBytes() {
-    return this.inner.outputBytes
-  }
-  get error() {
+  override get error() {
     return this.inner.error ?? this.#badEvent
   }
 

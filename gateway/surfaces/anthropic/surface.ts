@@ -9,6 +9,7 @@ import type { SseEvent } from '../../upstream/sse.ts'
 import type { Surface } from '../surface.ts'
 import { fromMessagesRequest } from './request.ts'
 import { AnthropicEventWriter, anthropicErrorBody, anthropicErrorFrame, toAnthropicMessage, toAnthropicUsage, withAnthropicUsage } from './response.ts'
+import { WrappedTranslator } from '../../providers/wrapped-translator.ts'
 
 export const anthropicSurface: Surface = {
   name: 'POST /v1/messages',
@@ -68,30 +69,17 @@ function translatingAdapter(inner: ProviderAdapter): ProviderAdapter {
 // An Anthropic stream relayed as it came. Nothing after message_stop goes out (nor is billed);
 // an error event goes out as it came unless it holds something key-like, then as the gateway's
 // own; a usage report that failed the gateway's check is replaced in its message_delta.
-class NativeEvents implements StreamTranslator {
+class NativeEvents extends WrappedTranslator {
   #done = false
 
   constructor(
-    private readonly inner: StreamTranslator,
+    inner: StreamTranslator,
     private readonly target: Target,
     private readonly opts: StreamOptions,
-  ) {}
+  ) {
+    super(inner)
+  }
 
-  get usage() {
-    return this.inner.usage
-  }
-  get finished() {
-    return this.inner.finished
-  }
-  get contentChunks() {
-    return this.inner.contentChunks
-  }
-  get outputBytes() {
-    return this.inner.outputBytes
-  }
-  get error() {
-    return this.inner.error
-  }
 
   onEvent(event: SseEvent): Uint8Array | string | undefined {
     if (this.#done) return undefined

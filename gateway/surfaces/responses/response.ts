@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { GatewayError } from '../../errors.ts'
 import type { StreamTranslator, Usage } from '../../providers/types.ts'
 import type { SseEvent } from '../../upstream/sse.ts'
+import { WrappedTranslator } from '../../providers/wrapped-translator.ts'
 
 type Json = Record<string, unknown>
 
@@ -101,7 +102,7 @@ const decoder = new TextDecoder()
 // function_call item (added, argument deltas, arguments done, item done), then response.completed
 // (or .incomplete) with the usage. Every event has its sequence_number. `onDone` gets the final
 // Response (to keep it for previous_response_id).
-export class ResponsesEventWriter implements StreamTranslator {
+export class ResponsesEventWriter extends WrappedTranslator {
   #seq = 0
   #started = false
   #ended = false
@@ -116,25 +117,15 @@ export class ResponsesEventWriter implements StreamTranslator {
   #finish: unknown
 
   constructor(
-    private readonly inner: StreamTranslator,
+    inner: StreamTranslator,
     private readonly frame: ResponseFrame,
     private readonly check: ((usage: Usage) => Usage) | undefined,
     private readonly onDone: (response: Json) => void,
-  ) {}
+  ) {
+    super(inner)
+  }
 
-  get usage() {
-    return this.inner.usage
-  }
-  get finished() {
-    return this.inner.finished
-  }
-  get contentChunks() {
-    return this.inner.contentChunks
-  }
-  get outputBytes() {
-    return this.inner.outputBytes
-  }
-  get error() {
+  override get error() {
     return this.inner.error ?? this.#badEvent
   }
 
