@@ -1,6 +1,6 @@
 // Keeping a streamed answer for the cache: the OpenAI frames a stream sends are read as they go (content, tool calls, the finish), and a stream that completes with sane usage is kept.
 import type { ProviderAdapter, StreamOptions, StreamTranslator, Target, Usage } from '../providers/types.ts'
-import type { SseEvent } from '../upstream/sse.ts'
+import { eventPayloads, type SseEvent } from '../upstream/sse.ts'
 import type { CachedAnswer } from './cache.ts'
 import { costPico } from '../../shared/money.ts'
 import { WrappedTranslator } from '../providers/wrapped-translator.ts'
@@ -40,9 +40,7 @@ class CacheTap extends WrappedTranslator {
   #read<T extends Uint8Array | string | undefined>(out: T): T {
     if (out === undefined || this.#done) return out
     const text = typeof out === 'string' ? out : decoder.decode(out)
-    for (const frame of text.split(/\r?\n\r?\n/)) {
-      const data = frame.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(l.startsWith('data: ') ? 6 : 5)).join('\n').trim()
-      if (data === '') continue
+    for (const data of eventPayloads(text)) {
       if (data === '[DONE]') {
         this.#complete()
         continue

@@ -1,7 +1,7 @@
 // Output moderation of a streamed answer: a content-safety service judges text as a whole, so the answer is held until it has ended and the service has answered; then it goes out at once, or the stream is refused (block) before any of it left. Held in memory up to the answer size limit.
 import { GatewayError } from '../errors.ts'
 import type { ProviderAdapter, StreamTranslator } from '../providers/types.ts'
-import type { SseEvent } from '../upstream/sse.ts'
+import { eventPayloads, type SseEvent } from '../upstream/sse.ts'
 import { moderate, type Fired, type ModerationGuardrail, type ModerationTarget } from './apply.ts'
 import { slotsOf } from './output.ts'
 import { WrappedTranslator } from '../providers/wrapped-translator.ts'
@@ -86,12 +86,7 @@ class ModeratedStream extends WrappedTranslator {
     }
     this.#held.push(text)
     // Events as a client reads them: several data lines are one payload.
-    for (const frame of text.split(/(?:\r\n|\r|\n){2}/)) {
-      const payload = frame
-        .split(/\r\n|\r|\n/)
-        .filter((l) => l.startsWith('data:'))
-        .map((l) => l.slice(l.startsWith('data: ') ? 6 : 5))
-        .join('\n')
+    for (const payload of eventPayloads(text)) {
       let data: unknown
       try {
         data = JSON.parse(payload)

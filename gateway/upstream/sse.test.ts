@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test'
 import { readdirSync, readFileSync } from 'node:fs'
-import { DEFAULT_MAX_EVENT_BYTES, SseEventTooLarge, SseParser, type SseEvent } from './sse.ts'
+import { DEFAULT_MAX_EVENT_BYTES, SseEventTooLarge, SseParser, type SseEvent, eventPayloads } from './sse.ts'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -218,5 +218,11 @@ describe('SseParser size cap', () => {
 
   it('rejects a cap that is not a positive integer', () => {
     for (const maxEventBytes of [0, -1, 1.5, Number.NaN]) expect(() => new SseParser({ maxEventBytes })).toThrow(RangeError)
+  })
+})
+
+describe('eventPayloads', () => {
+  it('gives each event data as a client reads it, whatever the line ends, leaving out events without data', () => {
+    expect(eventPayloads('data: {"a":1}\n\n: keep-alive\n\nevent: x\r\ndata: {"b":\r\ndata: 2}\r\n\r\ndata: [DONE]\r\rdata:tail')).toEqual(['{"a":1}', '{"b":\n2}', '[DONE]', 'tail'])
   })
 })

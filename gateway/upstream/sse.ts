@@ -217,3 +217,19 @@ function toEvent(raw: Uint8Array, lines: readonly number[]): SseEvent {
   }
   return { raw, data, event, id }
 }
+
+// The data of each event in SSE text a translator wrote, as a client reads it: events end at an
+// empty line (after \n, \r\n or \r), an event's data lines are one payload joined by newlines;
+// events without data (comments, keep-alives) are left out.
+export function eventPayloads(text: string): string[] {
+  const out: string[] = []
+  let data: string[] | undefined
+  for (const line of text.split(/\r\n|\r|\n/)) {
+    if (line === '') {
+      if (data) out.push(data.join('\n').trim())
+      data = undefined
+    } else if (line.startsWith('data:')) (data ??= []).push(line.slice(line.startsWith('data: ') ? 6 : 5))
+  }
+  if (data) out.push(data.join('\n').trim())
+  return out.filter((d) => d !== '')
+}

@@ -1,6 +1,6 @@
 // The gateway's OpenAI-format answers (what every adapter produces) as Anthropic Messages answers: a message, a stream of Anthropic's events, an error.
 import { GatewayError } from '../../errors.ts'
-import type { SseEvent } from '../../upstream/sse.ts'
+import { eventPayloads, type SseEvent } from '../../upstream/sse.ts'
 import type { StreamTranslator, Usage } from '../../providers/types.ts'
 import { WrappedTranslator } from '../../providers/wrapped-translator.ts'
 
@@ -151,12 +151,9 @@ export class AnthropicEventWriter extends WrappedTranslator {
     let written = ''
     // What the inner translator wrote: whole SSE events (a provider's own bytes, for OpenAI-format
     // upstreams), data lines joined as a client would.
-    for (const frame of text.split(/\r?\n\r?\n/)) {
-      const lines = frame.split(/\r?\n/).filter((l) => l.startsWith('data:'))
-      if (lines.length === 0) continue
-      const data = lines.map((l) => l.slice(l.startsWith('data: ') ? 6 : 5)).join('\n').trim()
+    for (const data of eventPayloads(text)) {
       if (data === '[DONE]') written += this.#finish()
-      else if (data !== '') {
+      else {
         let chunk: Json
         try {
           chunk = JSON.parse(data) as Json

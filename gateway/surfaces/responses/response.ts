@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto'
 import { GatewayError } from '../../errors.ts'
 import type { StreamTranslator, Usage } from '../../providers/types.ts'
-import type { SseEvent } from '../../upstream/sse.ts'
+import { eventPayloads, type SseEvent } from '../../upstream/sse.ts'
 import { WrappedTranslator } from '../../providers/wrapped-translator.ts'
 
 type Json = Record<string, unknown>
@@ -151,12 +151,9 @@ export class ResponsesEventWriter extends WrappedTranslator {
     if (out === undefined || this.#ended) return undefined
     const text = typeof out === 'string' ? out : decoder.decode(out)
     let written = ''
-    for (const frame of text.split(/\r?\n\r?\n/)) {
-      const lines = frame.split(/\r?\n/).filter((l) => l.startsWith('data:'))
-      if (lines.length === 0) continue
-      const data = lines.map((l) => l.slice(l.startsWith('data: ') ? 6 : 5)).join('\n').trim()
+    for (const data of eventPayloads(text)) {
       if (data === '[DONE]') written += this.#end()
-      else if (data !== '') {
+      else {
         let chunk: Json
         try {
           chunk = JSON.parse(data) as Json
