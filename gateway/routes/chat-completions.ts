@@ -66,13 +66,12 @@ export interface RequestContext {
 // unknown, or sent too much or too slowly, or the process is full.
 export const CLOSE_AFTER = new Set(['missing_api_key', 'invalid_api_key', 'body_too_large', 'request_timeout', 'client_closed', 'server_busy'])
 
-export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
-  const surface = ctx.surface ?? openAiSurface
-  const baseHeaders = requestIdHeaders(ctx)
+// A place among the requests in progress (the gate), with the request's own signal: freed once, by
+// the ledger or the refusal that ends the request. A full gateway is a server_busy refusal.
+export function enterPlace(ctx: RequestContext, deps: ChatDeps): { place: Place; signal: AbortSignal } | GatewayError {
   if (!deps.gate.enter()) {
     deps.metrics.rejected.inc(['server_busy'])
-    const busy = new GatewayError('server_busy', 'The gateway holds as many requests as it can; retry shortly.', { retryAfterSeconds: 1 })
-    return surface.errorResponse(busy, { ...baseHeaders, connection: 'close' })
+    return new GatewayError('server_busy', 'The gateway holds as many requests as it can; retry shortly.', { retryAfterSeconds: 1 })
   }
   const live = deps.live.open(ctx.request.signal)
   const place = new Place(
@@ -82,6 +81,15 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
     },
     () => ctx.connection.release(),
   )
+  return { place, signal: live.signal }
+}
+
+export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
+  const surface = ctx.surface ?? openAiSurface
+  const baseHeaders = requestIdHeaders(ctx)
+  const entered = enterPlace(ctx, deps)
+  if (entered instanceof GatewayError) return surface.errorResponse(entered, { ...baseHeaders, connection: 'close' })
+  const { place, signal } = entered
   const tr = startRequestTrace(deps.tracer, ctx.request, surface.name)
   const accepted = await accept(ctx, deps, tr)
   if (accepted instanceof GatewayError) {
@@ -95,12 +103,12 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   try {
     guarded = await runGuardrails(ctx, deps, accepted)
   } catch (err) {
-    const refused = openLedger(ctx, deps, place, tr, accepted, baseHeaders, live.signal)
+    const refused = openLedger(ctx, deps, place, tr, accepted, baseHeaders, signal)
     noteGuardrails(deps, refused, (err as { fired?: Fired[] }).fired)
     return failed(surface, refused, err)
   }
   const request: Accepted = guarded ? { ...accepted, req: guarded.req, restore: guarded.restore, redacted: guarded.fired.some((f) => f.action === 'redact') } : accepted
-  const ledger = openLedger(ctx, deps, place, tr, request, baseHeaders, live.signal)
+  const ledger = openLedger(ctx, deps, place, tr, request, baseHeaders, signal)
   noteGuardrails(deps, ledger, guarded?.fired)
   try {
     return await serve(ctx, deps, ledger, request, tr)

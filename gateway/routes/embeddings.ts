@@ -10,13 +10,13 @@ import type { EmbeddingsRequest, ProviderAdapter, Usage } from '../providers/typ
 import { estimateEmbeddings, guessEmbeddingTokens, RequestCounter } from '../quota/estimate.ts'
 import { bodyDeadlineMs, readJsonBody } from '../read-body.ts'
 import { RequestBudget } from '../request-budget.ts'
-import { Place, RequestLedger } from '../request-ledger.ts'
+import { RequestLedger } from '../request-ledger.ts'
 import { routeRequest } from '../routing/router.ts'
 import { startRequestTrace, type RequestTrace } from '../tracing.ts'
 import { CLIENT_CLOSED, completeChat } from '../upstream/call.ts'
 import { dispatch } from '../upstream/dispatch.ts'
 import { UsageGuard } from '../usage-check.ts'
-import { callPlan, CLOSE_AFTER, guardrailsOf, moderationTarget, noteGuardrails, type ChatDeps, type RequestContext } from './chat-completions.ts'
+import { callPlan, CLOSE_AFTER, enterPlace, guardrailsOf, moderationTarget, noteGuardrails, type ChatDeps, type RequestContext } from './chat-completions.ts'
 import { applyGuardrails, type Fired } from '../guardrails/apply.ts'
 
 // OpenAI's own bounds: 2,048 inputs a call.
@@ -25,18 +25,9 @@ const KNOWN = new Set(['model', 'input', 'encoding_format', 'dimensions', 'user'
 
 export async function handleEmbeddings(ctx: RequestContext, deps: ChatDeps): Promise<Response> {
   const baseHeaders = requestIdHeaders(ctx)
-  if (!deps.gate.enter()) {
-    deps.metrics.rejected.inc(['server_busy'])
-    return errorResponse(new GatewayError('server_busy', 'The gateway holds as many requests as it can; retry shortly.', { retryAfterSeconds: 1 }), { ...baseHeaders, connection: 'close' })
-  }
-  const live = deps.live.open(ctx.request.signal)
-  const place = new Place(
-    () => {
-      deps.gate.leave()
-      live.close()
-    },
-    () => ctx.connection.release(),
-  )
+  const entered = enterPlace(ctx, deps)
+  if (entered instanceof GatewayError) return errorResponse(entered, { ...baseHeaders, connection: 'close' })
+  const { place, signal } = entered
   const tr = startRequestTrace(deps.tracer, ctx.request, 'POST /v1/embeddings')
   let accepted: { caller: Caller; req: EmbeddingsRequest; options: GatewayOptions }
   try {
@@ -77,7 +68,7 @@ export async function handleEmbeddings(ctx: RequestContext, deps: ChatDeps): Pro
       startedAt: ctx.startedAt,
       headers: baseHeaders,
       routeOf: (key) => ctx.snapshot.targets.get(key),
-      signal: live.signal,
+      signal,
     })
   }
   // Guardrails on the inputs before any provider sees them (redacted or refused, as for chat), and
