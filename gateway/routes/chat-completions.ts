@@ -99,15 +99,16 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   ctx.connection.hold()
   // Guardrails first: a refused request is recorded (which guardrail, nothing billed), a redacted
   // one goes on as the provider will see it.
+  const guardrails = guardrailsOf(ctx, accepted.req.model, accepted.caller)
   let guarded: GuardrailRun | undefined
   try {
-    guarded = await runGuardrails(ctx, deps, accepted)
+    if (guardrails.length > 0) guarded = await applyGuardrails(accepted.req, guardrails, (providerId) => moderationTarget(ctx, providerId))
   } catch (err) {
     const refused = openLedger(ctx, deps, place, tr, accepted, baseHeaders, signal)
     noteGuardrails(deps, refused, (err as { fired?: Fired[] }).fired)
     return failed(surface, refused, err)
   }
-  const request: Accepted = guarded ? { ...accepted, req: guarded.req, restore: guarded.restore, redacted: guarded.fired.some((f) => f.action === 'redact') } : accepted
+  const request: Accepted = guarded ? { ...accepted, guardrails, req: guarded.req, restore: guarded.restore, redacted: guarded.fired.some((f) => f.action === 'redact') } : { ...accepted, guardrails }
   const ledger = openLedger(ctx, deps, place, tr, request, baseHeaders, signal)
   noteGuardrails(deps, ledger, guarded?.fired)
   try {
@@ -118,22 +119,11 @@ export async function handleChatCompletions(ctx: RequestContext, deps: ChatDeps)
   }
 }
 
-// The guardrails of the defaults, the route and the client.
-function guardrailList(ctx: RequestContext, a: Pick<Accepted, 'caller' | 'req'>): GuardrailConfig[] {
-  return guardrailsOf(ctx, a.req.model, a.caller)
-}
-
+// The guardrails of the defaults, the request's route and its client.
 export function guardrailsOf(ctx: RequestContext, model: string, caller: Caller): GuardrailConfig[] {
   const file = ctx.snapshot.config.file
   if (file.guardrails.length === 0) return []
   return guardrailsFor(file.guardrails, [file.guardrail_defaults, ctx.snapshot.routes.get(model)?.guardrails, caller.client.guardrails])
-}
-
-// The guardrails of the request applied to it.
-async function runGuardrails(ctx: RequestContext, deps: ChatDeps, a: Accepted): Promise<GuardrailRun | undefined> {
-  const list = guardrailList(ctx, a)
-  if (list.length === 0) return undefined
-  return applyGuardrails(a.req, list, (providerId) => moderationTarget(ctx, providerId))
 }
 
 export function moderationTarget(ctx: RequestContext, providerId: string): ModerationTarget | undefined {
@@ -151,7 +141,7 @@ export function noteGuardrails(deps: ChatDeps, ledger: RequestLedger, fired: Fir
 }
 
 // An accepted request: route, reserve, then answer once or relay a stream.
-async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, { caller, req, options, restore, redacted }: Accepted, tr: RequestTrace): Promise<Response> {
+async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger, { caller, req, options, restore, redacted, guardrails = [] }: Accepted, tr: RequestTrace): Promise<Response> {
   const routing = tr.step('route')
   let decision: RoutingDecision
   try {
@@ -170,9 +160,8 @@ async function serve(ctx: RequestContext, deps: ChatDeps, ledger: RequestLedger,
   const shaped = options.provider_options !== undefined || options.provider !== undefined || options.policy !== undefined || options.fallback !== undefined
   // Answers checked by output guardrails are not cached (a hit would skip the check, and another
   // caller's guardrails may differ).
-  const list = guardrailList(ctx, { caller, req })
-  const output = outputGuardrails(list)
-  const moderation = list.filter((g): g is ModerationGuardrail => g.kind === 'moderation' && g.applies_to !== 'input')
+  const output = outputGuardrails(guardrails)
+  const moderation = guardrails.filter((g): g is ModerationGuardrail => g.kind === 'moderation' && g.applies_to !== 'input')
   const use = deps.cache && surface === openAiSurface && !redacted && !shaped && output.length === 0 && moderation.length === 0 ? cacheUseOf(req, caller, ctx.snapshot.routes.get(req.model), ctx.request.headers.get('x-gateway-cache')) : undefined
   if (use && deps.cache) {
     ledger.headers['x-gateway-cache'] = 'miss'
@@ -209,6 +198,8 @@ interface Accepted {
   restore?: Map<string, string>
   // A guardrail changed the request: its answer is not cached (it would answer others' originals).
   redacted?: boolean
+  // The guardrails that apply to it (the defaults, its route's, its client's).
+  guardrails?: GuardrailConfig[]
 }
 
 // Who is calling and what it asks: the key, the gateway options, the body under its deadline.
